@@ -1,0 +1,640 @@
+"""Where galaxies come from: the Galaxy10 DECals file, its downloader, an embedded procedural set,
+or a folder of your own images — all reduced to balanced, split, 64x64 float tensors."""
+import argparse
+import builtins
+import functools
+import hashlib
+import http.client
+import itertools
+import json
+import os
+import sys
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+DATA_DIR = Path(os.environ.get("GALAXY_VAE_DATA", Path(__file__).resolve().parent / "data"))
+
+
+class InputError(Exception):
+    """Bad input from the user: reported as one line naming the file or value, exit code 2."""
+
+
+def exit_on_input_error(main):
+    """Wrap a script's main() so that bad input ends in one clear line and exit code 2, no traceback."""
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except InputError as e:
+            print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
+            sys.exit(2)
+    return wrapper
+
+
+@contextmanager
+def atomic_output(path):
+    """Yield a temporary path beside `path`; rename it into place only if the block succeeds, so a
+    crash or kill never leaves a half-written file under the real name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+CLASS_NAMES = {0: "Disturbed", 1: "Merging", 2: "Round Smooth", 3: "In-between Round Smooth",
+               4: "Cigar Round Smooth", 5: "Barred Spiral", 6: "Unbarred Tight Spiral",
+               7: "Unbarred Loose Spiral", 8: "Edge-on without Bulge", 9: "Edge-on with Bulge"}
+DEFAULT_CLASSES = (2, 6, 9)
+GALAXY10_URL = "https://zenodo.org/records/10845026/files/Galaxy10_DECals.h5"
+GALAXY10_SHA256 = "19aefc477c41bb7f77ff07599a6b82a038dc042f889a111b0d4d98bb755c1571"
+GALAXY10_FILE = "Galaxy10_DECals.h5"
+IMAGE_SIZE = 64
+EMBEDDED_PER_CLASS = 1829   # the balanced per-class count of the real file for classes 2, 6, 9
+READ_CHUNK = 256            # rows per HDF5 read: ~50 MB of 256x256x3 uint8, keeps RAM far below 2 GB
+CACHE_FORMAT = 1            # bump when the prepared-array layout changes
+
+
+@dataclass
+class GalaxySplits:
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    classes: tuple
+    source: str
+    embedded: bool
+    key: str
+
+    def split(self, name):
+        if name not in ("train", "val", "test"):
+            raise ValueError(f"split must be train, val or test, not {name!r}")
+        return getattr(self, f"{name}_x"), getattr(self, f"{name}_y")
+
+
+# ---------------------------------------------------------------- pure helpers
+
+@contextmanager
+def _about(source):
+    """Prefix the InputErrors of the pure helpers below with the source they concern."""
+    try:
+        yield
+    except InputError as e:
+        raise InputError(f"{source}: {e}") from None
+
+
+def block_mean(images, factor):
+    """uint8 N x H x W x 3 -> float32 N x 3 x H/f x W/f in [0, 1]: the exact mean of each f x f block
+    (integer sums, one division), so the 64 px pixels are the 256 px pixels merged, not interpolated."""
+    n, h, w, c = images.shape
+    blocks = images.reshape(n, h // factor, factor, w // factor, factor, c)
+    sums = blocks.sum(axis=(2, 4), dtype=np.uint32)
+    return np.ascontiguousarray((sums / (255.0 * factor * factor)).astype(np.float32).transpose(0, 3, 1, 2))
+
+
+def balanced_indices(labels, classes, max_per_class, seed):
+    """Sorted indices taking the same number of items of each class: a seeded random subset of the
+    larger classes, capped at max_per_class."""
+    labels = np.asarray(labels)
+    counts = {c: int((labels == c).sum()) for c in classes}
+    for c, n in counts.items():
+        if n == 0:
+            raise InputError(f"class {c} ({CLASS_NAMES.get(c, '?')}) has no images")
+    n = min(counts.values()) if max_per_class is None else min(min(counts.values()), max_per_class)
+    rng = np.random.default_rng(seed)
+    picked = [rng.choice(np.flatnonzero(labels == c), n, replace=False) for c in sorted(classes)]
+    return np.sort(np.concatenate(picked))
+
+
+def stratified_split(labels, fractions, seed):
+    """(train, val, test) index arrays with each class split in the same proportions; at least one
+    item of every class lands in every split, so every split can be measured per class."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    parts = ([], [], [])
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n_val, n_test = (max(1, int(round(len(idx) * f))) for f in fractions[1:])
+        if len(idx) - n_val - n_test < 1:
+            raise InputError(f"too few images to split: class {c} ({CLASS_NAMES.get(int(c), '?')}) has "
+                             f"{len(idx)}, need at least {n_val + n_test + 1} (one per split)")
+        for part, chosen in zip(parts, np.split(idx, [len(idx) - n_val - n_test, len(idx) - n_test])):
+            part.append(chosen)
+    return tuple(np.sort(np.concatenate(p)) for p in parts)
+
+
+# ---------------------------------------------------------------- Galaxy10 DECals file
+
+def _open_galaxy10(path):
+    """Open and validate a Galaxy10-format HDF5 file; returns (h5 file, images dataset, labels)."""
+    import h5py
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        raise InputError(f"{path}: not an HDF5 file (or unreadable)") from None
+    try:
+        for name in ("images", "ans"):
+            if not isinstance(f.get(name), h5py.Dataset):
+                raise InputError(f"{path}: HDF5 file has no '{name}' dataset (not Galaxy10 format)")
+        images, ans = f["images"], f["ans"]
+        n, h, w, c = images.shape if images.ndim == 4 else (0, 0, 0, 0)
+        if images.ndim != 4 or c != 3 or h != w or h % IMAGE_SIZE or h == 0:
+            raise InputError(f"{path}: 'images' has shape {images.shape}, expected N x S x S x 3 "
+                             f"with S a multiple of {IMAGE_SIZE}")
+        if images.dtype != np.uint8:
+            raise InputError(f"{path}: 'images' has dtype {images.dtype}, expected uint8")
+        if ans.shape != (n,) or ans.dtype.kind not in "iu":
+            raise InputError(f"{path}: 'ans' has shape {ans.shape} and dtype {ans.dtype}, "
+                             f"expected ({n},) integer class ids")
+        return f, images, ans[()].astype(np.int64)
+    except BaseException:
+        f.close()
+        raise
+
+
+def read_galaxy10(path, classes=DEFAULT_CLASSES, max_per_class=None, seed=0, progress=True):
+    """Balanced 64x64 float32 images (N x 3 x 64 x 64) and their class ids from a Galaxy10 file,
+    read a few hundred selected rows at a time so the 2.5 GB file never sits in memory."""
+    f, images, ans = _open_galaxy10(path)
+    with f:
+        with _about(path):
+            chosen = balanced_indices(ans, classes, max_per_class, seed)
+        factor = images.shape[1] // IMAGE_SIZE
+        x = np.empty((len(chosen), 3, IMAGE_SIZE, IMAGE_SIZE), np.float32)
+        with tqdm(total=len(chosen), desc="reading Galaxy10", unit="img", disable=not progress) as bar:
+            for start in range(0, len(chosen), READ_CHUNK):
+                rows = chosen[start:start + READ_CHUNK]   # sorted, as h5py fancy indexing requires
+                x[start:start + len(rows)] = block_mean(images[rows], factor)
+                bar.update(len(rows))
+    return x, ans[chosen]
+
+
+# ---------------------------------------------------------------- your own images
+
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+def _norm(name):
+    return name.lower().replace("_", " ").replace("-", " ").strip()
+
+
+def class_from_name(name):
+    """Galaxy10 id from a folder name: '6', 'Unbarred Tight Spiral' or 'unbarred_tight_spiral'."""
+    if name.strip().isdigit() and int(name) in CLASS_NAMES:
+        return int(name)
+    return {_norm(v): k for k, v in CLASS_NAMES.items()}.get(_norm(name))
+
+
+def read_image_folder(path, classes=DEFAULT_CLASSES):
+    """All PNG/JPEG images under path/<class>/ as 64x64 float32 (area-averaged), with class ids."""
+    from PIL import Image, UnidentifiedImageError
+    path = Path(path)
+    subdirs = [d for d in sorted(path.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    if not subdirs:
+        raise InputError(f"{path}: no class subfolders (expected e.g. {path}/2 or {path}/round_smooth)")
+    files = {c: [] for c in classes}
+    for d in subdirs:
+        c = class_from_name(d.name)
+        if c is None:
+            raise InputError(f"{d}: folder name is neither a Galaxy10 class id (0-9) nor a class name")
+        if c in files:
+            files[c] += sorted(p for p in d.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+    for c, paths in files.items():
+        if not paths:
+            raise InputError(f"{path}: no PNG/JPEG images for class {c} ({CLASS_NAMES[c]})")
+    xs, ys = [], []
+    for c, paths in files.items():
+        for p in paths:
+            try:
+                with Image.open(p) as im:
+                    im = im.convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BOX)
+            except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
+                raise InputError(f"{p}: unreadable or corrupt image") from None
+            xs.append(np.asarray(im, np.uint8))
+            ys.append(c)
+    x = np.ascontiguousarray((np.stack(xs) / np.float32(255)).astype(np.float32).transpose(0, 3, 1, 2))
+    return x, np.array(ys, np.int64)
+
+
+# ---------------------------------------------------------------- embedded procedural set
+# A stand-in for Galaxy10 DECals when the real file is absent: galaxies of classes 2, 6 and 9 drawn
+# as light profiles in three bands (z, r, g as R, G, B), with field stars and faint background
+# galaxies, blurred by a seeing PSF, with sky noise, and stretched the way Legacy Survey JPEGs are.
+
+RENDER_SIZE = 256
+_Y, _X = np.mgrid[:RENDER_SIZE, :RENDER_SIZE].astype(np.float32) - (RENDER_SIZE - 1) / 2
+_F2 = (np.fft.fftfreq(RENDER_SIZE)[:, None] ** 2 + np.fft.rfftfreq(RENDER_SIZE)[None, :] ** 2)
+_NOISE_OTF = np.exp(-2 * np.pi ** 2 * 0.7 ** 2 * _F2).astype(np.float32)   # resampled cutouts have
+                                                                             # pixel-correlated noise
+# colours as (R, G, B) = (z, r, g) flux ratios
+_OLD_STARS, _DUSTY_DISK = (1.2, 1.0, 0.75), (1.3, 1.0, 0.66)
+_DISK, _ARMS, _HII = (1.08, 1.0, 0.9), (0.72, 0.9, 1.25), (0.6, 0.85, 1.5)
+_BLUE, _RED = np.array((0.8, 0.95, 1.35)), np.array((1.6, 0.92, 0.45))
+_FIELD = (6, RENDER_SIZE - 6)   # keeps field sources off the edges, where FFT convolution would wrap them
+
+
+@functools.lru_cache(maxsize=None)
+def _moffat_otf(fwhm, beta=3.0):
+    """Transfer function of a Moffat PSF (seeing: a Gaussian-like core with power-law wings), centred
+    on pixel (0, 0) so the FFT convolution does not shift the image."""
+    d = np.fft.fftfreq(RENDER_SIZE) * RENDER_SIZE
+    alpha = fwhm / (2 * np.sqrt(2 ** (1 / beta) - 1))
+    kernel = (1 + (d[:, None] ** 2 + d[None, :] ** 2) / alpha ** 2) ** -beta
+    return np.fft.rfft2(kernel / kernel.sum()).astype(np.complex64)
+
+
+def _sersic(r, re, n):
+    """Sérsic profile with unit total flux: n = 1 an exponential disk, n = 4 de Vaucouleurs."""
+    b = 2 * n - 1 / 3 + 4 / (405 * n)
+    img = np.exp(-b * (r / re) ** (1 / n))
+    return img / img.sum()
+
+
+def _tint(colour, rng, spread=0.06):
+    """colour varied mostly along the red-blue axis (age, dust), as real galaxy colours vary."""
+    factor = np.exp(rng.normal(0, spread) * np.array((1, 0, -1)) + rng.normal(0, 0.02, 3))
+    return (np.asarray(colour) * factor).astype(np.float32)[:, None, None]
+
+
+def _frame(centre, pa):
+    """Pixel coordinates along (u) and across (v) a galaxy's major axis."""
+    c, s = float(np.cos(pa)), float(np.sin(pa))   # Python floats keep the float32 arrays float32
+    x, y = _X - float(centre[0]), _Y - float(centre[1])
+    return x * c + y * s, y * c - x * s
+
+
+def _deposit(layer, x, y, flux, colour):
+    """Add point sources of the given flux and (n, 3) colours at pixel positions x, y."""
+    inside = (x > -0.5) & (x < RENDER_SIZE - 0.5) & (y > -0.5) & (y < RENDER_SIZE - 0.5)
+    ix, iy = np.rint(x[inside]).astype(int), np.rint(y[inside]).astype(int)
+    for band in range(3):
+        np.add.at(layer[band], (iy, ix), (flux * colour[:, band])[inside])
+
+
+def _round_smooth(rng, centre, pa, sources):
+    """A compact, nearly round, yellow-white de Vaucouleurs-like (Sérsic n 2.5-5) elliptical."""
+    u, v = _frame(centre, pa)
+    q = rng.uniform(0.75, 1.0)
+    profile = _sersic(np.hypot(u, v / q), rng.lognormal(np.log(7), 0.35), rng.uniform(2.5, 5.0))
+    return rng.lognormal(np.log(500), 0.5) * _tint(_OLD_STARS, rng) * profile
+
+
+def _tight_spiral(rng, centre, pa, sources):
+    """Yellow bulge + bluer exponential disk whose light gathers in tightly wound logarithmic arms
+    (pitch 8-16 degrees) dotted with blue star-forming knots, seen at a random inclination."""
+    u, v = _frame(centre, pa)
+    cos_i = rng.uniform(0.45, 1.0)
+    r = np.hypot(u, v / cos_i) + 0.5                         # radius in the disk plane
+    theta = np.arctan2(v / cos_i, u)
+    h = rng.lognormal(np.log(18), 0.3)
+    re_bulge = h * rng.uniform(0.15, 0.3)
+    m = 2 if rng.random() < 0.8 else 3
+    tan_pitch = float(np.tan(np.radians(rng.uniform(8, 16))) * rng.choice((-1, 1)))
+    phase = rng.uniform(0, 2 * np.pi)
+    arms = ((1 + np.cos(m * (theta - np.log(r) / tan_pitch - phase))) / 2) ** rng.uniform(2, 5)
+    disk = np.exp(-r / h)
+    arms *= disk * (1 - np.exp(-(r / (2 * re_bulge)) ** 2))   # arms begin outside the bulge
+    flux = rng.lognormal(np.log(1300), 0.45)
+    bulge_frac, arm_frac = rng.uniform(0.15, 0.35), rng.uniform(0.5, 0.75)
+    image = flux * (bulge_frac * _tint(_OLD_STARS, rng) * _sersic(np.hypot(u, v / rng.uniform(0.8, 1)),
+                                                                  re_bulge, rng.uniform(1.5, 3.5))
+                    + (1 - bulge_frac) * (1 - arm_frac) * _tint(_DISK, rng) * disk / disk.sum()
+                    + (1 - bulge_frac) * arm_frac * 0.8 * _tint(_ARMS, rng) * arms / arms.sum())
+    # HII regions: knots on the arm ridge lines, carrying the remaining 20% of the arm light
+    n = rng.integers(15, 60)
+    rk = h * rng.gamma(3.0, 0.7, n)
+    tk = np.log(rk) / tan_pitch + phase + 2 * np.pi * rng.integers(0, m, n) / m + rng.normal(0, 0.12, n)
+    uk, vk = rk * np.cos(tk), rk * np.sin(tk) * cos_i
+    c, s = np.cos(pa), np.sin(pa)
+    fk = rng.exponential(1, n)
+    _deposit(sources, centre[0] + uk * c - vk * s + (RENDER_SIZE - 1) / 2,
+             centre[1] + uk * s + vk * c + (RENDER_SIZE - 1) / 2,
+             flux * (1 - bulge_frac) * arm_frac * 0.2 * fk / fk.sum(), np.tile(_HII, (n, 1)))
+    return image
+
+
+def _edge_on(rng, centre, pa, sources):
+    """A thin disk seen edge-on (exponential along it, a Gaussian thin + thick disk across) around a
+    rounder bulge, often cut by a dust lane that dims and reddens the light behind it."""
+    u, v = _frame(centre, pa)
+    h = rng.lognormal(np.log(16), 0.3)
+    hz = h * rng.uniform(0.08, 0.15)
+    radial = (1 + np.abs(u) / h) * np.exp(-np.abs(u) / h)
+    disk = radial * (np.exp(-0.5 * (v / hz) ** 2) + 0.25 * np.exp(-0.5 * (v / (3 * hz)) ** 2))  # thin + thick
+    bulge_frac = rng.uniform(0.3, 0.6)
+    bulge = _sersic(np.hypot(u, v / rng.uniform(0.5, 0.8)), h * rng.uniform(0.3, 0.6), rng.uniform(1.5, 3))
+    image = rng.lognormal(np.log(1800), 0.45) * (bulge_frac * _tint(_OLD_STARS, rng) * bulge
+                                                 + (1 - bulge_frac) * _tint(_DUSTY_DISK, rng) * disk / disk.sum())
+    if rng.random() < 0.7:
+        width = hz * rng.uniform(0.3, 0.7)
+        lane = rng.uniform(0.8, 2.5) * np.exp(-0.5 * ((v - rng.normal(0, 0.3 * hz)) / width) ** 2
+                                              - np.abs(u) / (2 * h))
+        image *= np.exp(-lane[None] * np.array((0.75, 1.0, 1.3), np.float32)[:, None, None])  # redder where dustier
+    return image
+
+
+_GALAXY_MAKERS = {2: _round_smooth, 6: _tight_spiral, 9: _edge_on}
+
+
+def _field(rng, sources):
+    """Foreground stars (point sources, blue-white to red, few bright) and faint background galaxies
+    (small fuzzy blobs of varied colour: each spread over five nearby points, longer along an axis)."""
+    n = rng.poisson(10)
+    colour = _BLUE + rng.random((n, 1)) * (_RED - _BLUE)
+    _deposit(sources, rng.uniform(*_FIELD, n), rng.uniform(*_FIELD, n),
+             np.minimum(0.6 * (rng.pareto(0.9, n) + 1), 300), colour)
+    n = rng.poisson(25)
+    colour = _BLUE + rng.random((n, 1)) * (_RED - _BLUE) * 1.15   # some redder still: distant, redshifted
+    x, y, flux = rng.uniform(*_FIELD, n), rng.uniform(*_FIELD, n), 0.3 * (rng.pareto(1.3, n) + 1)
+    angle, length = rng.uniform(0, np.pi, n), rng.uniform(0.5, 2.5, n)
+    c, s = np.cos(angle), np.sin(angle)
+    for along, across in ((-1, 0), (0, 0), (1, 0), (0, -0.6), (0, 0.6)):
+        dx, dy = along * length, across * length
+        _deposit(sources, x + dx * c - dy * s, y + dx * s + dy * c, flux / 5, colour)
+
+
+def _sky_noise_spectrum(rng, sigma):
+    """Fourier transform of white sky noise of standard deviation sigma, drawn directly in Fourier
+    space (saving an FFT) and smoothed a little, like the noise of resampled survey cutouts."""
+    z = rng.standard_normal((2, 3) + _F2.shape, dtype=np.float32)
+    return (z[0] + 1j * z[1]) * (float(sigma * RENDER_SIZE / np.sqrt(2)) * _NOISE_OTF)
+
+
+# The survey JPEGs' empty sky is a dark, slightly red grey (about RGB 34, 31, 30 in the reference
+# cutouts), not black: this pedestal per band (z, r, g) reproduces it through the stretch below.
+_SKY_PEDESTAL = np.array((0.030, 0.027, 0.026), np.float32)[:, None, None]
+
+
+def _legacy_rgb(flux, q=20.0):
+    """Legacy Survey JPEG look (their sdss_rgb): one asinh stretch of the mean intensity applied to
+    all bands alike, so cores keep their colour while the faint outskirts are lifted out of the sky."""
+    planes = flux + _SKY_PEDESTAL
+    intensity = np.maximum(np.maximum(planes, 0).mean(0), 1e-6)
+    rgb = planes * (np.arcsinh(q * intensity) / np.sqrt(q) / intensity)
+    return np.clip(rgb * 255 + 0.5, 0, 255).astype(np.uint8).transpose(1, 2, 0)
+
+
+def _render_one(class_id, rng):
+    """One 256 x 256 x 3 uint8 cutout of a galaxy of class_id, centred as Galaxy10 cutouts are."""
+    centre, pa = rng.normal(0, 1.5, 2), rng.uniform(0, np.pi)
+    sources = np.zeros((3, RENDER_SIZE, RENDER_SIZE), np.float32)   # point-like light, before the PSF
+    galaxy = _GALAXY_MAKERS[class_id](rng, centre, pa, sources)
+    _field(rng, sources)
+    psf = _moffat_otf(round(rng.uniform(3.0, 5.0) * 2) / 2)
+    spectrum = np.fft.rfft2(galaxy + sources) * psf + _sky_noise_spectrum(rng, rng.uniform(0.015, 0.03))
+    return _legacy_rgb(np.fft.irfft2(spectrum, s=sources.shape[1:]))
+
+
+def _check_embedded_classes(classes):
+    unknown = sorted(set(classes) - set(_GALAXY_MAKERS))
+    if unknown:
+        raise InputError(f"embedded set: no class {unknown[0]} ({CLASS_NAMES.get(unknown[0], '?')}); "
+                         f"it has only classes {', '.join(map(str, _GALAXY_MAKERS))}")
+
+
+def _render_chunk(seed, jobs):
+    return np.stack([_render_one(c, np.random.default_rng([seed, c, i])) for c, i in jobs])
+
+
+def render_embedded(classes=DEFAULT_CLASSES, n_per_class=EMBEDDED_PER_CLASS, seed=0, progress=True, chunk=64,
+                    workers=None):
+    """Yield (uint8 images B x 256 x 256 x 3, int64 class ids) of the embedded set, class by class.
+    Image i of class c depends only on (seed, c, i), so a smaller n_per_class renders a prefix, and the
+    chunks can be rendered on all cores (`workers`, default: every core) with the same result."""
+    _check_embedded_classes(classes)
+    jobs = [(c, i) for c in sorted(classes) for i in range(n_per_class)]
+    chunks = [jobs[start:start + chunk] for start in range(0, len(jobs), chunk)]
+    workers = min(workers or os.cpu_count() or 1, len(chunks))
+    with tqdm(total=len(jobs), desc="rendering embedded galaxies", unit="img", disable=not progress) as bar, \
+            (ProcessPoolExecutor(workers) if workers > 1 else nullcontext()) as pool:
+        rendered = (pool or builtins).map(_render_chunk, itertools.repeat(seed), chunks)
+        for batch, images in zip(chunks, rendered):
+            yield images, np.array([c for c, _ in batch], np.int64)
+            bar.update(len(batch))
+
+
+# ---------------------------------------------------------------- one entry point, cached
+
+def _source_identity(kind, path):
+    """What the prepared arrays depend on besides the options: the file's (or folder's files')
+    resolved path, size and mtime; for the embedded set, this very file (it holds the renderer)."""
+    if kind == "embedded":
+        return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if kind == "folder" else [path]
+    return [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+
+
+def _render_prepared(classes, max_per_class, seed, progress):
+    n = EMBEDDED_PER_CLASS if max_per_class is None else min(max_per_class, EMBEDDED_PER_CLASS)
+    xs, ys = zip(*((block_mean(images, RENDER_SIZE // IMAGE_SIZE), labels)
+                   for images, labels in render_embedded(classes, n, seed, progress)))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _check_options(classes, max_per_class, fractions):
+    if not classes or len(set(classes)) != len(classes) or any(c not in CLASS_NAMES for c in classes):
+        raise InputError(f"classes {tuple(classes)}: need distinct Galaxy10 class ids from 0 to 9")
+    if max_per_class is not None and (int(max_per_class) != max_per_class or max_per_class < 1):
+        raise InputError(f"max_per_class {max_per_class}: need a positive integer or None")
+    if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-6:
+        raise InputError(f"fractions {tuple(fractions)}: need three positive train/val/test fractions summing to 1")
+
+
+def _check_splittable(kind, path, name, classes, max_per_class, seed, fractions):
+    """Fail on too few images before the slow reading or rendering starts (and before its progress
+    bar), using only the labels."""
+    if kind == "galaxy10":
+        f, _, labels = _open_galaxy10(path)
+        f.close()
+    elif kind == "embedded":
+        n = EMBEDDED_PER_CLASS if max_per_class is None else min(max_per_class, EMBEDDED_PER_CLASS)
+        labels = np.repeat(classes, n)
+    else:
+        return   # an image folder is read without a progress bar; its split is checked after reading
+    with _about(name):
+        stratified_split(labels[balanced_indices(labels, classes, max_per_class, seed)], fractions, seed)
+
+
+def load_galaxies(source=None, classes=DEFAULT_CLASSES, max_per_class=None, seed=0,
+                  fractions=(0.8, 0.1, 0.1), cache_dir=None, progress=True):
+    """Balanced, stratified train/val/test splits of 64x64 galaxies from source: None (the Galaxy10
+    file in DATA_DIR if present, else the embedded set), "embedded", a Galaxy10 .h5 path or an
+    image folder. The prepared arrays are cached, so only the first call per source and options is slow."""
+    classes = tuple(sorted(int(c) for c in classes))
+    fractions = tuple(float(f) for f in fractions)
+    _check_options(classes, max_per_class, fractions)
+    if source is None:
+        default = DATA_DIR / GALAXY10_FILE
+        source = default if default.is_file() else "embedded"
+    if str(source) == "embedded":
+        kind, path, name = "embedded", None, "embedded procedural set"
+        _check_embedded_classes(classes)
+        if progress:
+            print(f"data: using the embedded procedural set, not the real Galaxy10 DECals; to use the real "
+                  f"file, run `python data.py --download` (saves {DATA_DIR / GALAXY10_FILE})", file=sys.stderr)
+    else:
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise InputError(f"{path}: no such file or folder")
+        kind, name = ("folder" if path.is_dir() else "galaxy10"), str(path)
+    options = dict(kind=kind, source=_source_identity(kind, path), classes=classes,
+                   max_per_class=max_per_class, seed=seed, fractions=fractions, format=CACHE_FORMAT)
+    key = hashlib.sha256(json.dumps(options).encode()).hexdigest()[:16]
+    cache = Path(cache_dir or DATA_DIR / "cache") / f"galaxies-{key}.npz"
+
+    arrays = None
+    if cache.is_file():
+        try:
+            with np.load(cache) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError):   # a damaged cache is rebuilt, not an error
+            pass
+    if arrays is None:
+        _check_splittable(kind, path, name, classes, max_per_class, seed, fractions)
+        if kind == "embedded":
+            x, y = _render_prepared(classes, max_per_class, seed, progress)
+        elif kind == "galaxy10":
+            x, y = read_galaxy10(path, classes, max_per_class, seed, progress)
+        else:
+            x, y = read_image_folder(path, classes)
+            with _about(path):
+                keep = balanced_indices(y, classes, max_per_class, seed)
+            x, y = x[keep], y[keep]
+        with _about(name):
+            parts = stratified_split(y, fractions, seed)
+        arrays = {f"{split}_{xy}": array[idx] for split, idx in zip(("train", "val", "test"), parts)
+                  for xy, array in (("x", x), ("y", y))}
+        with atomic_output(cache) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+    tensors = {k: torch.from_numpy(v.astype(np.int64) if k.endswith("_y") else v) for k, v in arrays.items()}
+    return GalaxySplits(**tensors, classes=classes, source=name, embedded=kind == "embedded", key=key)
+
+
+# ---------------------------------------------------------------- download
+
+def _sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(url=GALAXY10_URL, dest_dir=DATA_DIR, sha256=GALAXY10_SHA256, progress=True):
+    """Fetch url into dest_dir, resuming a partial <name>.part with an HTTP Range request; the file
+    gets its real name only once its SHA-256 matches. Returns the final path."""
+    dest = Path(dest_dir) / Path(urllib.parse.urlparse(url).path).name
+    part = dest.with_name(dest.name + ".part")
+    if dest.is_file():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    offset = part.stat().st_size if part.is_file() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=60)
+    except urllib.error.HTTPError as e:
+        if e.code != 416:   # 416: nothing left to fetch, the partial file is complete
+            raise InputError(f"{url}: server answered HTTP {e.code} {e.reason}") from None
+        response = None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise InputError(f"cannot reach {url} ({reason}): offline? download it elsewhere and put it at "
+                         f"{dest}") from None
+    if response is not None:
+        with response:
+            if response.status != 206:   # the server ignored Range: start over
+                offset = 0
+            total = response.length + offset if response.length is not None else None
+            with open(part, "ab" if offset else "wb") as f, \
+                    tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=dest.name,
+                         disable=not progress) as bar:
+                try:
+                    for block in iter(lambda: response.read(1 << 20), b""):
+                        f.write(block)
+                        bar.update(len(block))
+                except (OSError, http.client.HTTPException):
+                    pass   # reported below with the byte count
+        got = part.stat().st_size
+        if total is not None and got < total:
+            raise InputError(f"{url}: transfer interrupted at {got} of {total} bytes; run again to resume "
+                             f"from {part}")
+    actual = _sha256_of(part)
+    if actual != sha256:
+        part.unlink()
+        raise InputError(f"{url}: SHA-256 mismatch (got {actual[:12]}..., expected {sha256[:12]}...); "
+                         f"removed {part}")
+    os.replace(part, dest)
+    return dest
+
+
+# ---------------------------------------------------------------- command line
+
+def _preview(galaxies, out, per_class=8):
+    """A labelled grid: one row per class, the first per_class training galaxies of each."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(len(galaxies.classes), per_class, squeeze=False,
+                             figsize=(1.2 * per_class, 1.35 * len(galaxies.classes)))
+    for row, c in zip(axes, galaxies.classes):
+        images = galaxies.train_x[galaxies.train_y == c][:per_class]
+        for j, ax in enumerate(row):
+            ax.set_axis_off()
+            if j < len(images):
+                ax.imshow(images[j].permute(1, 2, 0).numpy())
+        row[0].set_title(f"{c} {CLASS_NAMES[c]}", loc="left", fontsize=9)
+    fig.suptitle(galaxies.source, fontsize=9)
+    fig.tight_layout()
+    with atomic_output(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+@exit_on_input_error
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("source", nargs="?", default=None,
+                        help="Galaxy10 .h5, image folder or 'embedded' (default: DATA_DIR file if present)")
+    parser.add_argument("--download", nargs="?", const=str(DATA_DIR), metavar="DIR",
+                        help=f"fetch Galaxy10_DECals.h5 (2.5 GB) into DIR (default {DATA_DIR})")
+    parser.add_argument("--info", action="store_true", help="print the source and per-class/per-split counts")
+    parser.add_argument("--preview", metavar="OUT.png", help="write a labelled grid of a few galaxies per class")
+    parser.add_argument("--classes", type=int, nargs="+", default=list(DEFAULT_CLASSES))
+    parser.add_argument("--max-per-class", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.download:
+        print(f"Galaxy10 DECals is ready: {download(dest_dir=args.download)}")
+        return
+    galaxies = load_galaxies(args.source, args.classes, args.max_per_class, args.seed)
+    if args.preview:
+        _preview(galaxies, args.preview)
+        print(f"wrote {args.preview}")
+    if args.info or not args.preview:
+        print(f"source: {galaxies.source}  key: {galaxies.key}  embedded: {galaxies.embedded}")
+        print(f"{'class':<28}{'train':>7}{'val':>7}{'test':>7}")
+        for c in galaxies.classes:
+            counts = [int((galaxies.split(s)[1] == c).sum()) for s in ("train", "val", "test")]
+            print(f"{f'{c} {CLASS_NAMES[c]}':<28}" + "".join(f"{n:>7}" for n in counts))
+        print(f"{'total':<28}" + "".join(f"{len(galaxies.split(s)[1]):>7}" for s in ("train", "val", "test")))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,413 @@
+"""Look at a trained galaxy VAE: reconstructions, samples, the 2 -> 9 interpolation, class-targeted
+galaxies and the test metrics; several actions may be given at once:
+
+  python generate.py --reconstruct --samples 64 --interpolate 2 9 --class 6
+  python generate.py --evaluate --checkpoint runs/20250101-120000
+
+The checkpoint defaults to the newest best.pt under runs/; figures and evaluation.json go into its run
+folder (or --out). An unconditional VAE has no class input, so --class fits a prior (a Gaussian mixture
+by default) to the encoder's training latents of that class and decodes samples drawn from it.
+
+Cost of --evaluate: Inception-v3 runs at only ~4-7 images/s on a 2-core CPU, and each of the five FIDs
+adds ~1-2 s of 2048-d linear algebra. With n = min(N, test images) and n_k = min(N, test images of class
+k), it embeds 2n + sum(n_k) generated and n + sum(n_k) real images (the real ones once: cached). On the
+default data (549 test images, 183 per class) the default N = 256 takes ~1900 images, ~5-8 minutes on a
+CPU. A reportable run uses the whole test split (--num-samples 549, larger is capped): ~2700 images,
+~8-12 minutes on a CPU the first time, about a minute on a GPU. Compare FIDs only at equal N.
+"""
+import argparse
+import json
+import math
+import sys
+import textwrap
+from pathlib import Path
+
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn as nn
+from sklearn.mixture import GaussianMixture
+from torchvision.utils import make_grid
+from tqdm import tqdm
+
+import data
+import fid
+from data import CLASS_NAMES, InputError, atomic_output, exit_on_input_error, load_galaxies
+from losses import ssim
+from train import RUNS_DIR, TrainConfig, load_checkpoint, pick_device, plot_reconstructions, save_figure
+
+PRIORS = ("gmm", "gaussian")
+CLASSIFIER_VERSION = 3  # bump when GalaxyClassifier or its training changes: old caches are then ignored
+
+
+# ---------------------------------------------------------------- checkpoint and data
+
+def find_latest_checkpoint(root=None):
+    """The newest best.pt under root (default runs/; recursively, by modification time)."""
+    root = Path(root or RUNS_DIR)
+    found = sorted(root.rglob("best.pt"), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
+    if not found:
+        raise InputError(f"no checkpoint (best.pt) under {root}: train one with train.py or pass --checkpoint PATH")
+    return found[-1]
+
+
+def check_class(k, classes):
+    if k not in CLASS_NAMES:
+        raise InputError(f"class {k}: not a Galaxy10 class id (0-9)")
+    if k not in classes:
+        raise InputError(f"class {k} ({CLASS_NAMES[k]}): not in this checkpoint's data "
+                         f"(classes {', '.join(map(str, classes))})")
+
+
+def load_checkpoint_data(checkpoint, progress=True):
+    """The very splits the model was trained on, reloaded from the config saved in the checkpoint."""
+    config = TrainConfig.from_dict(checkpoint["config"])
+    galaxies = load_galaxies(config.data, config.classes, config.max_per_class, seed=config.seed, progress=progress)
+    saved = checkpoint.get("data", {})
+    # With data=None the source depends on what data/ holds now, and a changed data.py renders other
+    # images: then the "test split" is not the one the model was selected on. Say so, but go on.
+    if saved.get("key") and saved["key"] != galaxies.key:
+        print(f"warning: the checkpoint was trained on {saved.get('source')} (data key {saved['key']}); its "
+              f"data now loads as {galaxies.source} (key {galaxies.key}): another test split", file=sys.stderr)
+    return galaxies
+
+
+# ---------------------------------------------------------------- latents and priors
+
+@torch.no_grad()
+def encode_split(model, images, batch_size=256):
+    """Posterior means mu (N x latent, on the CPU): where the encoder puts each galaxy."""
+    device = next(model.parameters()).device
+    return torch.cat([model.encode(b.to(device))[0].cpu() for b in images.split(batch_size)])
+
+
+@torch.no_grad()
+def decode_latents(model, z, batch_size=256):
+    device = next(model.parameters()).device
+    return torch.cat([model.decode(b.to(device)).cpu() for b in z.split(batch_size)])
+
+
+def fit_class_prior(latents, kind="gmm", components=4, seed=0):
+    """A full-covariance Gaussian (kind "gaussian") or Gaussian mixture ("gmm") fitted to latents, of one
+    class or of all. The mixture gets at most one component per latent_dim + 1 points, so that no
+    component's covariance is fitted to fewer points than it has dimensions."""
+    z = np.asarray(latents, dtype=np.float64)
+    n, d = z.shape
+    if kind not in PRIORS:
+        raise InputError(f"--prior {kind}: choose {' or '.join(PRIORS)}")
+    if n < 2:
+        raise InputError(f"need at least 2 latents to fit a prior, got {n}")
+    k = 1 if kind == "gaussian" else max(1, min(components, n // (d + 1)))
+    return GaussianMixture(k, covariance_type="full", random_state=seed).fit(z)
+
+
+def sample_prior(prior, n, latent_dim, seed=0):
+    """n latents (float32 tensor) from a fitted mixture, or from N(0, I) when prior is None. Drawn here
+    rather than by GaussianMixture.sample, which returns its samples grouped by component."""
+    rng = np.random.default_rng(seed)
+    eps = rng.standard_normal((n, latent_dim))
+    if prior is None:
+        return torch.from_numpy(eps).float()
+    component = rng.choice(len(prior.weights_), size=n, p=prior.weights_ / prior.weights_.sum())
+    chol = np.linalg.cholesky(prior.covariances_)
+    return torch.from_numpy(prior.means_[component] + np.einsum("nij,nj->ni", chol[component], eps)).float()
+
+
+def interpolate_latents(z_a, z_b, steps=8):
+    """`steps` evenly spaced points on the line from z_a to z_b, both ends included exactly."""
+    t = torch.linspace(0, 1, steps, dtype=z_a.dtype).unsqueeze(1)
+    return (1 - t) * z_a + t * z_b
+
+
+def pick_of_class(labels, k, index=None, seed=0):
+    """Position in `labels` of the index-th galaxy of class k (a seeded random one when index is None)."""
+    positions = torch.nonzero(labels == k).flatten()
+    if index is None:
+        index = int(np.random.default_rng(seed + k).integers(len(positions)))
+    if not 0 <= index < len(positions):
+        raise InputError(f"--index {index}: class {k} has {len(positions)} test galaxies (0 to {len(positions) - 1})")
+    return int(positions[index])
+
+
+def draw_interpolation(model, galaxies, a, b, index=None, steps=8, seed=0):
+    """(original A, decoded latent path, original B) from a test galaxy of class a to one of class b."""
+    i, j = index or (None, None)
+    x, y = galaxies.test_x, galaxies.test_y
+    originals = x[[pick_of_class(y, a, i, seed), pick_of_class(y, b, j, seed)]]
+    mu = encode_split(model, originals)
+    return originals[0], decode_latents(model, interpolate_latents(mu[0], mu[1], steps)), originals[1]
+
+
+def draw_class(model, galaxies, k, n, prior="gmm", components=4, seed=0):
+    """n decoded galaxies from a prior fitted to the training latents of class k, and that prior."""
+    fitted = fit_class_prior(encode_split(model, galaxies.train_x[galaxies.train_y == k]), prior, components, seed)
+    return decode_latents(model, sample_prior(fitted, n, model.latent_dim, seed)), fitted
+
+
+# ---------------------------------------------------------------- figures
+
+def show(ax, image, title=None):
+    ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())
+    ax.axis("off")
+    ax.set_title(title or "", fontsize=8)
+
+
+def plot_grid(images, path, title):
+    nrow = math.ceil(math.sqrt(len(images)))
+    width = max(4.5, 1 + 0.9 * nrow)  # room for a two-line title even for a few images
+    fig, ax = plt.subplots(figsize=(width, 1.5 + 0.9 * math.ceil(len(images) / nrow)))
+    show(ax, make_grid(images, nrow=nrow, padding=2, pad_value=1.0), textwrap.fill(title, int(width * 13)))
+    save_figure(fig, path)
+
+
+def plot_interpolation(original_a, decoded, original_b, labels, path):
+    fig, axes = plt.subplots(1, len(decoded) + 2, figsize=(1.2 * (len(decoded) + 2), 1.8))
+    show(axes[0], original_a, f"original\n{labels[0]}")
+    for i, (ax, image) in enumerate(zip(axes[1:-1], decoded)):
+        show(ax, image, f"decoded\nt = {i / (len(decoded) - 1):.2f}")
+    show(axes[-1], original_b, f"original\n{labels[1]}")
+    save_figure(fig, path)
+
+
+# ---------------------------------------------------------------- class check: a small CNN
+
+class GalaxyClassifier(nn.Sequential):
+    """Four strided conv blocks and a linear head: enough to tell round, spiral and edge-on galaxies
+    apart, small enough to train in seconds on a CPU. It judges whether class-targeted samples look like
+    their class. Four, not three: the last block's 31-pixel receptive field sees a whole disk's shape;
+    with 15 pixels the network took compact round galaxies for the bulges of edge-on ones."""
+    def __init__(self, n_classes, width=16):
+        blocks, c_in = [], 3
+        for c_out in (width, 2 * width, 4 * width, 8 * width):
+            blocks += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
+            c_in = c_out
+        super().__init__(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, n_classes))
+
+
+def train_classifier(images, labels, classes, epochs=5, seed=0, device="cpu", batch_size=64, progress=True):
+    torch.manual_seed(seed)
+    model = GalaxyClassifier(len(classes)).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    # The learning rate falls to zero over the run, so the model we keep is not one noisy step's snapshot.
+    steps = epochs * math.ceil(len(images) / batch_size)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)
+    targets = torch.tensor([classes.index(int(c)) for c in labels])
+    shuffle = torch.Generator().manual_seed(seed)
+    for _ in tqdm(range(epochs), desc="classifier", unit="epoch", disable=not progress):
+        for index in torch.randperm(len(images), generator=shuffle).split(batch_size):
+            # A galaxy's class does not depend on how it lies on the sky: each batch is turned by a random
+            # multiple of 90 degrees and maybe mirrored, eight times the data for free.
+            turns, mirror = torch.randint(4, (2,), generator=shuffle).tolist()
+            x = torch.rot90(images[index], turns, dims=(2, 3))
+            x = x.flip(3) if mirror % 2 else x
+            loss = nn.functional.cross_entropy(model(x.to(device)), targets[index].to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    return model.eval()
+
+
+def load_or_train_classifier(galaxies, epochs=5, seed=0, device="cpu", cache_dir=None, progress=True):
+    """The classifier of these splits: from DATA_DIR/cache (a plain state dict, loaded with
+    weights_only=True) when trained before, else trained on the training split and cached."""
+    classes = list(galaxies.classes)
+    name = f"classifier-{galaxies.key}-v{CLASSIFIER_VERSION}-e{epochs}-s{seed}.pt"
+    path = Path(cache_dir or data.DATA_DIR / "cache") / name
+    if path.is_file():
+        try:
+            model = GalaxyClassifier(len(classes)).to(device)
+            model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+            return model.eval()
+        except Exception:  # a damaged cache is rebuilt, not fatal
+            pass
+    model = train_classifier(galaxies.train_x, galaxies.train_y, classes, epochs, seed, device, progress=progress)
+    with atomic_output(path) as tmp:
+        torch.save(model.state_dict(), tmp)
+    return model
+
+
+@torch.no_grad()
+def classify(model, images, classes, batch_size=256):
+    """Predicted Galaxy10 class ids of images."""
+    device = next(model.parameters()).device
+    return torch.tensor(classes)[torch.cat([model(b.to(device)).argmax(1).cpu() for b in images.split(batch_size)])]
+
+
+# ---------------------------------------------------------------- test metrics
+
+@torch.no_grad()
+def reconstruction_ssim(model, images, labels, classes, batch_size=256):
+    """Test SSIM of reconstructions from the posterior mean: overall and per class."""
+    per_image = torch.cat([ssim(decode_latents(model, encode_split(model, b)), b, per_image=True)
+                           for b in images.split(batch_size)])
+    return {"mean": per_image.mean().item(), "n": len(images),
+            "per_class": {str(k): per_image[labels == k].mean().item() for k in classes}}
+
+
+def statistics_of(images, inception, device, progress):
+    return fid.calculate_statistics(fid.get_activations(images, inception, 50, device, progress))
+
+
+def real_class_statistics(galaxies, k, n, seed, inception, device, progress):
+    """(mu, sigma) of n test galaxies of class k (a seeded subset), cached beside fid.py's statistics."""
+    path = fid.statistics_cache_path(galaxies, f"test-class{k}", n, seed)
+    try:
+        return fid.load_statistics(path)[:2]
+    except InputError:  # not there yet, or unreadable: compute it
+        pass
+    x = galaxies.test_x[galaxies.test_y == k]
+    x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]]
+    mu, sigma = statistics_of(x, inception, device, progress)
+    fid.save_statistics(path, mu, sigma, n=n, key=galaxies.key, split=f"test-class{k}", seed=seed)
+    return mu, sigma
+
+
+def evaluate(model, galaxies, num_samples=256, seed=0, prior="gmm", components=4, classifier_epochs=5,
+             device="cpu", progress=True):
+    """All test metrics as one JSON-ready dict. Each FID compares as many generated images as real ones,
+    n = min(N, real images available), and records n."""
+    classes, d, test_x, test_y = list(galaxies.classes), model.latent_dim, galaxies.test_x, galaxies.test_y
+    train_mu = encode_split(model, galaxies.train_x)
+    inception = fid.load_inception(device=device)
+
+    def fid_of(latents, real):
+        generated = statistics_of(decode_latents(model, latents), inception, device, progress)
+        return float(fid.frechet_distance(*generated, *real))
+
+    n = min(num_samples, len(test_x))
+    real = fid.real_statistics(galaxies, "test", n, seed, device=device, progress=progress, model=inception)
+    overall_prior = fit_class_prior(train_mu, prior, components, seed)
+    fids = {"overall": {"n": n, "n_real": n, "standard_normal": fid_of(sample_prior(None, n, d, seed), real),
+                        "fitted_prior": fid_of(sample_prior(overall_prior, n, d, seed), real),
+                        "components": overall_prior.n_components}, "per_class": {}}
+    classifier = load_or_train_classifier(galaxies, classifier_epochs, seed, device, progress=progress)
+    test_pred = classify(classifier, test_x, classes)
+    accuracy = {"epochs": classifier_epochs, "test": (test_pred == test_y).float().mean().item(),
+                "test_per_class": {}, "targeted_samples_per_class": {}, "n_targeted_per_class": num_samples}
+    for k in classes:
+        class_prior = fit_class_prior(train_mu[galaxies.train_y == k], prior, components, seed)
+        z = sample_prior(class_prior, num_samples, d, seed)
+        n_k = min(num_samples, int((test_y == k).sum()))
+        # A covariance needs two images at least; fewer (a tiny test split) gives no per-class FID.
+        real_k = real_class_statistics(galaxies, k, n_k, seed, inception, device, progress) if n_k >= 2 else None
+        fids["per_class"][str(k)] = {"n": n_k, "n_real": n_k, "components": class_prior.n_components,
+                                     "fitted_prior": fid_of(z[:n_k], real_k) if real_k else None}
+        accuracy["test_per_class"][str(k)] = (test_pred[test_y == k] == k).float().mean().item()
+        predicted = classify(classifier, decode_latents(model, z), classes)
+        accuracy["targeted_samples_per_class"][str(k)] = (predicted == k).float().mean().item()
+    accuracy["targeted_samples"] = float(np.mean(list(accuracy["targeted_samples_per_class"].values())))
+    return {"num_samples": num_samples, "seed": seed, "prior": prior,
+            "ssim": reconstruction_ssim(model, test_x, test_y, classes), "fid": fids, "classifier_accuracy": accuracy}
+
+
+def format_table(result, classes):
+    """The evaluation as a plain-text table: one column overall, one per class."""
+    def cell(value):
+        return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+    fids, acc = result["fid"], result["classifier_accuracy"]
+    rows = [("test SSIM (posterior mean)", result["ssim"]["mean"], result["ssim"]["per_class"]),
+            ("FID, N(0, I) samples", fids["overall"]["standard_normal"], {}),
+            (f"FID, fitted {result['prior']} samples", fids["overall"]["fitted_prior"],
+             {k: v["fitted_prior"] for k, v in fids["per_class"].items()}),
+            ("  images per FID side", fids["overall"]["n"], {k: v["n"] for k, v in fids["per_class"].items()}),
+            ("classifier accuracy, test split", acc["test"], acc["test_per_class"]),
+            ("classifier accuracy, class samples", acc["targeted_samples"], acc["targeted_samples_per_class"])]
+    lines = [f"{'':36}{'overall':>10}" + "".join(f"{f'{k} {CLASS_NAMES[k]}'[:20]:>22}" for k in classes)]
+    for name, overall, per_class in rows:
+        lines.append(f"{name:36}{cell(overall):>10}" + "".join(f"{cell(per_class.get(str(k))):>22}" for k in classes))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- command line
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", help="checkpoint file or run folder (default: the newest runs/**/best.pt)")
+    p.add_argument("--out", help="folder for figures and evaluation.json (default: the checkpoint's folder)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--seed", type=int, default=0, help="seed of every sample, random pick and prior fit")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    g = p.add_argument_group("actions (any combination)")
+    g.add_argument("--reconstruct", action="store_true", help="test galaxies above their reconstructions, per class")
+    g.add_argument("--samples", type=int, metavar="N", help="N galaxies decoded from z ~ N(0, I)")
+    g.add_argument("--interpolate", type=int, nargs=2, metavar=("A", "B"), help="a test galaxy of class A "
+                   "morphing into one of class B, e.g. --interpolate 2 9")
+    g.add_argument("--class", dest="target_class", type=int, metavar="K", help="galaxies of class K")
+    g.add_argument("--evaluate", action="store_true", help="test SSIM, FID and classifier accuracy: a table "
+                   "and evaluation.json (cost: see above)")
+    o = p.add_argument_group("options of the actions")
+    o.add_argument("--index", type=int, nargs=2, metavar=("I", "J"), help="--interpolate: the I-th test galaxy "
+                   "of class A and the J-th of class B (default: seeded random ones)")
+    o.add_argument("--steps", type=int, default=8, help="--interpolate: latent points, both ends included")
+    o.add_argument("--n", type=int, default=16, help="--class: galaxies to draw")
+    o.add_argument("--prior", default="gmm", help="--class, --evaluate: the prior fitted to training latents, "
+                   "gmm (a Gaussian mixture) or gaussian (one full-covariance Gaussian)")
+    o.add_argument("--components", type=int, default=4, help="most mixture components (fewer for few latents)")
+    o.add_argument("--num-samples", type=int, default=256, help="--evaluate: N, images per FID (capped by "
+                   "the real images; compare FIDs only at equal N)")
+    o.add_argument("--classifier-epochs", type=int, default=5, help="--evaluate: epochs of the class-check CNN")
+    return p.parse_args(argv)
+
+
+def check_args(args):
+    if not (args.reconstruct or args.samples is not None or args.interpolate or args.target_class is not None
+            or args.evaluate):
+        raise InputError("nothing to do: give --reconstruct, --samples N, --interpolate A B, --class K "
+                         "and/or --evaluate")
+    if args.prior not in PRIORS:
+        raise InputError(f"--prior {args.prior}: choose {' or '.join(PRIORS)}")
+    for flag, value, least in (("--samples", args.samples, 1), ("--steps", args.steps, 2), ("--n", args.n, 1),
+                               ("--components", args.components, 1), ("--num-samples", args.num_samples, 2),
+                               ("--classifier-epochs", args.classifier_epochs, 1)):
+        if value is not None and value < least:
+            raise InputError(f"{flag} {value}: must be at least {least}")
+    if args.index and not args.interpolate:
+        raise InputError("--index I J: only with --interpolate A B")
+
+
+@exit_on_input_error
+def main(argv=None):
+    args = parse_args(argv)
+    check_args(args)
+    device, progress = pick_device(args.device), not args.quiet
+    path = Path(args.checkpoint) if args.checkpoint else find_latest_checkpoint()
+    model, checkpoint = load_checkpoint(path, device)
+    path = path / "best.pt" if path.is_dir() else path
+    out = Path(args.out) if args.out else path.parent
+    for k in (args.interpolate or []) + ([] if args.target_class is None else [args.target_class]):
+        check_class(k, tuple(checkpoint["config"]["classes"]))  # before the data is loaded: fail fast
+    needs_data = args.reconstruct or args.interpolate or args.target_class is not None or args.evaluate
+    galaxies = load_checkpoint_data(checkpoint, progress) if needs_data else None
+    if args.reconstruct:
+        plot_reconstructions(model, galaxies.test_x, galaxies.test_y, out / "reconstructions_test.png", "test")
+        print(f"wrote {out / 'reconstructions_test.png'}")
+    if args.samples:
+        images = decode_latents(model, sample_prior(None, args.samples, model.latent_dim, args.seed))
+        plot_grid(images, out / "samples.png", f"{args.samples} galaxies decoded from z ~ N(0, I) (seed {args.seed})")
+        print(f"wrote {out / 'samples.png'}")
+    if args.interpolate:
+        (a, b), name = args.interpolate, f"interpolation_{args.interpolate[0]}_{args.interpolate[1]}.png"
+        strip = draw_interpolation(model, galaxies, a, b, args.index, args.steps, args.seed)
+        plot_interpolation(*strip, (f"{a} {CLASS_NAMES[a]}", f"{b} {CLASS_NAMES[b]}"), out / name)
+        print(f"wrote {out / name}")
+    if args.target_class is not None:
+        k, name = args.target_class, f"class_{args.target_class}_{args.prior}.png"
+        images, fitted = draw_class(model, galaxies, k, args.n, args.prior, args.components, args.seed)
+        plot_grid(images, out / name, f"class {k} {CLASS_NAMES[k]}: {args.prior} prior ({fitted.n_components} "
+                  f"component(s)) fitted to its training latents (seed {args.seed})")
+        print(f"wrote {out / name}")
+    if args.evaluate:
+        result = {"checkpoint": str(path), "data": {"source": galaxies.source, "key": galaxies.key}} | evaluate(
+            model, galaxies, args.num_samples, args.seed, args.prior, args.components, args.classifier_epochs,
+            device, progress)
+        print(format_table(result, galaxies.classes))
+        with atomic_output(out / "evaluation.json") as tmp:
+            tmp.write_text(json.dumps(result, indent=1))
+        print(f"wrote {out / 'evaluation.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Hand-written SSIM and KL divergence, and the beta-VAE objective built from them.
+
+Reductions, and why the two terms are on comparable scales:
+- ssim() averages the local SSIM map over positions, then over channels: one number per image in
+  [-1, 1]; 1 - SSIM is a *mean* dissimilarity per pixel value.
+- kld() sums the KL divergence over latent dimensions (it is one number per image, in nats) and
+  averages over the batch.
+- The ELBO compares a reconstruction term *summed* over the image with that summed KLD. So the
+  reconstruction term is (1 - SSIM) times `recon_weight`, by default the number of pixel values
+  (3 x 64 x 64 = 12,288): 1 - SSIM then plays the role of a per-pixel negative log-likelihood summed
+  over the image, and beta = 1 means the usual VAE balance; beta > 1 trades detail for a smoother,
+  more disentangled latent space (Higgins et al. 2017).
+"""
+import functools
+
+import torch
+
+K1, K2 = 0.01, 0.03
+
+
+def gaussian_window(size=11, sigma=1.5, dtype=torch.float32, device=None):
+    x = torch.arange(size, dtype=torch.float64, device=device) - (size - 1) / 2
+    w = torch.exp(-x ** 2 / (2 * sigma ** 2))
+    return (w / w.sum()).to(dtype)
+
+
+@functools.lru_cache(maxsize=32)
+def valid_blur_matrix(n, size, sigma, dtype, device):
+    """An n x (n - size + 1) band matrix M such that x @ M is x filtered along its last axis
+    ('valid', no padding). One matmul per axis is much faster on CPU than a depthwise conv."""
+    window = gaussian_window(size, sigma, dtype, device)
+    m = torch.zeros(n, n - size + 1, dtype=dtype, device=device)
+    for j in range(n - size + 1):
+        m[j:j + size, j] = window
+    return m
+
+
+def ssim(x, y, window_size=11, sigma=1.5, data_range=1.0, per_image=False):
+    """Structural similarity of x and y, (B, C, H, W) in [0, data_range], with an 11x11 Gaussian
+    window (sigma 1.5), K1 = 0.01, K2 = 0.03 and 'valid' filtering: the same definition as
+    skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False). Returns the batch mean, or one value per image."""
+    if x.shape != y.shape or x.dim() != 4:
+        raise ValueError(f"ssim needs two (B, C, H, W) tensors of one shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    _, _, h, w = x.shape
+    if min(h, w) < window_size:
+        raise ValueError(f"ssim needs images of at least {window_size}x{window_size}, got {h}x{w}")
+    blur_w = valid_blur_matrix(w, window_size, sigma, x.dtype, x.device)
+    blur_h = valid_blur_matrix(h, window_size, sigma, x.dtype, x.device)
+    def blur(*maps):  # several maps in one batched matmul pair instead of one convolution each
+        return blur_h.T @ torch.stack(maps) @ blur_w
+    # Two groups, so that when y is a fixed target (the training loss) backward skips its maps entirely.
+    mu_x, xx, xy = blur(x, x * x, x * y)
+    mu_y, yy = blur(y, y * y)
+    var_x, var_y, cov_xy = xx - mu_x ** 2, yy - mu_y ** 2, xy - mu_x * mu_y
+    c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / (
+        (mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
+    per_img = ssim_map.mean(dim=(2, 3)).mean(dim=1)
+    return per_img if per_image else per_img.mean()
+
+
+def kld(mu, logvar):
+    """KL(q(z|x) || N(0, I)), summed over latent dimensions, averaged over the batch."""
+    return (-0.5 * (1 + logvar - mu ** 2 - logvar.exp()).sum(dim=1)).mean()
+
+
+def beta_at(epoch, beta, warmup_epochs, beta_start=1e-4):
+    """Linear warm-up from beta_start at epoch 0 to beta at epoch `warmup_epochs`: a small beta first
+    lets the decoder learn to reconstruct before the KL term pulls the posterior to the prior
+    (avoids posterior collapse)."""
+    if warmup_epochs <= 0 or epoch >= warmup_epochs:
+        return float(beta)
+    return float(beta_start + (beta - beta_start) * epoch / warmup_epochs)
+
+
+def vae_loss(recon, x, mu, logvar, beta, recon_weight=None):
+    """total = recon_weight * (1 - SSIM) + beta * KLD, per image (see the module docstring)."""
+    if recon_weight is None:
+        recon_weight = x[0].numel()
+    similarity = ssim(recon, x)
+    divergence = kld(mu, logvar)
+    total = recon_weight * (1 - similarity) + beta * divergence
+    return {"total": total, "ssim": similarity, "kld": divergence, "beta": float(beta)}

