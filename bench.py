@@ -79,7 +79,7 @@ def bench_train_step(galaxies, batch_size, repeats):
     config = train.TrainConfig(batch_size=batch_size)
     x = galaxies.train_x[:batch_size].contiguous()
     torch.manual_seed(0)
-    ours = train.build_model(config).to(memory_format=torch.channels_last)  # as train.train() builds it
+    ours = train.build_model(config)  # as train.train() builds it
     ours_opt = torch.optim.Adam(ours.parameters(), lr=config.lr)
     torch.manual_seed(0)
     plain = ConvVAE(config.latent, config.base_channels, config.layers)
@@ -178,7 +178,7 @@ def bench_default_run(max_per_class):
         t_build = time.perf_counter() - start
     config = train.TrainConfig()
     torch.manual_seed(0)
-    model = train.build_model(config).to(memory_format=torch.channels_last)
+    model = train.build_model(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     start = time.perf_counter()
     train.run_epoch(model, galaxies.train_x, config, 1.0, optimizer, torch.Generator().manual_seed(0))
@@ -197,14 +197,15 @@ def print_table(machine, rows):
           f"({machine['threads']} threads), device cpu")
     print(f"fp32 peak (estimate) {machine['peak_gflops']:.0f} GFLOP/s; SGEMM 2048 measured "
           f"{machine['sgemm_gflops']:.0f} GFLOP/s")
-    print(f"{'':52}{'ours':>10}{'reference':>11}{'ratio':>8}  reference, and |ours - reference|")
+    width = max(len(row["name"]) for row in rows) + 2
+    print(f"{'':{width}}{'ours':>10}{'reference':>11}{'ratio':>8}  reference, and |ours - reference|")
     for row in rows:
         note = row["reference_name"]
         if "max_difference" in row:
             note += f"; max diff of {row['difference_of']} {row['max_difference']:.2g}"
         if "gflops_ours" in row:
             note += f"; ours {row['gflops_ours']:.1f} GFLOP/s = {row['gflops_ours'] / machine['peak_gflops']:.0%} of peak"
-        print(f"{row['name']:52}{row['ours']:10.3g}{row['reference']:11.3g}{row['ratio']:7.2f}x  {note}")
+        print(f"{row['name']:{width}}{row['ours']:10.3g}{row['reference']:11.3g}{row['ratio']:7.2f}x  {note}")
 
 
 def main():

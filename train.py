@@ -67,7 +67,9 @@ def pick_device(name):
     return torch.device(name)
 
 
-def build_model(config):
+def build_model(config, device="cpu"):
+    """The ConvVAE that `config` describes, on `device`, in channels_last memory format (oneDNN's own
+    layout: the convolutions skip a reorder of every activation); bad values raise InputError."""
     if not 2 <= config.layers <= 5:
         raise InputError(f"--layers {config.layers}: choose 2 to 5 for 64x64 images")
     for name in ("latent", "base_channels", "batch_size", "epochs"):
@@ -75,7 +77,7 @@ def build_model(config):
             raise InputError(f"--{name.replace('_', '-')} {getattr(config, name)}: must be at least 1")
     if not config.lr > 0 or config.beta < 0:
         raise InputError(f"--lr {config.lr} / --beta {config.beta}: lr must be > 0 and beta >= 0")
-    return ConvVAE(config.latent, config.base_channels, config.layers)
+    return ConvVAE(config.latent, config.base_channels, config.layers).to(device, memory_format=torch.channels_last)
 
 
 def save_checkpoint(path, model, optimizer, epoch, config, history, best_val_loss, galaxies):
@@ -140,8 +142,7 @@ def run_epoch(model, images, config, beta, optimizer=None, generator=None, desc=
     with torch.set_grad_enabled(training), tqdm(order.split(config.batch_size), desc=desc, leave=False,
                                                 disable=not desc) as bar:
         for index in bar:
-            # channels_last is oneDNN's native layout: the convolutions skip a reorder of every activation.
-            x = images[index].to(device, memory_format=torch.channels_last)
+            x = images[index].to(device, memory_format=torch.channels_last)  # the model's layout
             if training:
                 losses = train_step(model, x, optimizer, beta, config.recon_weight)
             else:
@@ -215,7 +216,7 @@ def train(config, galaxies=None, progress=True, resume=False):
     galaxies = galaxies or load_galaxies(config.data, config.classes, config.max_per_class,
                                          seed=config.seed, progress=progress)
     torch.manual_seed(config.seed)
-    model = build_model(config).to(device, memory_format=torch.channels_last)
+    model = build_model(config, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     history, best_val_loss, start_epoch = [], math.inf, 0
     if resume and (run_dir / "last.pt").exists():
