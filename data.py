@@ -529,6 +529,20 @@ def load_galaxies(source=None, classes=DEFAULT_CLASSES, max_per_class=None, seed
 
 # ---------------------------------------------------------------- download
 
+def checkpoint_galaxies(checkpoint, progress=True):
+    """The very splits a model was trained on, reloaded from the config saved in its checkpoint."""
+    config = checkpoint["config"]
+    galaxies = load_galaxies(config.get("data"), config.get("classes", DEFAULT_CLASSES), config.get("max_per_class"),
+                             seed=config.get("seed", 0), progress=progress)
+    saved = checkpoint.get("data", {})
+    # With data=None the source depends on what data/ holds now, and a changed renderer draws other
+    # images: then the "test split" is not the one the model was selected on. Say so, but go on.
+    if saved.get("key") and saved["key"] != galaxies.key:
+        print(f"warning: the checkpoint was trained on {saved.get('source')} (data key {saved['key']}); its "
+              f"data now loads as {galaxies.source} (key {galaxies.key}): another test split", file=sys.stderr)
+    return galaxies
+
+
 def _sha256_of(path):
     digest = hashlib.sha256()
     with open(path, "rb") as f:

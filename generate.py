@@ -22,36 +22,19 @@ import sys
 import textwrap
 from pathlib import Path
 
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
-import torch.nn as nn
-from sklearn.mixture import GaussianMixture
-from torchvision.utils import make_grid
-from tqdm import tqdm
 
-import data
 import fid
-from data import CLASS_NAMES, InputError, atomic_output, exit_on_input_error, load_galaxies
+from data import CLASS_NAMES, InputError, atomic_output, checkpoint_galaxies, exit_on_input_error
+from judge import classify, load_or_train_classifier
 from losses import ssim
-from train import RUNS_DIR, TrainConfig, load_checkpoint, pick_device, plot_reconstructions, save_figure
+from model import decode_latents, encode_means, find_latest_checkpoint, load_checkpoint, pick_device
+from plots import plot_grid, plot_interpolation, plot_reconstructions
+from priors import PRIORS, fit_class_prior, sample_prior
 
-PRIORS = ("gmm", "gaussian")
-CLASSIFIER_VERSION = 3  # bump when GalaxyClassifier or its training changes: old caches are then ignored
 
-
-# ---------------------------------------------------------------- checkpoint and data
-
-def find_latest_checkpoint(root=None):
-    """The newest best.pt under root (default runs/; recursively, by modification time)."""
-    root = Path(root or RUNS_DIR)
-    found = sorted(root.rglob("best.pt"), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
-    if not found:
-        raise InputError(f"no checkpoint (best.pt) under {root}: train one with train.py or pass --checkpoint PATH")
-    return found[-1]
-
+# ---------------------------------------------------------------- classes, picks and paths
 
 def check_class(k, classes):
     if k not in CLASS_NAMES:
@@ -61,59 +44,7 @@ def check_class(k, classes):
                          f"(classes {', '.join(map(str, classes))})")
 
 
-def load_checkpoint_data(checkpoint, progress=True):
-    """The very splits the model was trained on, reloaded from the config saved in the checkpoint."""
-    config = TrainConfig.from_dict(checkpoint["config"])
-    galaxies = load_galaxies(config.data, config.classes, config.max_per_class, seed=config.seed, progress=progress)
-    saved = checkpoint.get("data", {})
-    # With data=None the source depends on what data/ holds now, and a changed data.py renders other
-    # images: then the "test split" is not the one the model was selected on. Say so, but go on.
-    if saved.get("key") and saved["key"] != galaxies.key:
-        print(f"warning: the checkpoint was trained on {saved.get('source')} (data key {saved['key']}); its "
-              f"data now loads as {galaxies.source} (key {galaxies.key}): another test split", file=sys.stderr)
-    return galaxies
-
-
 # ---------------------------------------------------------------- latents and priors
-
-@torch.no_grad()
-def encode_split(model, images, batch_size=256):
-    """Posterior means mu (N x latent, on the CPU): where the encoder puts each galaxy."""
-    device = next(model.parameters()).device
-    return torch.cat([model.encode(b.to(device))[0].cpu() for b in images.split(batch_size)])
-
-
-@torch.no_grad()
-def decode_latents(model, z, batch_size=256):
-    device = next(model.parameters()).device
-    return torch.cat([model.decode(b.to(device)).cpu() for b in z.split(batch_size)])
-
-
-def fit_class_prior(latents, kind="gmm", components=4, seed=0):
-    """A full-covariance Gaussian (kind "gaussian") or Gaussian mixture ("gmm") fitted to latents, of one
-    class or of all. The mixture gets at most one component per latent_dim + 1 points, so that no
-    component's covariance is fitted to fewer points than it has dimensions."""
-    z = np.asarray(latents, dtype=np.float64)
-    n, d = z.shape
-    if kind not in PRIORS:
-        raise InputError(f"--prior {kind}: choose {' or '.join(PRIORS)}")
-    if n < 2:
-        raise InputError(f"need at least 2 latents to fit a prior, got {n}")
-    k = 1 if kind == "gaussian" else max(1, min(components, n // (d + 1)))
-    return GaussianMixture(k, covariance_type="full", random_state=seed).fit(z)
-
-
-def sample_prior(prior, n, latent_dim, seed=0):
-    """n latents (float32 tensor) from a fitted mixture, or from N(0, I) when prior is None. Drawn here
-    rather than by GaussianMixture.sample, which returns its samples grouped by component."""
-    rng = np.random.default_rng(seed)
-    eps = rng.standard_normal((n, latent_dim))
-    if prior is None:
-        return torch.from_numpy(eps).float()
-    component = rng.choice(len(prior.weights_), size=n, p=prior.weights_ / prior.weights_.sum())
-    chol = np.linalg.cholesky(prior.covariances_)
-    return torch.from_numpy(prior.means_[component] + np.einsum("nij,nj->ni", chol[component], eps)).float()
-
 
 def interpolate_latents(z_a, z_b, steps=8):
     """`steps` evenly spaced points on the line from z_a to z_b, both ends included exactly."""
@@ -136,104 +67,14 @@ def draw_interpolation(model, galaxies, a, b, index=None, steps=8, seed=0):
     i, j = index or (None, None)
     x, y = galaxies.test_x, galaxies.test_y
     originals = x[[pick_of_class(y, a, i, seed), pick_of_class(y, b, j, seed)]]
-    mu = encode_split(model, originals)
+    mu = encode_means(model, originals)
     return originals[0], decode_latents(model, interpolate_latents(mu[0], mu[1], steps)), originals[1]
 
 
 def draw_class(model, galaxies, k, n, prior="gmm", components=4, seed=0):
     """n decoded galaxies from a prior fitted to the training latents of class k, and that prior."""
-    fitted = fit_class_prior(encode_split(model, galaxies.train_x[galaxies.train_y == k]), prior, components, seed)
+    fitted = fit_class_prior(encode_means(model, galaxies.train_x[galaxies.train_y == k]), prior, components, seed)
     return decode_latents(model, sample_prior(fitted, n, model.latent_dim, seed)), fitted
-
-
-# ---------------------------------------------------------------- figures
-
-def show(ax, image, title=None):
-    ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())
-    ax.axis("off")
-    ax.set_title(title or "", fontsize=8)
-
-
-def plot_grid(images, path, title):
-    nrow = math.ceil(math.sqrt(len(images)))
-    width = max(4.5, 1 + 0.9 * nrow)  # room for a two-line title even for a few images
-    fig, ax = plt.subplots(figsize=(width, 1.5 + 0.9 * math.ceil(len(images) / nrow)))
-    show(ax, make_grid(images, nrow=nrow, padding=2, pad_value=1.0), textwrap.fill(title, int(width * 13)))
-    save_figure(fig, path)
-
-
-def plot_interpolation(original_a, decoded, original_b, labels, path):
-    fig, axes = plt.subplots(1, len(decoded) + 2, figsize=(1.2 * (len(decoded) + 2), 1.8))
-    show(axes[0], original_a, f"original\n{labels[0]}")
-    for i, (ax, image) in enumerate(zip(axes[1:-1], decoded)):
-        show(ax, image, f"decoded\nt = {i / (len(decoded) - 1):.2f}")
-    show(axes[-1], original_b, f"original\n{labels[1]}")
-    save_figure(fig, path)
-
-
-# ---------------------------------------------------------------- class check: a small CNN
-
-class GalaxyClassifier(nn.Sequential):
-    """Four strided conv blocks and a linear head: enough to tell round, spiral and edge-on galaxies
-    apart, small enough to train in seconds on a CPU. It judges whether class-targeted samples look like
-    their class. Four, not three: the last block's 31-pixel receptive field sees a whole disk's shape;
-    with 15 pixels the network took compact round galaxies for the bulges of edge-on ones."""
-    def __init__(self, n_classes, width=16):
-        blocks, c_in = [], 3
-        for c_out in (width, 2 * width, 4 * width, 8 * width):
-            blocks += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
-            c_in = c_out
-        super().__init__(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, n_classes))
-
-
-def train_classifier(images, labels, classes, epochs=5, seed=0, device="cpu", batch_size=64, progress=True):
-    torch.manual_seed(seed)
-    model = GalaxyClassifier(len(classes)).to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-    # The learning rate falls to zero over the run, so the model we keep is not one noisy step's snapshot.
-    steps = epochs * math.ceil(len(images) / batch_size)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)
-    targets = torch.tensor([classes.index(int(c)) for c in labels])
-    shuffle = torch.Generator().manual_seed(seed)
-    for _ in tqdm(range(epochs), desc="classifier", unit="epoch", disable=not progress):
-        for index in torch.randperm(len(images), generator=shuffle).split(batch_size):
-            # A galaxy's class does not depend on how it lies on the sky: each batch is turned by a random
-            # multiple of 90 degrees and maybe mirrored, eight times the data for free.
-            turns, mirror = torch.randint(4, (2,), generator=shuffle).tolist()
-            x = torch.rot90(images[index], turns, dims=(2, 3))
-            x = x.flip(3) if mirror % 2 else x
-            loss = nn.functional.cross_entropy(model(x.to(device)), targets[index].to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-    return model.eval()
-
-
-def load_or_train_classifier(galaxies, epochs=5, seed=0, device="cpu", cache_dir=None, progress=True):
-    """The classifier of these splits: from DATA_DIR/cache (a plain state dict, loaded with
-    weights_only=True) when trained before, else trained on the training split and cached."""
-    classes = list(galaxies.classes)
-    name = f"classifier-{galaxies.key}-v{CLASSIFIER_VERSION}-e{epochs}-s{seed}.pt"
-    path = Path(cache_dir or data.DATA_DIR / "cache") / name
-    if path.is_file():
-        try:
-            model = GalaxyClassifier(len(classes)).to(device)
-            model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
-            return model.eval()
-        except Exception:  # a damaged cache is rebuilt, not fatal
-            pass
-    model = train_classifier(galaxies.train_x, galaxies.train_y, classes, epochs, seed, device, progress=progress)
-    with atomic_output(path) as tmp:
-        torch.save(model.state_dict(), tmp)
-    return model
-
-
-@torch.no_grad()
-def classify(model, images, classes, batch_size=256):
-    """Predicted Galaxy10 class ids of images."""
-    device = next(model.parameters()).device
-    return torch.tensor(classes)[torch.cat([model(b.to(device)).argmax(1).cpu() for b in images.split(batch_size)])]
 
 
 # ---------------------------------------------------------------- test metrics
@@ -241,7 +82,7 @@ def classify(model, images, classes, batch_size=256):
 @torch.no_grad()
 def reconstruction_ssim(model, images, labels, classes, batch_size=256):
     """Test SSIM of reconstructions from the posterior mean: overall and per class."""
-    per_image = torch.cat([ssim(decode_latents(model, encode_split(model, b)), b, per_image=True)
+    per_image = torch.cat([ssim(decode_latents(model, encode_means(model, b)), b, per_image=True)
                            for b in images.split(batch_size)])
     return {"mean": per_image.mean().item(), "n": len(images),
             "per_class": {str(k): per_image[labels == k].mean().item() for k in classes}}
@@ -270,7 +111,7 @@ def evaluate(model, galaxies, num_samples=256, seed=0, prior="gmm", components=4
     """All test metrics as one JSON-ready dict. Each FID compares as many generated images as real ones,
     n = min(N, real images available), and records n."""
     classes, d, test_x, test_y = list(galaxies.classes), model.latent_dim, galaxies.test_x, galaxies.test_y
-    train_mu = encode_split(model, galaxies.train_x)
+    train_mu = encode_means(model, galaxies.train_x)
     inception = fid.load_inception(device=device)
 
     def fid_of(latents, real):
@@ -380,7 +221,7 @@ def main(argv=None):
     for k in (args.interpolate or []) + ([] if args.target_class is None else [args.target_class]):
         check_class(k, tuple(checkpoint["config"]["classes"]))  # before the data is loaded: fail fast
     needs_data = args.reconstruct or args.interpolate or args.target_class is not None or args.evaluate
-    galaxies = load_checkpoint_data(checkpoint, progress) if needs_data else None
+    galaxies = checkpoint_galaxies(checkpoint, progress) if needs_data else None
     if args.reconstruct:
         plot_reconstructions(model, galaxies.test_x, galaxies.test_y, out / "reconstructions_test.png", "test")
         print(f"wrote {out / 'reconstructions_test.png'}")

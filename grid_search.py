@@ -46,17 +46,12 @@ from tqdm import tqdm
 
 import train
 from data import InputError, atomic_output, exit_on_input_error, load_galaxies
+from model import RUNS_DIR, decode_latents, load_checkpoint, pick_device, standard_normal_latents
+from plots import save_figure
 
 LOSS_WEIGHT = 300 / (3 * 64 * 64)  # see the module docstring
-# name: (type, is the value valid, the rule in words)
-AXES = {
-    "batch_size": (int, lambda v: v >= 1, "at least 1"),
-    "lr": (float, lambda v: 0 < v < math.inf, "a learning rate > 0"),
-    "base_channels": (int, lambda v: v >= 1, "at least 1"),
-    "latent": (int, lambda v: v >= 1, "at least 1"),
-    "layers": (int, lambda v: 2 <= v <= 5, "2 to 5 (64 px halved per layer)"),
-    "beta": (float, lambda v: 0 <= v < math.inf, "beta >= 0"),
-}
+# name: type; the values' validity rules are train.TrainConfig.check's, the same as train.py's
+AXES = {"batch_size": int, "lr": float, "base_channels": int, "latent": int, "layers": int, "beta": float}
 # Small enough for 2 CPU cores: 8 configurations, 3 epochs each, FID on 256 samples, ~15 minutes in all.
 DEFAULT_GRID = {"batch_size": [64], "lr": [1e-3, 3e-3], "base_channels": [32], "latent": [16, 64],
                 "layers": [4], "beta": [0.5, 2.0]}
@@ -73,13 +68,14 @@ def validate_axes(axes):
     for key, values in axes.items():
         if key not in AXES:
             raise InputError(f"unknown axis {key!r}: choose from {', '.join(AXES)}")
-        kind, valid, rule = AXES[key]
+        kind = AXES[key]
         if not isinstance(values, list) or not values:
             raise InputError(f"{flag(key)}: give a non-empty list of values, got {values!r}")
         for v in values:
             ok_type = isinstance(v, (int, float)) and not isinstance(v, bool)
-            if not ok_type or (kind is int and v != int(v)) or not valid(kind(v)):
-                raise InputError(f"{flag(key)} {v!r}: must be {'a whole number, ' if kind is int else ''}{rule}")
+            if not ok_type or (kind is int and v != int(v)):
+                raise InputError(f"{flag(key)} {v!r}: must be a {'whole ' if kind is int else ''}number")
+            train.TrainConfig(**{key: kind(v)}).check()
         # Sorting makes the grid, its id and its shards independent of the order values were typed in.
         clean[key] = sorted({kind(v) for v in values})
     return clean
@@ -216,7 +212,7 @@ def plot_scores(rows, path):
     axes[0, 0].legend()
     if fixed:
         fig.suptitle(f"fixed: {fixed}", fontsize=9)
-    train.save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def summarize(folder, loss_weight=LOSS_WEIGHT, grid=None):
@@ -248,14 +244,6 @@ def summarize(folder, loss_weight=LOSS_WEIGHT, grid=None):
     return rows
 
 
-@torch.no_grad()
-def sample_images(model, n, seed, batch_size=256):
-    # z is drawn on the CPU so the same seed gives the same samples on every device.
-    z = torch.randn(n, model.latent_dim, generator=torch.Generator().manual_seed(seed))
-    device = next(model.parameters()).device
-    return torch.cat([model.decode(chunk.to(device)).cpu() for chunk in z.split(batch_size)])
-
-
 def fid_scorer(galaxies, num_samples, seed, device):
     """A function model -> FID of `num_samples` generated images against (at most as many) validation
     images; Inception is loaded once, the real statistics come from fid.py's cache."""
@@ -265,7 +253,7 @@ def fid_scorer(galaxies, num_samples, seed, device):
                                progress=False, model=inception)
 
     def score(model):
-        images = sample_images(model, num_samples, seed)
+        images = decode_latents(model, standard_normal_latents(num_samples, model.latent_dim, seed))
         acts = fid.get_activations(images, inception, device=device, progress=False)
         return fid.frechet_distance(*fid.calculate_statistics(acts), *real)
     return score
@@ -291,7 +279,7 @@ def run_config(config, out, galaxies, score_fid):
         result = train.train(config, galaxies=galaxies, progress=False, resume=resume)
     except train.TrainingDiverged as e:
         return {"status": "failed", "error": str(e), "val_loss": None, "fid": None, "checkpoint": None}
-    model, _ = train.load_checkpoint(result["best"], train.pick_device(config.device))
+    model, _ = load_checkpoint(result["best"], pick_device(config.device))
     fid_value = float(score_fid(model))
     if not math.isfinite(fid_value):
         return {"status": "failed", "error": f"FID is {fid_value}", "val_loss": None, "fid": None,
@@ -320,7 +308,7 @@ def run_grid(axes, settings, out, shard_k=1, shard_n=1, loss_weight=LOSS_WEIGHT,
           f"{len(mine) - len(todo)} already done, {len(todo)} to run; results in {results_path}")
     if todo and score_fid is None:
         score_fid = fid_scorer(galaxies, settings["fid_samples"], settings["seed"],
-                               train.pick_device(settings["device"]))
+                               pick_device(settings["device"]))
     shared = {k: settings[k] for k in ("data", "max_per_class", "epochs", "warmup_epochs", "seed", "device")}
     for i, config in enumerate(tqdm(todo, desc="configurations", unit="config", disable=not progress), 1):
         cid, start = config_id(config), time.time()
@@ -346,7 +334,7 @@ class Parser(argparse.ArgumentParser):
 def parse_args(argv=None):
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--grid", metavar="FILE", help='JSON axes, e.g. {"lr": [0.001, 0.0003], "latent": [16, 32]}')
-    for name, (kind, _, _) in AXES.items():
+    for name, kind in AXES.items():
         p.add_argument(flag(name), type=kind, nargs="+", metavar="V",
                        help=f"values to try (default {' '.join(map(str, DEFAULT_GRID[name]))})")
     p.add_argument("--epochs", type=int, default=3, help="epochs per configuration")
@@ -358,7 +346,7 @@ def parse_args(argv=None):
     p.add_argument("--fid-samples", type=int, default=256, help="generated (and real) images per FID")
     p.add_argument("--loss-weight", type=float, default=LOSS_WEIGHT, help="w in w * loss + FID (default "
                    "300/12288: 1 - SSIM per pixel value over its range counts like FID over 0-300)")
-    p.add_argument("--out", default=str(train.RUNS_DIR / "grid"), help="results folder (default runs/grid)")
+    p.add_argument("--out", default=str(RUNS_DIR / "grid"), help="results folder (default runs/grid)")
     p.add_argument("--shard", default="1/1", metavar="K/N", help="run only the K-th of N shares of the grid")
     p.add_argument("--summarize", metavar="DIR", help="only merge and rank the results in DIR")
     return p.parse_args(argv)
@@ -374,7 +362,7 @@ def check_settings(args):
         raise InputError(f"--fid-samples {args.fid_samples}: FID needs at least 2 images")
     if not 0 <= args.loss_weight < math.inf:
         raise InputError(f"--loss-weight {args.loss_weight}: must be >= 0")
-    train.pick_device(args.device)
+    pick_device(args.device)
 
 
 @exit_on_input_error

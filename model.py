@@ -1,6 +1,42 @@
-"""The convolutional beta-VAE: a strided-conv encoder to (mu, log sigma^2), a transposed-conv decoder."""
+"""The convolutional beta-VAE and its config: a strided-conv encoder to (mu, log sigma^2), a
+transposed-conv decoder. Also how a model is built from a config, put on a device, and rebuilt from
+the config saved inside a checkpoint (as nanoGPT keeps GPTConfig beside the GPT)."""
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
 import torch
 import torch.nn as nn
+
+from data import InputError
+
+RUNS_DIR = Path(__file__).resolve().parent / "runs"
+
+
+@dataclass
+class ModelConfig:
+    """The hyper-parameters that build a ConvVAE. A checkpoint's flat config dict holds these among
+    the training settings; from_dict picks them out."""
+    latent: int = 32          # latent dimension
+    base_channels: int = 32   # channels of the first conv; doubled by each further block
+    layers: int = 4           # conv blocks in encoder and decoder; 64 px halved per block
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
+    def check(self):
+        """Raise InputError naming the first bad value, as its command-line flag."""
+        for name in ("latent", "base_channels"):
+            check_value(name, getattr(self, name), lambda v: v >= 1 and v == int(v), "a whole number, at least 1")
+        check_value("layers", self.layers, lambda v: 2 <= v <= 5 and v == int(v),
+                    "a whole number, 2 to 5 (64 px halved per layer)")
+        return self
+
+
+def check_value(name, value, valid, rule):
+    """One validity rule, reported as its command-line flag: `--layers 9: must be 2 to 5 ...`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not valid(value):
+        raise InputError(f"--{name.replace('_', '-')} {value!r}: must be {rule}")
 
 
 class ConvVAE(nn.Module):
@@ -48,8 +84,84 @@ class ConvVAE(nn.Module):
         mu, logvar = self.encode(x)
         return self.decode(self.reparameterize(mu, logvar)), mu, logvar
 
-    @torch.no_grad()
-    def sample(self, n, device=None, generator=None):
-        device = device or next(self.parameters()).device
-        z = torch.randn(n, self.latent_dim, device=device, generator=generator)
-        return self.decode(z)
+
+# ---------------------------------------------------------------- building, devices, checkpoints
+
+def pick_device(name="auto"):
+    """auto (CUDA when there is one, else the CPU), cpu, cuda or cuda:N; bad names raise InputError."""
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise InputError(f"--device {name!r}: choose auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise InputError(f"--device {name!r}: choose auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: no CUDA device is available here (use --device cpu or auto)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise InputError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+def build_model(config, device="cpu"):
+    """The ConvVAE that `config` (a ModelConfig, or any object or dict with its fields) describes, on
+    `device`, in channels_last memory format (oneDNN's own layout: the convolutions skip a reorder of
+    every activation); bad values raise InputError."""
+    if not isinstance(config, ModelConfig):
+        config = ModelConfig.from_dict(config if isinstance(config, dict) else asdict(config))
+    config.check()
+    return ConvVAE(config.latent, config.base_channels, config.layers).to(device, memory_format=torch.channels_last)
+
+
+def load_checkpoint(path, device="cpu"):
+    """Rebuild the model from the config saved inside a checkpoint file or run folder (its best.pt):
+    (model in eval mode, checkpoint dict). weights_only: a checkpoint someone hands you is data, not code."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "best.pt"
+    if not path.is_file():
+        raise InputError(f"{path}: no such checkpoint")
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+        model = build_model(checkpoint["config"], device)
+        model.load_state_dict(checkpoint["model"])
+    except InputError as e:
+        raise InputError(f"{path}: {e}") from None
+    except Exception as e:
+        raise InputError(f"{path}: not a readable galaxy-vae checkpoint ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:200]})") from None
+    return model.eval(), checkpoint
+
+
+def find_latest_checkpoint(root=None):
+    """The newest best.pt under root (default runs/; recursively, by modification time)."""
+    root = Path(root or RUNS_DIR)
+    found = sorted(root.rglob("best.pt"), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
+    if not found:
+        raise InputError(f"no checkpoint (best.pt) under {root}: train one with train.py or pass --checkpoint PATH")
+    return found[-1]
+
+
+# ---------------------------------------------------------------- latents in and out
+
+def standard_normal_latents(n, latent_dim, seed=0):
+    """n latents z ~ N(0, I), float32, drawn on the CPU: the same seed gives the same galaxies on every
+    device and in every script (the grid, --samples, --evaluate, the explorer)."""
+    return torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))
+
+
+@torch.no_grad()
+def encode_means(model, images, batch_size=256):
+    """Posterior means mu (N x latent, on the CPU): where the encoder puts each galaxy."""
+    device = next(model.parameters()).device
+    model.eval()
+    return torch.cat([model.encode(b.to(device))[0].float().cpu() for b in images.split(batch_size)])
+
+
+@torch.no_grad()
+def decode_latents(model, z, batch_size=256):
+    """Images (N x 3 x 64 x 64 in [0, 1], on the CPU) decoded from latents z."""
+    device = next(model.parameters()).device
+    model.eval()
+    return torch.cat([model.decode(b.to(device)).float().cpu() for b in z.split(batch_size)])

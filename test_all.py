@@ -31,7 +31,10 @@ import data
 import fid
 import generate
 import grid_search as gs
+import judge
 import losses
+import model as model_module
+import priors
 import train
 from data import InputError, load_galaxies
 from model import ConvVAE
@@ -135,7 +138,7 @@ def test_model_shapes_for_every_depth(n_layers):
     assert 0 <= recon.min() and recon.max() <= 1
     convs = [m for m in model.encoder if isinstance(m, torch.nn.Conv2d)]
     assert [c.stride for c in convs] == [(2, 2)] * n_layers and convs[-1].out_channels == 4 * 2 ** (n_layers - 1)
-    assert model.sample(5).shape == (5, 3, 64, 64)
+    assert model_module.decode_latents(model, model_module.standard_normal_latents(5, model.latent_dim)).shape == (5, 3, 64, 64)
 
 
 def test_model_rejects_too_many_layers():
@@ -176,7 +179,7 @@ def test_training_writes_run_folder_and_loadable_checkpoints(tmp_path, tiny_gala
         assert all(np.isfinite(h[key]) for h in history), key
     checkpoint = torch.load(run / "last.pt", weights_only=True)  # plain data, no pickled code
     assert checkpoint["epoch"] == 2 and checkpoint["config"]["latent"] == 4
-    model, best = train.load_checkpoint(run / "best.pt")
+    model, best = model_module.load_checkpoint(run / "best.pt")
     assert model.latent_dim == 4 and not model.training
     assert best["data"]["key"] == tiny_galaxies.key
     with torch.no_grad():
@@ -813,7 +816,7 @@ def run(tmp_path_factory):
     config = train.TrainConfig(data="embedded", max_per_class=20, latent=4, base_channels=4, layers=2,
                                epochs=1, out=str(tmp / "run"))
     result = train.train(config, galaxies=galaxies, progress=False)
-    model, checkpoint = train.load_checkpoint(result["best"])
+    model, checkpoint = model_module.load_checkpoint(result["best"])
     env = os.environ | {"GALAXY_VAE_DATA": str(data_dir)}
     return types.SimpleNamespace(dir=tmp, data_dir=data_dir, run_dir=result["run_dir"], best=result["best"],
                                  galaxies=galaxies, model=model, checkpoint=checkpoint, env=env)
@@ -824,7 +827,7 @@ def isolated(run, monkeypatch):
     """In-process calls: caches in the run's temporary DATA_DIR, no default runs/ of the repository."""
     monkeypatch.setattr(data, "DATA_DIR", run.data_dir)
     monkeypatch.setattr(fid, "DATA_DIR", run.data_dir)
-    monkeypatch.setattr(generate, "RUNS_DIR", run.dir / "no-runs-here")
+    monkeypatch.setattr(model_module, "RUNS_DIR", run.dir / "no-runs-here")
     return run
 
 
@@ -850,7 +853,7 @@ def assert_png(path):
 def test_gaussian_prior_matches_the_latents():
     rng = np.random.default_rng(0)
     z = rng.multivariate_normal([1.0, -2.0, 0.5], [[2.0, 0.6, 0.0], [0.6, 1.0, -0.3], [0.0, -0.3, 0.5]], 500)
-    prior = generate.fit_class_prior(z, "gaussian")
+    prior = priors.fit_class_prior(z, "gaussian")
     assert prior.n_components == 1
     np.testing.assert_allclose(prior.means_[0], z.mean(0), atol=1e-10)
     # Maximum likelihood covariance (divides by n), plus sklearn's 1e-6 regularisation on the diagonal.
@@ -859,22 +862,22 @@ def test_gaussian_prior_matches_the_latents():
 
 def test_mixture_components_are_capped_by_the_number_of_latents():
     z = np.random.default_rng(0).normal(size=(30, 4))
-    assert generate.fit_class_prior(z, "gmm", components=10).n_components == 30 // 5
-    assert generate.fit_class_prior(z[:4], "gmm", components=10).n_components == 1
+    assert priors.fit_class_prior(z, "gmm", components=10).n_components == 30 // 5
+    assert priors.fit_class_prior(z[:4], "gmm", components=10).n_components == 1
     with pytest.raises(data.InputError, match="at least 2"):
-        generate.fit_class_prior(z[:1], "gaussian")
+        priors.fit_class_prior(z[:1], "gaussian")
     with pytest.raises(data.InputError, match="--prior"):
-        generate.fit_class_prior(z, "flow")
+        priors.fit_class_prior(z, "flow")
 
 
 def test_class_prior_samples_land_near_their_class():
     rng = np.random.default_rng(1)
     # Two classes far from the origin, as an encoder puts them when the latent space grows.
     latents = {k: rng.normal(centre, 0.3, size=(200, 6)) for k, centre in ((2, 3.0), (9, -3.0))}
-    standard = generate.sample_prior(None, 300, 6, seed=0).numpy()
+    standard = priors.sample_prior(None, 300, 6, seed=0).numpy()
     for k, z in latents.items():
-        for kind in generate.PRIORS:
-            samples = generate.sample_prior(generate.fit_class_prior(z, kind, seed=0), 300, 6, seed=0).numpy()
+        for kind in priors.PRIORS:
+            samples = priors.sample_prior(priors.fit_class_prior(z, kind, seed=0), 300, 6, seed=0).numpy()
             nearest = lambda s: np.linalg.norm(s[:, None] - z[None], axis=2).min(1).mean()
             assert nearest(samples) < 0.5 * nearest(standard)
             assert abs(samples.mean() - z.mean()) < 0.1
@@ -882,14 +885,14 @@ def test_class_prior_samples_land_near_their_class():
 
 def test_sample_prior_is_seeded_and_mixes_components():
     z = np.concatenate([np.random.default_rng(0).normal(m, 0.1, (100, 2)) for m in (-5, 5)])
-    prior = generate.fit_class_prior(z, "gmm", components=2, seed=0)
-    a, b = generate.sample_prior(prior, 64, 2, seed=3), generate.sample_prior(prior, 64, 2, seed=3)
+    prior = priors.fit_class_prior(z, "gmm", components=2, seed=0)
+    a, b = priors.sample_prior(prior, 64, 2, seed=3), priors.sample_prior(prior, 64, 2, seed=3)
     assert torch.equal(a, b) and a.dtype == torch.float32 and a.shape == (64, 2)
-    assert not torch.equal(a, generate.sample_prior(prior, 64, 2, seed=4))
+    assert not torch.equal(a, priors.sample_prior(prior, 64, 2, seed=4))
     # Both modes drawn, and not grouped by component as GaussianMixture.sample would return them.
     side = (a[:, 0] > 0).int()
     assert 0 < side.sum() < 64 and (side[1:] != side[:-1]).sum() > 4
-    assert torch.equal(generate.sample_prior(None, 5, 3, seed=1), generate.sample_prior(None, 5, 3, seed=1))
+    assert torch.equal(priors.sample_prior(None, 5, 3, seed=1), priors.sample_prior(None, 5, 3, seed=1))
 
 
 def test_interpolation_has_exact_endpoints_and_even_steps():
@@ -913,13 +916,13 @@ def test_pick_of_class():
 
 def test_find_latest_checkpoint(tmp_path):
     with pytest.raises(data.InputError, match="no checkpoint"):
-        generate.find_latest_checkpoint(tmp_path)
+        model_module.find_latest_checkpoint(tmp_path)
     old, new = tmp_path / "a" / "best.pt", tmp_path / "b" / "deep" / "best.pt"
     for i, path in enumerate((new, old)):
         path.parent.mkdir(parents=True)
         path.write_bytes(b"x")
         os.utime(path, (1000 + i * (-500), 1000 + i * (-500)))  # new is younger despite being written first
-    assert generate.find_latest_checkpoint(tmp_path) == new
+    assert model_module.find_latest_checkpoint(tmp_path) == new
 
 
 # ---------------------------------------------------------------- with the tiny model
@@ -935,25 +938,25 @@ def test_interpolation_endpoints_decode_the_two_galaxies(run):
 
 
 def test_classifier_is_cached_as_a_plain_state_dict(isolated):
-    first = generate.load_or_train_classifier(isolated.galaxies, epochs=1, seed=0, progress=False)
+    first = judge.load_or_train_classifier(isolated.galaxies, epochs=1, seed=0, progress=False)
     cached = list((isolated.data_dir / "cache").glob(f"classifier-{isolated.galaxies.key}-*e1-s0.pt"))
     assert len(cached) == 1
     state = torch.load(cached[0], weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
-    second = generate.load_or_train_classifier(isolated.galaxies, epochs=1, seed=0, progress=False)
+    second = judge.load_or_train_classifier(isolated.galaxies, epochs=1, seed=0, progress=False)
     x, classes = isolated.galaxies.test_x, list(isolated.galaxies.classes)
-    assert torch.equal(generate.classify(first, x, classes), generate.classify(second, x, classes))
-    assert set(generate.classify(first, x, classes).tolist()) <= set(classes)
+    assert torch.equal(judge.classify(first, x, classes), judge.classify(second, x, classes))
+    assert set(judge.classify(first, x, classes).tolist()) <= set(classes)
 
 
 def test_classifier_tells_the_three_classes_apart(tmp_path):
     # The judge of class-targeted samples must itself be right on real galaxies of every class.
     galaxies = data.load_galaxies("embedded", max_per_class=150, cache_dir=tmp_path, progress=False)
     classes = list(galaxies.classes)
-    model = generate.train_classifier(galaxies.train_x, galaxies.train_y, classes, epochs=8, batch_size=16,
+    model = judge.train_classifier(galaxies.train_x, galaxies.train_y, classes, epochs=8, batch_size=16,
                                       progress=False)
     held_out = torch.cat([galaxies.val_x, galaxies.test_x]), torch.cat([galaxies.val_y, galaxies.test_y])
-    predicted = generate.classify(model, held_out[0], classes)
+    predicted = judge.classify(model, held_out[0], classes)
     for k in classes:
         assert (predicted[held_out[1] == k] == k).float().mean() >= 0.9, k
 
@@ -970,7 +973,7 @@ def test_figures_through_the_command_line(run):
 
 
 def test_class_with_the_mixture_prior_defaults_to_the_newest_run(isolated, monkeypatch):
-    monkeypatch.setattr(generate, "RUNS_DIR", isolated.run_dir.parent)
+    monkeypatch.setattr(model_module, "RUNS_DIR", isolated.run_dir.parent)
     generate.main(["--quiet", "--class", "6", "--n", "4", "--components", "2"])
     assert_png(isolated.run_dir / "class_6_gmm.png")
     images, prior = generate.draw_class(isolated.model, isolated.galaxies, 6, 4, "gmm", components=2)
@@ -1066,7 +1069,7 @@ TINY_FLAGS = ["--data", "embedded", "--max-per-class", "20", "--epochs", "1", "-
 
 def cheap_fid(model):
     """Deterministic in the model and cheap: a stand-in for the Inception FID."""
-    return float(gs.sample_images(model, 8, 0).mean()) * 100
+    return float(model_module.decode_latents(model, model_module.standard_normal_latents(8, model.latent_dim, 0)).mean()) * 100
 
 
 @pytest.fixture(scope="module")
@@ -1200,7 +1203,7 @@ def test_diverged_configuration_is_recorded_and_ranked_last(data_dir, tmp_path, 
         table = list(csv.DictReader(f))
     assert [row["id"] for row in table] == [r["id"] for r in rows] and table[-1]["score"] == "inf"
     assert (tmp_path / "scores.png").stat().st_size > 0
-    model, checkpoint = train.load_checkpoint(tmp_path / "best.pt")
+    model, checkpoint = model_module.load_checkpoint(tmp_path / "best.pt")
     assert checkpoint["config"]["lr"] == rows[0]["lr"]
 
     # The same folder with another grid (other epochs) is refused, and so is --summarize of two grids.
@@ -1265,7 +1268,7 @@ def test_cli_real_fid_shards_equal_single_run(data_dir, tmp_path):
     assert all(10 < float(fid_value) < 1000 for _, _, fid_value, _ in ranking(single))  # a real FID, not a stand-in
     best_id = ranking(single)[0][0]
     for folder in (single, shared):
-        model, checkpoint = train.load_checkpoint(folder / "best.pt")
+        model, checkpoint = model_module.load_checkpoint(folder / "best.pt")
         assert isinstance(model, torch.nn.Module) and Path(checkpoint["config"]["out"]).name == best_id
     run_script("generate.py", "--checkpoint", single / "best.pt", "--samples", "4", "--out", tmp_path / "gen",
                "--device", "cpu", "--quiet", check=True)

@@ -11,30 +11,21 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
 import torch
-from torchvision.utils import make_grid
 from tqdm import tqdm
 
-from data import (CLASS_NAMES, DEFAULT_CLASSES, InputError, atomic_output, exit_on_input_error,
-                  load_galaxies)
+from data import DEFAULT_CLASSES, InputError, atomic_output, exit_on_input_error, load_galaxies
 from losses import beta_at, vae_loss
-from model import ConvVAE
-
-RUNS_DIR = Path(__file__).resolve().parent / "runs"
+from model import RUNS_DIR, ModelConfig, build_model, check_value, load_checkpoint, pick_device
+from plots import plot_history, plot_reconstructions
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(ModelConfig):
+    """Everything a run depends on: the model's hyper-parameters (ModelConfig's fields) and these."""
     data: str | None = None            # None: the Galaxy10 file in data/ if present, else the embedded set
     classes: tuple = DEFAULT_CLASSES
     max_per_class: int | None = None   # small, fast runs
-    latent: int = 32
-    base_channels: int = 32
-    layers: int = 4
     beta: float = 1.0
     warmup_epochs: int = 5
     recon_weight: float | None = None  # None: number of pixel values (see losses.py)
@@ -52,32 +43,22 @@ class TrainConfig:
         config.classes = tuple(config.classes)
         return config
 
+    def check(self):
+        """The one set of validity rules, used by train.py and grid_search.py; raises InputError naming
+        the first bad value as its flag. The model's own rules live with the model."""
+        super().check()
+        for name in ("batch_size", "epochs"):
+            check_value(name, getattr(self, name), lambda v: v >= 1 and v == int(v), "a whole number, at least 1")
+        check_value("warmup_epochs", self.warmup_epochs, lambda v: v >= 0 and v == int(v), "a whole number >= 0")
+        check_value("lr", self.lr, lambda v: 0 < v < math.inf, "a learning rate > 0")
+        check_value("beta", self.beta, lambda v: 0 <= v < math.inf, "beta >= 0")
+        if self.recon_weight is not None:
+            check_value("recon_weight", self.recon_weight, lambda v: 0 < v < math.inf, "> 0")
+        return self
+
 
 class TrainingDiverged(Exception):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-def pick_device(name):
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
-    if name not in ("cpu", "cuda"):
-        raise InputError(f"--device {name!r}: choose auto, cpu or cuda")
-    return torch.device(name)
-
-
-def build_model(config, device="cpu"):
-    """The ConvVAE that `config` describes, on `device`, in channels_last memory format (oneDNN's own
-    layout: the convolutions skip a reorder of every activation); bad values raise InputError."""
-    if not 2 <= config.layers <= 5:
-        raise InputError(f"--layers {config.layers}: choose 2 to 5 for 64x64 images")
-    for name in ("latent", "base_channels", "batch_size", "epochs"):
-        if getattr(config, name) < 1:
-            raise InputError(f"--{name.replace('_', '-')} {getattr(config, name)}: must be at least 1")
-    if not config.lr > 0 or config.beta < 0:
-        raise InputError(f"--lr {config.lr} / --beta {config.beta}: lr must be > 0 and beta >= 0")
-    return ConvVAE(config.latent, config.base_channels, config.layers).to(device, memory_format=torch.channels_last)
 
 
 def save_checkpoint(path, model, optimizer, epoch, config, history, best_val_loss, galaxies):
@@ -91,26 +72,6 @@ def save_checkpoint(path, model, optimizer, epoch, config, history, best_val_los
     }
     with atomic_output(path) as tmp:
         torch.save(checkpoint, tmp)
-
-
-def load_checkpoint(path, device="cpu"):
-    """Rebuild the model from the config saved inside a checkpoint: (model in eval mode, checkpoint)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "best.pt"
-    if not path.is_file():
-        raise InputError(f"{path}: no such checkpoint")
-    try:
-        checkpoint = torch.load(path, map_location=device, weights_only=True)
-        config = TrainConfig.from_dict(checkpoint["config"])
-        model = ConvVAE(config.latent, config.base_channels, config.layers)
-        model.load_state_dict(checkpoint["model"])
-    except InputError:
-        raise
-    except Exception as e:
-        raise InputError(f"{path}: not a readable galaxy-vae checkpoint ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0][:200]})") from None
-    return model.to(device).eval(), checkpoint
 
 
 def batch_losses(model, x, beta, recon_weight=None):
@@ -153,64 +114,11 @@ def run_epoch(model, images, config, beta, optimizer=None, generator=None, desc=
     return {name: value / len(images) for name, value in totals.items()}
 
 
-def plot_history(history, run_dir):
-    epochs = [h["epoch"] for h in history]
-
-    def plot(ax, key, ylabel, title):
-        for split, name in (("train", "train"), ("val", "validation")):
-            ax.plot(epochs, [h[f"{split}_{key}"] for h in history], "o-", label=name)
-        ax.set(xlabel="epoch", ylabel=ylabel, title=title)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend()
-
-    fig, (ax_ssim, ax_kld) = plt.subplots(1, 2, figsize=(10, 4))
-    plot(ax_ssim, "ssim", "SSIM", "SSIM per epoch")
-    plot(ax_kld, "kld", "KLD (nats per image)", "KLD per epoch")
-    ax_kld.set_yscale("log")  # with beta near 1e-4 the first epochs' KLD is orders of magnitude larger
-    save_figure(fig, run_dir / "ssim_kld.png")
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    plot(ax, "loss", "loss per image", "w(1 - SSIM) + beta KLD per epoch")
-    save_figure(fig, run_dir / "loss.png")
-
-
-def save_figure(fig, path):
-    fig.tight_layout()
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-
-
-@torch.no_grad()
-def plot_reconstructions(model, images, labels, path, split="validation", per_class=8):
-    """Originals above their reconstructions (the posterior mean), one row pair per class."""
-    model.eval()
-    device = next(model.parameters()).device
-    classes = labels.unique().tolist()
-    per_class = min(per_class, max((labels == k).sum().item() for k in classes))
-    rows = []
-    for k in classes:
-        originals = images[labels == k][:per_class]
-        mu, _ = model.encode(originals.to(device))
-        for batch in (originals, model.decode(mu).cpu()):
-            rows.append(torch.cat([batch, torch.zeros(per_class - len(batch), *batch.shape[1:])]))
-    grid = make_grid(torch.cat(rows), nrow=per_class, padding=2, pad_value=1.0)
-    fig, ax = plt.subplots(figsize=(per_class * 0.9 + 2, len(rows) * 0.9 + 0.4))
-    ax.imshow(grid.permute(1, 2, 0).clamp(0, 1).numpy())
-    step = images.shape[-1] + 2
-    ax.set_yticks([step * (i + 0.5) for i in range(len(rows))],
-                  [f"{k} {CLASS_NAMES[k]}" if i % 2 == 0 else "reconstruction"
-                   for k in classes for i in range(2)], fontsize=8)
-    ax.set_xticks([])
-    ax.set_title(f"{split} galaxies (odd rows) and their reconstructions (from the posterior mean)", fontsize=9)
-    save_figure(fig, path)
-
-
 def train(config, galaxies=None, progress=True, resume=False):
     """Train a ConvVAE as `config` says; returns {"run_dir", "best", "history", "best_val_loss"}.
     With resume=True, continues from run_dir/last.pt when it exists."""
     device = pick_device(config.device)
-    build_model(config)  # validate the config before the data is loaded
+    config.check()  # before the data is loaded: fail fast
     run_dir = Path(config.out) if config.out else RUNS_DIR / time.strftime("%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
     galaxies = galaxies or load_galaxies(config.data, config.classes, config.max_per_class,
