@@ -32,6 +32,7 @@ import fid
 import generate
 import grid_search as gs
 import losses
+import procedural
 import train
 from data import InputError, load_galaxies
 from model import ConvVAE
@@ -455,7 +456,7 @@ def test_download_offline(tmp_path):
 
 def test_embedded_schema_determinism_and_prefix():
     def render(n, seed=0):
-        images, labels = zip(*data.render_embedded(n_per_class=n, seed=seed, progress=False, chunk=4))
+        images, labels = zip(*procedural.render_embedded((2, 6, 9), n, seed, progress=False, chunk=4))
         return np.concatenate(images), np.concatenate(labels)
     images, labels = render(3)
     assert images.dtype == np.uint8 and images.shape == (9, 256, 256, 3)
