@@ -16,12 +16,12 @@ from tqdm import tqdm
 RENDER_SIZE = 256
 _Y, _X = np.mgrid[:RENDER_SIZE, :RENDER_SIZE].astype(np.float32) - (RENDER_SIZE - 1) / 2
 _F2 = (np.fft.fftfreq(RENDER_SIZE)[:, None] ** 2 + np.fft.rfftfreq(RENDER_SIZE)[None, :] ** 2)
-_NOISE_OTF = np.exp(-2 * np.pi ** 2 * 0.7 ** 2 * _F2).astype(np.float32)   # resampled cutouts have
+_NOISE_OTF = np.exp(-2 * np.pi ** 2 * 0.6 ** 2 * _F2).astype(np.float32)   # resampled cutouts have
                                                                              # pixel-correlated noise
 # colours as (R, G, B) = (z, r, g) flux ratios
-_OLD_STARS, _DUSTY_DISK = (1.2, 1.0, 0.75), (1.3, 1.0, 0.66)
-_DISK, _ARMS, _HII = (1.08, 1.0, 0.9), (0.72, 0.9, 1.25), (0.6, 0.85, 1.5)
-_BLUE, _RED = np.array((0.8, 0.95, 1.35)), np.array((1.6, 0.92, 0.45))
+_OLD_STARS, _DUSTY_DISK = (1.2, 1.0, 0.75), (1.2, 1.0, 0.78)
+_DISK, _ARMS, _HII = (1.1, 1.0, 0.88), (0.8, 0.92, 1.15), (0.6, 0.85, 1.5)
+_BLUE, _RED = np.array((0.7, 0.95, 1.5)), np.array((1.9, 0.9, 0.35))
 _FIELD = (6, RENDER_SIZE - 6)   # keeps field sources off the edges, where FFT convolution would wrap them
 
 
@@ -64,10 +64,13 @@ def _deposit(layer, x, y, flux, colour):
 
 
 def _round_smooth(rng, centre, pa, sources):
-    """A compact, nearly round, yellow-white de Vaucouleurs-like (Sérsic n 2.5-5) elliptical."""
+    """A compact yellow-white Sérsic (n 2-4.5) elliptical, round to mildly flattened, in a softer,
+    more extended halo of the same old stars."""
     u, v = _frame(centre, pa)
-    q = rng.uniform(0.75, 1.0)
-    profile = _sersic(np.hypot(u, v / q), rng.lognormal(np.log(7), 0.35), rng.uniform(2.5, 5.0))
+    q = rng.uniform(0.55, 1.0)
+    re = rng.lognormal(np.log(8), 0.35)
+    profile = 0.8 * _sersic(np.hypot(u, v / q), re, rng.uniform(2.0, 4.5)) \
+        + 0.2 * _sersic(np.hypot(u, v / min(q + 0.1, 1)), re * rng.uniform(2.5, 4), 1.0)
     return rng.lognormal(np.log(500), 0.5) * _tint(_OLD_STARS, rng) * profile
 
 
@@ -75,25 +78,25 @@ def _tight_spiral(rng, centre, pa, sources):
     """Yellow bulge + bluer exponential disk whose light gathers in tightly wound logarithmic arms
     (pitch 8-16 degrees) dotted with blue star-forming knots, seen at a random inclination."""
     u, v = _frame(centre, pa)
-    cos_i = rng.uniform(0.45, 1.0)
+    cos_i = rng.uniform(0.65, 1.0)
     r = np.hypot(u, v / cos_i) + 0.5                         # radius in the disk plane
     theta = np.arctan2(v / cos_i, u)
-    h = rng.lognormal(np.log(18), 0.3)
-    re_bulge = h * rng.uniform(0.15, 0.3)
+    h = rng.lognormal(np.log(13), 0.3)
+    re_bulge = h * rng.uniform(0.2, 0.4)
     m = 2 if rng.random() < 0.8 else 3
     tan_pitch = float(np.tan(np.radians(rng.uniform(8, 16))) * rng.choice((-1, 1)))
     phase = rng.uniform(0, 2 * np.pi)
-    arms = ((1 + np.cos(m * (theta - np.log(r) / tan_pitch - phase))) / 2) ** rng.uniform(2, 5)
+    arms = ((1 + np.cos(m * (theta - np.log(r) / tan_pitch - phase))) / 2) ** rng.uniform(1, 2)
     disk = np.exp(-r / h)
     arms *= disk * (1 - np.exp(-(r / (2 * re_bulge)) ** 2))   # arms begin outside the bulge
     flux = rng.lognormal(np.log(1300), 0.45)
-    bulge_frac, arm_frac = rng.uniform(0.15, 0.35), rng.uniform(0.5, 0.75)
+    bulge_frac, arm_frac = rng.uniform(0.1, 0.3), rng.uniform(0.15, 0.4)
     image = flux * (bulge_frac * _tint(_OLD_STARS, rng) * _sersic(np.hypot(u, v / rng.uniform(0.8, 1)),
                                                                   re_bulge, rng.uniform(1.5, 3.5))
                     + (1 - bulge_frac) * (1 - arm_frac) * _tint(_DISK, rng) * disk / disk.sum()
                     + (1 - bulge_frac) * arm_frac * 0.8 * _tint(_ARMS, rng) * arms / arms.sum())
     # HII regions: knots on the arm ridge lines, carrying the remaining 20% of the arm light
-    n = rng.integers(15, 60)
+    n = rng.integers(0, 15)
     rk = h * rng.gamma(3.0, 0.7, n)
     tk = np.log(rk) / tan_pitch + phase + 2 * np.pi * rng.integers(0, m, n) / m + rng.normal(0, 0.12, n)
     uk, vk = rk * np.cos(tk), rk * np.sin(tk) * cos_i
@@ -109,17 +112,17 @@ def _edge_on(rng, centre, pa, sources):
     """A thin disk seen edge-on (exponential along it, a Gaussian thin + thick disk across) around a
     rounder bulge, often cut by a dust lane that dims and reddens the light behind it."""
     u, v = _frame(centre, pa)
-    h = rng.lognormal(np.log(16), 0.3)
-    hz = h * rng.uniform(0.08, 0.15)
+    h = rng.lognormal(np.log(9), 0.3)
+    hz = h * rng.uniform(0.2, 0.35)
     radial = (1 + np.abs(u) / h) * np.exp(-np.abs(u) / h)
     disk = radial * (np.exp(-0.5 * (v / hz) ** 2) + 0.25 * np.exp(-0.5 * (v / (3 * hz)) ** 2))  # thin + thick
-    bulge_frac = rng.uniform(0.3, 0.6)
+    bulge_frac = rng.uniform(0.4, 0.7)
     bulge = _sersic(np.hypot(u, v / rng.uniform(0.5, 0.8)), h * rng.uniform(0.3, 0.6), rng.uniform(1.5, 3))
-    image = rng.lognormal(np.log(1800), 0.45) * (bulge_frac * _tint(_OLD_STARS, rng) * bulge
+    image = rng.lognormal(np.log(650), 0.45) * (bulge_frac * _tint(_OLD_STARS, rng) * bulge
                                                  + (1 - bulge_frac) * _tint(_DUSTY_DISK, rng) * disk / disk.sum())
-    if rng.random() < 0.7:
+    if rng.random() < 0.5:
         width = hz * rng.uniform(0.3, 0.7)
-        lane = rng.uniform(0.8, 2.5) * np.exp(-0.5 * ((v - rng.normal(0, 0.3 * hz)) / width) ** 2
+        lane = rng.uniform(0.4, 1.5) * np.exp(-0.5 * ((v - rng.normal(0, 0.3 * hz)) / width) ** 2
                                               - np.abs(u) / (2 * h))
         image *= np.exp(-lane[None] * np.array((0.75, 1.0, 1.3), np.float32)[:, None, None])  # redder where dustier
     return image
@@ -131,11 +134,11 @@ GALAXY_MAKERS = {2: _round_smooth, 6: _tight_spiral, 9: _edge_on}
 def _field(rng, sources):
     """Foreground stars (point sources, blue-white to red, few bright) and faint background galaxies
     (small fuzzy blobs of varied colour: each spread over five nearby points, longer along an axis)."""
-    n = rng.poisson(10)
+    n = rng.poisson(16)
     colour = _BLUE + rng.random((n, 1)) * (_RED - _BLUE)
     _deposit(sources, rng.uniform(*_FIELD, n), rng.uniform(*_FIELD, n),
              np.minimum(0.6 * (rng.pareto(0.9, n) + 1), 300), colour)
-    n = rng.poisson(25)
+    n = rng.poisson(40)
     colour = _BLUE + rng.random((n, 1)) * (_RED - _BLUE) * 1.15   # some redder still: distant, redshifted
     x, y, flux = rng.uniform(*_FIELD, n), rng.uniform(*_FIELD, n), 0.3 * (rng.pareto(1.3, n) + 1)
     angle, length = rng.uniform(0, np.pi, n), rng.uniform(0.5, 2.5, n)
@@ -173,7 +176,7 @@ def _render_one(class_id, rng):
     galaxy = GALAXY_MAKERS[class_id](rng, centre, pa, sources)
     _field(rng, sources)
     psf = _moffat_otf(round(rng.uniform(3.0, 5.0) * 2) / 2)
-    spectrum = np.fft.rfft2(galaxy + sources) * psf + _sky_noise_spectrum(rng, rng.uniform(0.015, 0.03))
+    spectrum = np.fft.rfft2(galaxy + sources) * psf + _sky_noise_spectrum(rng, rng.uniform(0.014, 0.027))
     return _legacy_rgb(np.fft.irfft2(spectrum, s=sources.shape[1:]))
 
 
