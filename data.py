@@ -393,6 +393,87 @@ def download(url=GALAXY10_URL, dest_dir=DATA_DIR, sha256=GALAXY10_SHA256, progre
     return dest
 
 
+# ---------------------------------------------------------------- the embedded set against real galaxies
+
+COMPARE_MIN_PER_CLASS = 10   # fewer, and an FID (and its half-against-half floor) says nothing
+
+
+def compare(folder, classes=DEFAULT_CLASSES, max_per_class=None, seed=0, device=None, progress=True):
+    """How far the embedded set is from the real galaxies in `folder` (one subfolder per class), per
+    class: FID of embedded test galaxies against the folder's at the same N (the folder's count, capped
+    by the embedded test split), the floor (FID of one half of the folder against the other half), and
+    the medians of morphology's statistics on both sides. Returns a JSON-ready dict and the images."""
+    import fid
+    import morphology
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such folder")
+    x, y = read_image_folder(folder, classes)
+    for c in classes:
+        if (y == c).sum() < COMPARE_MIN_PER_CLASS:
+            raise InputError(f"{folder}: class {c} ({CLASS_NAMES[c]}) has {(y == c).sum()} images, "
+                             f"need at least {COMPARE_MIN_PER_CLASS}")
+    test_x, test_y = load_galaxies("embedded", classes, max_per_class, seed, progress=progress).split("test")
+    rng = np.random.default_rng(seed)
+    model = fid.load_inception(device=device)
+    features = functools.partial(fid.get_activations, model=model, device=device, progress=progress)
+
+    def distance(a, b):
+        return float(fid.frechet_distance(*fid.calculate_statistics(a), *fid.calculate_statistics(b)))
+
+    report, shown, all_real, all_emb = {}, {}, [], []
+    for c in classes:
+        n = int(min((y == c).sum(), (test_y == c).sum()))
+        real = x[rng.permutation(np.flatnonzero(y == c))[:n]]
+        emb = test_x[test_y == c][:n].numpy()
+        real_f, emb_f = features(torch.from_numpy(real)), features(torch.from_numpy(emb))
+        all_real.append(real_f)
+        all_emb.append(emb_f)
+        real_s, emb_s = morphology.medians(morphology.measure_all(real)), morphology.medians(morphology.measure_all(emb))
+        report[str(c)] = {"name": CLASS_NAMES[c], "n": n, "fid": distance(real_f, emb_f),
+                          "floor": distance(real_f[:n // 2], real_f[n // 2:]), "floor_n": n // 2,
+                          "statistics": {k: {"real": real_s[k], "embedded": emb_s[k]} for k in real_s}}
+        shown[c] = (real, emb)
+    report["overall"] = {"n": sum(len(f) for f in all_real),
+                         "fid": distance(np.concatenate(all_real), np.concatenate(all_emb))}
+    return {"folder": str(folder), "seed": seed, "classes": report}, shown
+
+
+def _print_comparison(result):
+    import morphology
+    classes = [k for k in result["classes"] if k != "overall"]
+    print(f"embedded test split against {result['folder']} (FID, standard Inception weights, same N both sides)")
+    print(f"{'class':<28}{'N':>5}{'FID':>9}{'floor':>9}")
+    for k in classes:
+        r = result["classes"][k]
+        print(f"{k + ' ' + r['name']:<28}{r['n']:>5}{r['fid']:>9.1f}{r['floor']:>9.1f}   (floor: N = {r['floor_n']} halves)")
+    print(f"{'overall':<28}{result['classes']['overall']['n']:>5}{result['classes']['overall']['fid']:>9.1f}")
+    print(f"\nmedians, real / embedded {'':<18}" + "".join(f"{'class ' + k:>20}" for k in classes))
+    for name, what in morphology.STATISTICS:
+        cells = "".join(f"{result['classes'][k]['statistics'][name]['real']:>9.3g} /"
+                        f"{result['classes'][k]['statistics'][name]['embedded']:>9.3g}" for k in classes)
+        print(f"{name:<20}{what[:23]:<24}{cells}")
+
+
+def _draw_comparison(shown, out, per_class=8):
+    """Per class, a row of real galaxies above a row of embedded ones."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(2 * len(shown), per_class, squeeze=False, figsize=(1.2 * per_class, 2.6 * len(shown)))
+    for i, (c, pair) in enumerate(shown.items()):
+        for row, images, label in zip(axes[2 * i:2 * i + 2], pair, ("real", "embedded")):
+            for j, ax in enumerate(row):
+                ax.set_axis_off()
+                if j < len(images):
+                    ax.imshow(images[j].transpose(1, 2, 0))
+            row[0].set_title(f"{c} {CLASS_NAMES[c]}: {label}", loc="left", fontsize=9)
+    fig.tight_layout()
+    with atomic_output(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
 # ---------------------------------------------------------------- command line
 
 def _preview(galaxies, out, per_class=8):
@@ -425,12 +506,26 @@ def main(argv=None):
                         help=f"fetch Galaxy10_DECals.h5 (2.5 GB) into DIR (default {DATA_DIR})")
     parser.add_argument("--info", action="store_true", help="print the source and per-class/per-split counts")
     parser.add_argument("--preview", metavar="OUT.png", help="write a labelled grid of a few galaxies per class")
+    parser.add_argument("--compare", metavar="DIR", help="FID and statistics of the embedded set against the "
+                        "real galaxies in DIR (one subfolder per class); writes --out and its .json")
+    parser.add_argument("--out", metavar="FILE.png", default="comparison.png",
+                        help="--compare's figure (real above embedded); the JSON goes beside it")
+    parser.add_argument("--device", default=None, help="--compare's Inception device (default: cuda if available)")
     parser.add_argument("--classes", type=int, nargs="+", default=list(DEFAULT_CLASSES))
     parser.add_argument("--max-per-class", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.download:
         print(f"Galaxy10 DECals is ready: {download(dest_dir=args.download)}")
+        return
+    if args.compare:
+        result, shown = compare(args.compare, tuple(sorted(args.classes)), args.max_per_class, args.seed, args.device)
+        _print_comparison(result)
+        out = Path(args.out)
+        with atomic_output(out.with_suffix(".json")) as tmp:
+            tmp.write_text(json.dumps(result, indent=1))
+        _draw_comparison(shown, out)
+        print(f"wrote {out} and {out.with_suffix('.json')}")
         return
     galaxies = load_galaxies(args.source, args.classes, args.max_per_class, args.seed)
     if args.preview:

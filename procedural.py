@@ -19,7 +19,7 @@ _F2 = (np.fft.fftfreq(RENDER_SIZE)[:, None] ** 2 + np.fft.rfftfreq(RENDER_SIZE)[
 _NOISE_OTF = np.exp(-2 * np.pi ** 2 * 0.6 ** 2 * _F2).astype(np.float32)   # resampled cutouts have
                                                                              # pixel-correlated noise
 # colours as (R, G, B) = (z, r, g) flux ratios
-_OLD_STARS, _DUSTY_DISK = (1.2, 1.0, 0.75), (1.2, 1.0, 0.78)
+_OLD_STARS, _DUSTY_DISK = (1.2, 1.0, 0.75), (1.12, 1.0, 0.85)
 _DISK, _ARMS, _HII = (1.1, 1.0, 0.88), (0.8, 0.92, 1.15), (0.6, 0.85, 1.5)
 _BLUE, _RED = np.array((0.7, 0.95, 1.5)), np.array((1.9, 0.9, 0.35))
 _FIELD = (6, RENDER_SIZE - 6)   # keeps field sources off the edges, where FFT convolution would wrap them
@@ -112,13 +112,13 @@ def _edge_on(rng, centre, pa, sources):
     """A thin disk seen edge-on (exponential along it, a Gaussian thin + thick disk across) around a
     rounder bulge, often cut by a dust lane that dims and reddens the light behind it."""
     u, v = _frame(centre, pa)
-    h = rng.lognormal(np.log(9), 0.3)
+    h = rng.lognormal(np.log(11), 0.3)
     hz = h * rng.uniform(0.2, 0.35)
     radial = (1 + np.abs(u) / h) * np.exp(-np.abs(u) / h)
     disk = radial * (np.exp(-0.5 * (v / hz) ** 2) + 0.25 * np.exp(-0.5 * (v / (3 * hz)) ** 2))  # thin + thick
     bulge_frac = rng.uniform(0.4, 0.7)
     bulge = _sersic(np.hypot(u, v / rng.uniform(0.5, 0.8)), h * rng.uniform(0.3, 0.6), rng.uniform(1.5, 3))
-    image = rng.lognormal(np.log(650), 0.45) * (bulge_frac * _tint(_OLD_STARS, rng) * bulge
+    image = rng.lognormal(np.log(380), 0.45) * (bulge_frac * _tint(_OLD_STARS, rng) * bulge
                                                  + (1 - bulge_frac) * _tint(_DUSTY_DISK, rng) * disk / disk.sum())
     if rng.random() < 0.5:
         width = hz * rng.uniform(0.3, 0.7)
