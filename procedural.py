@@ -20,7 +20,7 @@ _NOISE_OTF = np.exp(-2 * np.pi ** 2 * 0.6 ** 2 * _F2).astype(np.float32)   # res
                                                                              # pixel-correlated noise
 # colours as (R, G, B) = (z, r, g) flux ratios
 _OLD_STARS, _DUSTY_DISK = (1.2, 1.0, 0.75), (1.12, 1.0, 0.85)
-_DISK, _ARMS, _HII = (1.1, 1.0, 0.88), (0.8, 0.92, 1.15), (0.6, 0.85, 1.5)
+_DISK, _ARMS, _HII = (1.05, 1.0, 0.95), (0.8, 0.92, 1.15), (0.6, 0.85, 1.5)
 _BLUE, _RED = np.array((0.7, 0.95, 1.5)), np.array((1.9, 0.9, 0.35))
 _FIELD = (6, RENDER_SIZE - 6)   # keeps field sources off the edges, where FFT convolution would wrap them
 
@@ -42,7 +42,7 @@ def _sersic(r, re, n):
     return img / img.sum()
 
 
-def _tint(colour, rng, spread=0.06):
+def _tint(colour, rng, spread=0.09):
     """colour varied mostly along the red-blue axis (age, dust), as real galaxy colours vary."""
     factor = np.exp(rng.normal(0, spread) * np.array((1, 0, -1)) + rng.normal(0, 0.02, 3))
     return (np.asarray(colour) * factor).astype(np.float32)[:, None, None]
@@ -67,8 +67,8 @@ def _round_smooth(rng, centre, pa, sources):
     """A compact yellow-white Sérsic (n 2-4.5) elliptical, round to mildly flattened, in a softer,
     more extended halo of the same old stars."""
     u, v = _frame(centre, pa)
-    q = rng.uniform(0.55, 1.0)
-    re = rng.lognormal(np.log(8), 0.35)
+    q = rng.uniform(0.45, 1.0)
+    re = rng.lognormal(np.log(8), 0.5)
     profile = 0.8 * _sersic(np.hypot(u, v / q), re, rng.uniform(2.0, 4.5)) \
         + 0.2 * _sersic(np.hypot(u, v / min(q + 0.1, 1)), re * rng.uniform(2.5, 4), 1.0)
     return rng.lognormal(np.log(500), 0.5) * _tint(_OLD_STARS, rng) * profile
@@ -112,13 +112,13 @@ def _edge_on(rng, centre, pa, sources):
     """A thin disk seen edge-on (exponential along it, a Gaussian thin + thick disk across) around a
     rounder bulge, often cut by a dust lane that dims and reddens the light behind it."""
     u, v = _frame(centre, pa)
-    h = rng.lognormal(np.log(11), 0.3)
+    h = rng.lognormal(np.log(13), 0.45)
     hz = h * rng.uniform(0.2, 0.35)
     radial = (1 + np.abs(u) / h) * np.exp(-np.abs(u) / h)
     disk = radial * (np.exp(-0.5 * (v / hz) ** 2) + 0.25 * np.exp(-0.5 * (v / (3 * hz)) ** 2))  # thin + thick
     bulge_frac = rng.uniform(0.4, 0.7)
     bulge = _sersic(np.hypot(u, v / rng.uniform(0.5, 0.8)), h * rng.uniform(0.3, 0.6), rng.uniform(1.5, 3))
-    image = rng.lognormal(np.log(380), 0.45) * (bulge_frac * _tint(_OLD_STARS, rng) * bulge
+    image = rng.lognormal(np.log(380), 0.45) * (h / 13) ** 1.5 * (bulge_frac * _tint(_OLD_STARS, rng) * bulge
                                                  + (1 - bulge_frac) * _tint(_DUSTY_DISK, rng) * disk / disk.sum())
     if rng.random() < 0.5:
         width = hz * rng.uniform(0.3, 0.7)
@@ -134,11 +134,12 @@ GALAXY_MAKERS = {2: _round_smooth, 6: _tight_spiral, 9: _edge_on}
 def _field(rng, sources):
     """Foreground stars (point sources, blue-white to red, few bright) and faint background galaxies
     (small fuzzy blobs of varied colour: each spread over five nearby points, longer along an axis)."""
-    n = rng.poisson(16)
+    density = rng.lognormal(0, 0.25)   # star counts vary with galactic latitude, faint galaxies with depth
+    n = rng.poisson(18 * density)
     colour = _BLUE + rng.random((n, 1)) * (_RED - _BLUE)
     _deposit(sources, rng.uniform(*_FIELD, n), rng.uniform(*_FIELD, n),
              np.minimum(0.6 * (rng.pareto(0.9, n) + 1), 300), colour)
-    n = rng.poisson(40)
+    n = rng.poisson(46 * density)
     colour = _BLUE + rng.random((n, 1)) * (_RED - _BLUE) * 1.15   # some redder still: distant, redshifted
     x, y, flux = rng.uniform(*_FIELD, n), rng.uniform(*_FIELD, n), 0.3 * (rng.pareto(1.3, n) + 1)
     angle, length = rng.uniform(0, np.pi, n), rng.uniform(0.5, 2.5, n)
