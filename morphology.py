@@ -28,6 +28,7 @@ STATISTICS = (
     ("source_peak", "median peak above sky of field sources"),
 )
 _DETECT_SIGMA = 3.0   # segmentation threshold above the sky, in noise units of the smoothed image
+_MIN_AREA = 3         # pixels: smaller segments are noise peaks, not sources
 
 
 def _sky(gray, mask=None):
@@ -58,6 +59,8 @@ def measure(image):
     smooth = ndimage.gaussian_filter(gray, 0.7)   # one-pixel seeing: detect on the matched blur
     level_s, noise_s, _ = _sky(smooth, ~sky_px)
     labels, n = ndimage.label(smooth > level_s + _DETECT_SIGMA * noise_s)
+    areas = np.bincount(labels.ravel())
+    labels, n = ndimage.label(areas[labels] * (labels > 0) >= _MIN_AREA)
     level, noise, sky_px = _sky(gray, labels > 0)
     sky_rgb = np.array([np.median(c[sky_px]) for c in image])
     a, b = gray[:, :-1] - level, gray[:, 1:] - level

@@ -90,13 +90,13 @@ def _tight_spiral(rng, centre, pa, sources):
     disk = np.exp(-r / h)
     arms *= disk * (1 - np.exp(-(r / (2 * re_bulge)) ** 2))   # arms begin outside the bulge
     flux = rng.lognormal(np.log(1300), 0.45)
-    bulge_frac, arm_frac = rng.uniform(0.1, 0.3), rng.uniform(0.15, 0.4)
+    bulge_frac, arm_frac = rng.uniform(0.1, 0.3), rng.uniform(0.1, 0.3)
     image = flux * (bulge_frac * _tint(_OLD_STARS, rng) * _sersic(np.hypot(u, v / rng.uniform(0.8, 1)),
                                                                   re_bulge, rng.uniform(1.5, 3.5))
                     + (1 - bulge_frac) * (1 - arm_frac) * _tint(_DISK, rng) * disk / disk.sum()
                     + (1 - bulge_frac) * arm_frac * 0.8 * _tint(_ARMS, rng) * arms / arms.sum())
     # HII regions: knots on the arm ridge lines, carrying the remaining 20% of the arm light
-    n = rng.integers(0, 15)
+    n = rng.integers(0, 8)
     rk = h * rng.gamma(3.0, 0.7, n)
     tk = np.log(rk) / tan_pitch + phase + 2 * np.pi * rng.integers(0, m, n) / m + rng.normal(0, 0.12, n)
     uk, vk = rk * np.cos(tk), rk * np.sin(tk) * cos_i
@@ -138,7 +138,7 @@ def _field(rng, sources):
     n = rng.poisson(18 * density)
     colour = _BLUE + rng.random((n, 1)) * (_RED - _BLUE)
     _deposit(sources, rng.uniform(*_FIELD, n), rng.uniform(*_FIELD, n),
-             np.minimum(0.6 * (rng.pareto(0.9, n) + 1), 300), colour)
+             np.minimum(0.5 * (rng.pareto(0.9, n) + 1), 300), colour)
     n = rng.poisson(46 * density)
     colour = _BLUE + rng.random((n, 1)) * (_RED - _BLUE) * 1.15   # some redder still: distant, redshifted
     x, y, flux = rng.uniform(*_FIELD, n), rng.uniform(*_FIELD, n), 0.3 * (rng.pareto(1.3, n) + 1)
