@@ -1,11 +1,9 @@
 """Where galaxies come from: the Galaxy10 DECals file, its downloader, an embedded procedural set,
 or a folder of your own images — all reduced to balanced, split, 64x64 float tensors."""
 import argparse
-import builtins
 import functools
 import hashlib
 import http.client
-import itertools
 import json
 import os
 import sys
@@ -13,14 +11,15 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
+
+import procedural
 
 DATA_DIR = Path(os.environ.get("GALAXY_VAE_DATA", Path(__file__).resolve().parent / "data"))
 
@@ -233,218 +232,28 @@ def read_image_folder(path, classes=DEFAULT_CLASSES):
     return x, np.array(ys, np.int64)
 
 
-# ---------------------------------------------------------------- embedded procedural set
-# A stand-in for Galaxy10 DECals when the real file is absent: galaxies of classes 2, 6 and 9 drawn
-# as light profiles in three bands (z, r, g as R, G, B), with field stars and faint background
-# galaxies, blurred by a seeing PSF, with sky noise, and stretched the way Legacy Survey JPEGs are.
-
-RENDER_SIZE = 256
-_Y, _X = np.mgrid[:RENDER_SIZE, :RENDER_SIZE].astype(np.float32) - (RENDER_SIZE - 1) / 2
-_F2 = (np.fft.fftfreq(RENDER_SIZE)[:, None] ** 2 + np.fft.rfftfreq(RENDER_SIZE)[None, :] ** 2)
-_NOISE_OTF = np.exp(-2 * np.pi ** 2 * 0.7 ** 2 * _F2).astype(np.float32)   # resampled cutouts have
-                                                                             # pixel-correlated noise
-# colours as (R, G, B) = (z, r, g) flux ratios
-_OLD_STARS, _DUSTY_DISK = (1.2, 1.0, 0.75), (1.3, 1.0, 0.66)
-_DISK, _ARMS, _HII = (1.08, 1.0, 0.9), (0.72, 0.9, 1.25), (0.6, 0.85, 1.5)
-_BLUE, _RED = np.array((0.8, 0.95, 1.35)), np.array((1.6, 0.92, 0.45))
-_FIELD = (6, RENDER_SIZE - 6)   # keeps field sources off the edges, where FFT convolution would wrap them
-
-
-@functools.lru_cache(maxsize=None)
-def _moffat_otf(fwhm, beta=3.0):
-    """Transfer function of a Moffat PSF (seeing: a Gaussian-like core with power-law wings), centred
-    on pixel (0, 0) so the FFT convolution does not shift the image."""
-    d = np.fft.fftfreq(RENDER_SIZE) * RENDER_SIZE
-    alpha = fwhm / (2 * np.sqrt(2 ** (1 / beta) - 1))
-    kernel = (1 + (d[:, None] ** 2 + d[None, :] ** 2) / alpha ** 2) ** -beta
-    return np.fft.rfft2(kernel / kernel.sum()).astype(np.complex64)
-
-
-def _sersic(r, re, n):
-    """Sérsic profile with unit total flux: n = 1 an exponential disk, n = 4 de Vaucouleurs."""
-    b = 2 * n - 1 / 3 + 4 / (405 * n)
-    img = np.exp(-b * (r / re) ** (1 / n))
-    return img / img.sum()
-
-
-def _tint(colour, rng, spread=0.06):
-    """colour varied mostly along the red-blue axis (age, dust), as real galaxy colours vary."""
-    factor = np.exp(rng.normal(0, spread) * np.array((1, 0, -1)) + rng.normal(0, 0.02, 3))
-    return (np.asarray(colour) * factor).astype(np.float32)[:, None, None]
-
-
-def _frame(centre, pa):
-    """Pixel coordinates along (u) and across (v) a galaxy's major axis."""
-    c, s = float(np.cos(pa)), float(np.sin(pa))   # Python floats keep the float32 arrays float32
-    x, y = _X - float(centre[0]), _Y - float(centre[1])
-    return x * c + y * s, y * c - x * s
-
-
-def _deposit(layer, x, y, flux, colour):
-    """Add point sources of the given flux and (n, 3) colours at pixel positions x, y."""
-    inside = (x > -0.5) & (x < RENDER_SIZE - 0.5) & (y > -0.5) & (y < RENDER_SIZE - 0.5)
-    ix, iy = np.rint(x[inside]).astype(int), np.rint(y[inside]).astype(int)
-    for band in range(3):
-        np.add.at(layer[band], (iy, ix), (flux * colour[:, band])[inside])
-
-
-def _round_smooth(rng, centre, pa, sources):
-    """A compact, nearly round, yellow-white de Vaucouleurs-like (Sérsic n 2.5-5) elliptical."""
-    u, v = _frame(centre, pa)
-    q = rng.uniform(0.75, 1.0)
-    profile = _sersic(np.hypot(u, v / q), rng.lognormal(np.log(7), 0.35), rng.uniform(2.5, 5.0))
-    return rng.lognormal(np.log(500), 0.5) * _tint(_OLD_STARS, rng) * profile
-
-
-def _tight_spiral(rng, centre, pa, sources):
-    """Yellow bulge + bluer exponential disk whose light gathers in tightly wound logarithmic arms
-    (pitch 8-16 degrees) dotted with blue star-forming knots, seen at a random inclination."""
-    u, v = _frame(centre, pa)
-    cos_i = rng.uniform(0.45, 1.0)
-    r = np.hypot(u, v / cos_i) + 0.5                         # radius in the disk plane
-    theta = np.arctan2(v / cos_i, u)
-    h = rng.lognormal(np.log(18), 0.3)
-    re_bulge = h * rng.uniform(0.15, 0.3)
-    m = 2 if rng.random() < 0.8 else 3
-    tan_pitch = float(np.tan(np.radians(rng.uniform(8, 16))) * rng.choice((-1, 1)))
-    phase = rng.uniform(0, 2 * np.pi)
-    arms = ((1 + np.cos(m * (theta - np.log(r) / tan_pitch - phase))) / 2) ** rng.uniform(2, 5)
-    disk = np.exp(-r / h)
-    arms *= disk * (1 - np.exp(-(r / (2 * re_bulge)) ** 2))   # arms begin outside the bulge
-    flux = rng.lognormal(np.log(1300), 0.45)
-    bulge_frac, arm_frac = rng.uniform(0.15, 0.35), rng.uniform(0.5, 0.75)
-    image = flux * (bulge_frac * _tint(_OLD_STARS, rng) * _sersic(np.hypot(u, v / rng.uniform(0.8, 1)),
-                                                                  re_bulge, rng.uniform(1.5, 3.5))
-                    + (1 - bulge_frac) * (1 - arm_frac) * _tint(_DISK, rng) * disk / disk.sum()
-                    + (1 - bulge_frac) * arm_frac * 0.8 * _tint(_ARMS, rng) * arms / arms.sum())
-    # HII regions: knots on the arm ridge lines, carrying the remaining 20% of the arm light
-    n = rng.integers(15, 60)
-    rk = h * rng.gamma(3.0, 0.7, n)
-    tk = np.log(rk) / tan_pitch + phase + 2 * np.pi * rng.integers(0, m, n) / m + rng.normal(0, 0.12, n)
-    uk, vk = rk * np.cos(tk), rk * np.sin(tk) * cos_i
-    c, s = np.cos(pa), np.sin(pa)
-    fk = rng.exponential(1, n)
-    _deposit(sources, centre[0] + uk * c - vk * s + (RENDER_SIZE - 1) / 2,
-             centre[1] + uk * s + vk * c + (RENDER_SIZE - 1) / 2,
-             flux * (1 - bulge_frac) * arm_frac * 0.2 * fk / fk.sum(), np.tile(_HII, (n, 1)))
-    return image
-
-
-def _edge_on(rng, centre, pa, sources):
-    """A thin disk seen edge-on (exponential along it, a Gaussian thin + thick disk across) around a
-    rounder bulge, often cut by a dust lane that dims and reddens the light behind it."""
-    u, v = _frame(centre, pa)
-    h = rng.lognormal(np.log(16), 0.3)
-    hz = h * rng.uniform(0.08, 0.15)
-    radial = (1 + np.abs(u) / h) * np.exp(-np.abs(u) / h)
-    disk = radial * (np.exp(-0.5 * (v / hz) ** 2) + 0.25 * np.exp(-0.5 * (v / (3 * hz)) ** 2))  # thin + thick
-    bulge_frac = rng.uniform(0.3, 0.6)
-    bulge = _sersic(np.hypot(u, v / rng.uniform(0.5, 0.8)), h * rng.uniform(0.3, 0.6), rng.uniform(1.5, 3))
-    image = rng.lognormal(np.log(1800), 0.45) * (bulge_frac * _tint(_OLD_STARS, rng) * bulge
-                                                 + (1 - bulge_frac) * _tint(_DUSTY_DISK, rng) * disk / disk.sum())
-    if rng.random() < 0.7:
-        width = hz * rng.uniform(0.3, 0.7)
-        lane = rng.uniform(0.8, 2.5) * np.exp(-0.5 * ((v - rng.normal(0, 0.3 * hz)) / width) ** 2
-                                              - np.abs(u) / (2 * h))
-        image *= np.exp(-lane[None] * np.array((0.75, 1.0, 1.3), np.float32)[:, None, None])  # redder where dustier
-    return image
-
-
-_GALAXY_MAKERS = {2: _round_smooth, 6: _tight_spiral, 9: _edge_on}
-
-
-def _field(rng, sources):
-    """Foreground stars (point sources, blue-white to red, few bright) and faint background galaxies
-    (small fuzzy blobs of varied colour: each spread over five nearby points, longer along an axis)."""
-    n = rng.poisson(10)
-    colour = _BLUE + rng.random((n, 1)) * (_RED - _BLUE)
-    _deposit(sources, rng.uniform(*_FIELD, n), rng.uniform(*_FIELD, n),
-             np.minimum(0.6 * (rng.pareto(0.9, n) + 1), 300), colour)
-    n = rng.poisson(25)
-    colour = _BLUE + rng.random((n, 1)) * (_RED - _BLUE) * 1.15   # some redder still: distant, redshifted
-    x, y, flux = rng.uniform(*_FIELD, n), rng.uniform(*_FIELD, n), 0.3 * (rng.pareto(1.3, n) + 1)
-    angle, length = rng.uniform(0, np.pi, n), rng.uniform(0.5, 2.5, n)
-    c, s = np.cos(angle), np.sin(angle)
-    for along, across in ((-1, 0), (0, 0), (1, 0), (0, -0.6), (0, 0.6)):
-        dx, dy = along * length, across * length
-        _deposit(sources, x + dx * c - dy * s, y + dx * s + dy * c, flux / 5, colour)
-
-
-def _sky_noise_spectrum(rng, sigma):
-    """Fourier transform of white sky noise of standard deviation sigma, drawn directly in Fourier
-    space (saving an FFT) and smoothed a little, like the noise of resampled survey cutouts."""
-    z = rng.standard_normal((2, 3) + _F2.shape, dtype=np.float32)
-    return (z[0] + 1j * z[1]) * (float(sigma * RENDER_SIZE / np.sqrt(2)) * _NOISE_OTF)
-
-
-# The survey JPEGs' empty sky is a dark, slightly red grey (about RGB 34, 31, 30 in the reference
-# cutouts), not black: this pedestal per band (z, r, g) reproduces it through the stretch below.
-_SKY_PEDESTAL = np.array((0.030, 0.027, 0.026), np.float32)[:, None, None]
-
-
-def _legacy_rgb(flux, q=20.0):
-    """Legacy Survey JPEG look (their sdss_rgb): one asinh stretch of the mean intensity applied to
-    all bands alike, so cores keep their colour while the faint outskirts are lifted out of the sky."""
-    planes = flux + _SKY_PEDESTAL
-    intensity = np.maximum(np.maximum(planes, 0).mean(0), 1e-6)
-    rgb = planes * (np.arcsinh(q * intensity) / np.sqrt(q) / intensity)
-    return np.clip(rgb * 255 + 0.5, 0, 255).astype(np.uint8).transpose(1, 2, 0)
-
-
-def _render_one(class_id, rng):
-    """One 256 x 256 x 3 uint8 cutout of a galaxy of class_id, centred as Galaxy10 cutouts are."""
-    centre, pa = rng.normal(0, 1.5, 2), rng.uniform(0, np.pi)
-    sources = np.zeros((3, RENDER_SIZE, RENDER_SIZE), np.float32)   # point-like light, before the PSF
-    galaxy = _GALAXY_MAKERS[class_id](rng, centre, pa, sources)
-    _field(rng, sources)
-    psf = _moffat_otf(round(rng.uniform(3.0, 5.0) * 2) / 2)
-    spectrum = np.fft.rfft2(galaxy + sources) * psf + _sky_noise_spectrum(rng, rng.uniform(0.015, 0.03))
-    return _legacy_rgb(np.fft.irfft2(spectrum, s=sources.shape[1:]))
-
+# ---------------------------------------------------------------- one entry point, cached
 
 def _check_embedded_classes(classes):
-    unknown = sorted(set(classes) - set(_GALAXY_MAKERS))
+    unknown = sorted(set(classes) - set(procedural.GALAXY_MAKERS))
     if unknown:
         raise InputError(f"embedded set: no class {unknown[0]} ({CLASS_NAMES.get(unknown[0], '?')}); "
-                         f"it has only classes {', '.join(map(str, _GALAXY_MAKERS))}")
+                         f"it has only classes {', '.join(map(str, procedural.GALAXY_MAKERS))}")
 
-
-def _render_chunk(seed, jobs):
-    return np.stack([_render_one(c, np.random.default_rng([seed, c, i])) for c, i in jobs])
-
-
-def render_embedded(classes=DEFAULT_CLASSES, n_per_class=EMBEDDED_PER_CLASS, seed=0, progress=True, chunk=64,
-                    workers=None):
-    """Yield (uint8 images B x 256 x 256 x 3, int64 class ids) of the embedded set, class by class.
-    Image i of class c depends only on (seed, c, i), so a smaller n_per_class renders a prefix, and the
-    chunks can be rendered on all cores (`workers`, default: every core) with the same result."""
-    _check_embedded_classes(classes)
-    jobs = [(c, i) for c in sorted(classes) for i in range(n_per_class)]
-    chunks = [jobs[start:start + chunk] for start in range(0, len(jobs), chunk)]
-    workers = min(workers or os.cpu_count() or 1, len(chunks))
-    with tqdm(total=len(jobs), desc="rendering embedded galaxies", unit="img", disable=not progress) as bar, \
-            (ProcessPoolExecutor(workers) if workers > 1 else nullcontext()) as pool:
-        rendered = (pool or builtins).map(_render_chunk, itertools.repeat(seed), chunks)
-        for batch, images in zip(chunks, rendered):
-            yield images, np.array([c for c, _ in batch], np.int64)
-            bar.update(len(batch))
-
-
-# ---------------------------------------------------------------- one entry point, cached
 
 def _source_identity(kind, path):
     """What the prepared arrays depend on besides the options: the file's (or folder's files')
-    resolved path, size and mtime; for the embedded set, this very file (it holds the renderer)."""
+    resolved path, size and mtime; for the embedded set, the renderer's source with its parameters."""
     if kind == "embedded":
-        return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+        return hashlib.sha256(Path(procedural.__file__).read_bytes()).hexdigest()
     files = sorted(p for p in path.rglob("*") if p.is_file()) if kind == "folder" else [path]
     return [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
 
 
 def _render_prepared(classes, max_per_class, seed, progress):
     n = EMBEDDED_PER_CLASS if max_per_class is None else min(max_per_class, EMBEDDED_PER_CLASS)
-    xs, ys = zip(*((block_mean(images, RENDER_SIZE // IMAGE_SIZE), labels)
-                   for images, labels in render_embedded(classes, n, seed, progress)))
+    xs, ys = zip(*((block_mean(images, procedural.RENDER_SIZE // IMAGE_SIZE), labels)
+                   for images, labels in procedural.render_embedded(classes, n, seed, progress)))
     return np.concatenate(xs), np.concatenate(ys)
 
 
@@ -598,6 +407,87 @@ def download(url=GALAXY10_URL, dest_dir=DATA_DIR, sha256=GALAXY10_SHA256, progre
     return dest
 
 
+# ---------------------------------------------------------------- the embedded set against real galaxies
+
+COMPARE_MIN_PER_CLASS = 10   # fewer, and an FID (and its half-against-half floor) says nothing
+
+
+def compare(folder, classes=DEFAULT_CLASSES, max_per_class=None, seed=0, device=None, progress=True):
+    """How far the embedded set is from the real galaxies in `folder` (one subfolder per class), per
+    class: FID of embedded test galaxies against the folder's at the same N (the folder's count, capped
+    by the embedded test split), the floor (FID of one half of the folder against the other half), and
+    the medians of morphology's statistics on both sides. Returns a JSON-ready dict and the images."""
+    import fid
+    import morphology
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such folder")
+    x, y = read_image_folder(folder, classes)
+    for c in classes:
+        if (y == c).sum() < COMPARE_MIN_PER_CLASS:
+            raise InputError(f"{folder}: class {c} ({CLASS_NAMES[c]}) has {(y == c).sum()} images, "
+                             f"need at least {COMPARE_MIN_PER_CLASS}")
+    test_x, test_y = load_galaxies("embedded", classes, max_per_class, seed, progress=progress).split("test")
+    rng = np.random.default_rng(seed)
+    model = fid.load_inception(device=device)
+    features = functools.partial(fid.get_activations, model=model, device=device, progress=progress)
+
+    def distance(a, b):
+        return float(fid.frechet_distance(*fid.calculate_statistics(a), *fid.calculate_statistics(b)))
+
+    report, shown, all_real, all_emb = {}, {}, [], []
+    for c in classes:
+        n = int(min((y == c).sum(), (test_y == c).sum()))
+        real = x[rng.permutation(np.flatnonzero(y == c))[:n]]
+        emb = test_x[test_y == c][:n].numpy()
+        real_f, emb_f = features(torch.from_numpy(real)), features(torch.from_numpy(emb))
+        all_real.append(real_f)
+        all_emb.append(emb_f)
+        real_s, emb_s = morphology.medians(morphology.measure_all(real)), morphology.medians(morphology.measure_all(emb))
+        report[str(c)] = {"name": CLASS_NAMES[c], "n": n, "fid": distance(real_f, emb_f),
+                          "floor": distance(real_f[:n // 2], real_f[n // 2:]), "floor_n": n // 2,
+                          "statistics": {k: {"real": real_s[k], "embedded": emb_s[k]} for k in real_s}}
+        shown[c] = (real, emb)
+    report["overall"] = {"n": sum(len(f) for f in all_real),
+                         "fid": distance(np.concatenate(all_real), np.concatenate(all_emb))}
+    return {"folder": str(folder), "seed": seed, "classes": report}, shown
+
+
+def _print_comparison(result):
+    import morphology
+    classes = [k for k in result["classes"] if k != "overall"]
+    print(f"embedded test split against {result['folder']} (FID, standard Inception weights, same N both sides)")
+    print(f"{'class':<28}{'N':>5}{'FID':>9}{'floor':>9}")
+    for k in classes:
+        r = result["classes"][k]
+        print(f"{k + ' ' + r['name']:<28}{r['n']:>5}{r['fid']:>9.1f}{r['floor']:>9.1f}   (floor: N = {r['floor_n']} halves)")
+    print(f"{'overall':<28}{result['classes']['overall']['n']:>5}{result['classes']['overall']['fid']:>9.1f}")
+    print(f"\nmedians, real / embedded {'':<18}" + "".join(f"{'class ' + k:>20}" for k in classes))
+    for name, what in morphology.STATISTICS:
+        cells = "".join(f"{result['classes'][k]['statistics'][name]['real']:>9.3g} /"
+                        f"{result['classes'][k]['statistics'][name]['embedded']:>9.3g}" for k in classes)
+        print(f"{name:<20}{what[:23]:<24}{cells}")
+
+
+def _draw_comparison(shown, out, per_class=8):
+    """Per class, a row of real galaxies above a row of embedded ones."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(2 * len(shown), per_class, squeeze=False, figsize=(1.2 * per_class, 2.6 * len(shown)))
+    for i, (c, pair) in enumerate(shown.items()):
+        for row, images, label in zip(axes[2 * i:2 * i + 2], pair, ("real", "embedded")):
+            for j, ax in enumerate(row):
+                ax.set_axis_off()
+                if j < len(images):
+                    ax.imshow(images[j].transpose(1, 2, 0))
+            row[0].set_title(f"{c} {CLASS_NAMES[c]}: {label}", loc="left", fontsize=9)
+    fig.tight_layout()
+    with atomic_output(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
 # ---------------------------------------------------------------- command line
 
 def _preview(galaxies, out, per_class=8):
@@ -630,12 +520,26 @@ def main(argv=None):
                         help=f"fetch Galaxy10_DECals.h5 (2.5 GB) into DIR (default {DATA_DIR})")
     parser.add_argument("--info", action="store_true", help="print the source and per-class/per-split counts")
     parser.add_argument("--preview", metavar="OUT.png", help="write a labelled grid of a few galaxies per class")
+    parser.add_argument("--compare", metavar="DIR", help="FID and statistics of the embedded set against the "
+                        "real galaxies in DIR (one subfolder per class); writes --out and its .json")
+    parser.add_argument("--out", metavar="FILE.png", default="comparison.png",
+                        help="--compare's figure (real above embedded); the JSON goes beside it")
+    parser.add_argument("--device", default=None, help="--compare's Inception device (default: cuda if available)")
     parser.add_argument("--classes", type=int, nargs="+", default=list(DEFAULT_CLASSES))
     parser.add_argument("--max-per-class", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.download:
         print(f"Galaxy10 DECals is ready: {download(dest_dir=args.download)}")
+        return
+    if args.compare:
+        result, shown = compare(args.compare, tuple(sorted(args.classes)), args.max_per_class, args.seed, args.device)
+        _print_comparison(result)
+        out = Path(args.out)
+        with atomic_output(out.with_suffix(".json")) as tmp:
+            tmp.write_text(json.dumps(result, indent=1))
+        _draw_comparison(shown, out)
+        print(f"wrote {out} and {out.with_suffix('.json')}")
         return
     galaxies = load_galaxies(args.source, args.classes, args.max_per_class, args.seed)
     if args.preview:

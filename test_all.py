@@ -34,7 +34,9 @@ import grid_search as gs
 import judge
 import losses
 import model as model_module
+import morphology
 import priors
+import procedural
 import train
 from data import InputError, load_galaxies
 from model import ConvVAE
@@ -458,7 +460,7 @@ def test_download_offline(tmp_path):
 
 def test_embedded_schema_determinism_and_prefix():
     def render(n, seed=0):
-        images, labels = zip(*data.render_embedded(n_per_class=n, seed=seed, progress=False, chunk=4))
+        images, labels = zip(*procedural.render_embedded((2, 6, 9), n, seed, progress=False, chunk=4))
         return np.concatenate(images), np.concatenate(labels)
     images, labels = render(3)
     assert images.dtype == np.uint8 and images.shape == (9, 256, 256, 3)
@@ -515,6 +517,83 @@ def test_image_folder_errors(tmp_path):
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
     with pytest.raises(InputError, match="broken.png: unreadable or corrupt image"):
         data.read_image_folder(tmp_path, (2,))
+
+
+# ---------------------------------------------------------------- morphology and --compare
+
+def blob_cutout(rng, sigma=3.0, q=1.0, colour=(1.2, 1.0, 0.8), stars=((10, 12), (50, 45)), noise=0.01):
+    """A 3 x 64 x 64 cutout: a Gaussian galaxy of known size, axis ratio and colour at the centre, two
+    point-like stars, a flat sky of known level and white noise."""
+    yy, xx = np.mgrid[:64, :64] - 31.5
+    galaxy = np.exp(-0.5 * (xx ** 2 + (yy / q) ** 2) / sigma ** 2)
+    for x, y in stars:
+        galaxy = galaxy + 0.5 * np.exp(-0.5 * ((xx + 31.5 - x) ** 2 + (yy + 31.5 - y) ** 2) / 0.8 ** 2)
+    image = 0.1 + 0.4 * np.asarray(colour)[:, None, None] * galaxy + rng.normal(0, noise, (3, 64, 64))
+    return np.clip(image, 0, 1).astype(np.float32)
+
+
+def test_morphology_recovers_known_galaxies():
+    rng = np.random.default_rng(0)
+    round_ = morphology.measure(blob_cutout(rng, sigma=3.0))
+    # a circular Gaussian encloses half its light within sigma * sqrt(2 ln 2)
+    assert round_["size"] == pytest.approx(3.0 * math.sqrt(2 * math.log(2)), rel=0.1)
+    assert round_["axis_ratio"] > 0.9 and round_["field_sources"] == 2
+    assert round_["colour_rg"] == pytest.approx(1.2, rel=0.05) and round_["colour_bg"] == pytest.approx(0.8, rel=0.05)
+    assert round_["sky_level"] == pytest.approx(0.1, abs=0.003)
+    assert round_["sky_noise"] == pytest.approx(0.01 / math.sqrt(3), rel=0.15)   # the mean of 3 bands
+    assert abs(round_["noise_correlation"]) < 0.1   # white noise
+    assert round_["psf_fwhm"] == pytest.approx(0.8 * 2.3548, rel=0.25)
+    flat = morphology.measure(blob_cutout(rng, sigma=4.0, q=0.4))
+    assert flat["axis_ratio"] == pytest.approx(0.4, rel=0.15)
+    stats = morphology.measure_all(np.stack([blob_cutout(rng), np.full((3, 64, 64), 0.1, np.float32)]))
+    assert np.isnan(stats["size"][1]) and morphology.medians(stats)["size"] == pytest.approx(stats["size"][0])
+
+
+def write_real_folder(root, per_class, rng):
+    for c in (2, 6, 9):
+        (root / str(c)).mkdir(parents=True)
+        for i in range(per_class.get(c, 12)):
+            image = blob_cutout(rng, sigma=rng.uniform(2, 5), q=rng.uniform(0.3, 1)).transpose(1, 2, 0)
+            Image.fromarray((image * 255).astype(np.uint8)).resize((128, 128)).save(root / str(c) / f"g{i}.png")
+
+
+def test_compare_embedded_against_a_folder(tmp_path, monkeypatch, capsys):
+    write_real_folder(tmp_path / "real", {}, np.random.default_rng(1))
+    monkeypatch.setattr(data, "DATA_DIR", tmp_path / "data")
+    out = tmp_path / "out" / "cmp.png"
+    data.main(["--compare", str(tmp_path / "real"), "--out", str(out), "--max-per-class", "100", "--device", "cpu"])
+    printed = capsys.readouterr().out
+    result = json.loads(out.with_suffix(".json").read_text())
+    assert Image.open(out).size[0] > 0 and "Round Smooth" in printed and "field_sources" in printed
+    for c in ("2", "6", "9"):
+        r = result["classes"][c]
+        assert r["n"] == 10 and r["floor_n"] == 5   # capped by the embedded test split: 10 of 100
+        assert r["fid"] > 0 and r["floor"] > 0 and set(r["statistics"]) == {k for k, _ in morphology.STATISTICS}
+        assert r["statistics"]["sky_level"]["real"] == pytest.approx(0.1, abs=0.01)
+    assert result["classes"]["overall"]["n"] == 30
+    assert [p.name for p in out.parent.iterdir()] == ["cmp.png", "cmp.json"] or \
+        sorted(p.name for p in out.parent.iterdir()) == ["cmp.json", "cmp.png"]
+
+
+def test_compare_bad_folders_exit_2_with_one_line(tmp_path, monkeypatch, capsys):
+    rng = np.random.default_rng(2)
+    write_real_folder(tmp_path / "few", {6: 9}, rng)
+    write_real_folder(tmp_path / "broken", {}, rng)
+    (tmp_path / "broken" / "9" / "g3.png").write_bytes(b"not a png")
+    (tmp_path / "flat").mkdir()
+    Image.new("RGB", (64, 64)).save(tmp_path / "flat" / "a.png")
+    cases = {"missing": (tmp_path / "nope", "no such folder"), "flat": (tmp_path / "flat", "no class subfolders"),
+             "few": (tmp_path / "few", "class 6 (Unbarred Tight Spiral) has 9 images, need at least 10"),
+             "broken": (tmp_path / "broken" / "9" / "g3.png", "unreadable or corrupt image")}
+    monkeypatch.setattr(data, "DATA_DIR", tmp_path / "data")
+    for name, (path, message) in cases.items():
+        folder = path.parent.parent if name == "broken" else path
+        with pytest.raises(SystemExit) as stop:
+            data.main(["--compare", str(folder), "--out", str(tmp_path / "cmp.png")])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and err.count("\n") == 1 and str(path) in err and message in err, (name, err)
+    assert not (tmp_path / "cmp.png").exists() and not (tmp_path / "data").exists()
+
 
 
 # ---------------------------------------------------------------- bad input on the command line
