@@ -66,7 +66,8 @@ def plot_latent_map(coords, labels, images, classes, path, title, thumbnails=12,
         ax.add_artist(AnnotationBbox(thumbnail, coords[i], frameon=True, pad=0.15,
                                      bboxprops={"edgecolor": colour, "linewidth": 2}))
     ax.set(xlabel=axes[0], ylabel=axes[1], title=title)
-    ax.legend(loc="best", fontsize=8, markerscale=2)
+    # Below the axes: inside, the legend would hide dots or thumbnails wherever it went.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=len(classes), fontsize=8, markerscale=2, frameon=False)
     save_figure(fig, path)
 
 
