@@ -192,6 +192,69 @@ def bench_default_run(max_per_class):
              "reference_name": "budget: 20 epochs in 15 minutes", "lower_is_better": True}]
 
 
+# ---------------------------------------------------------------- 6. the explorer under load
+
+def concurrent_decodes(url, latents, clients=8):
+    """POST every latent to the explorer's /api/decode from `clients` threads at once, each on its own
+    keep-alive connection: (HTTP statuses, seconds per request, decoded images as H x W x 3 uint8), in
+    the order of `latents`."""
+    import base64
+    import http.client
+    from concurrent.futures import ThreadPoolExecutor
+    from io import BytesIO
+    from urllib.parse import urlsplit
+    from PIL import Image
+    n, address = len(latents), urlsplit(url)
+    statuses, seconds, images = [None] * n, [None] * n, [None] * n
+
+    def client(share):
+        connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+        for i in share:
+            body = json.dumps({"latent": latents[i].tolist()})
+            start = time.perf_counter()
+            connection.request("POST", "/api/decode", body, {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            answer = response.read()
+            seconds[i], statuses[i] = time.perf_counter() - start, response.status
+            if response.status == 200:
+                png = base64.b64decode(json.loads(answer)["image"].split(",", 1)[1])
+                images[i] = np.asarray(Image.open(BytesIO(png)).convert("RGB"))
+        connection.close()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client, [range(c, n, clients) for c in range(clients)]))
+    return statuses, seconds, images
+
+
+def bench_explorer(galaxies, requests=400, clients=8):
+    """p50 and p95 latency of /api/decode with the default model, `clients` at once; every answer is
+    checked against decoding the same latent directly. Clients and server share this process (and its
+    GIL), so the figures are an upper bound on what a browser sees."""
+    import threading
+    import explore
+    from model import ModelConfig, build_model, decode_latents, standard_normal_latents
+    torch.manual_seed(0)
+    model = build_model(ModelConfig()).eval()  # random weights decode as fast as trained ones
+    server = explore.make_server(explore.Explorer(model, galaxies), port=0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as explore.py serves
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        latents = standard_normal_latents(requests, model.latent_dim, seed=1)
+        statuses, seconds, images = concurrent_decodes(explore.server_url(server), latents, clients)
+        # One at a time, as the server decodes them: other batch sizes may round a pixel differently.
+        expected = [decode_latents(model, z[None])[0].mul(255).add(0.5).to(torch.uint8).permute(1, 2, 0) for z in latents]
+    finally:
+        server.shutdown()
+        server.server_close()
+        torch.set_num_threads(threads)
+    wrong = sum(s != 200 or img is None or not np.array_equal(img, e.numpy()) for s, img, e in zip(statuses, images, expected))
+    p50, p95 = np.percentile(np.array(seconds) * 1000, [50, 95])
+    return {"name": f"explorer decode, {clients} clients x {requests} requests, p95 (ms)", "ours": p95,
+            "reference": 100.0, "lower_is_better": True,
+            "reference_name": f"budget: 100 ms; p50 {p50:.1f} ms; {wrong} of {requests} answers wrong",
+            "p50_ms": p50, "p95_ms": p95, "wrong_answers": wrong}
+
+
 def print_table(machine, rows):
     print(f"machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']} "
           f"({machine['threads']} threads), device cpu")
@@ -221,7 +284,7 @@ def main():
     galaxies = data.load_galaxies("embedded", max_per_class=100, progress=False)
     rows = [bench_train_step(galaxies, args.batch_size, repeats), bench_ssim(galaxies, args.batch_size, repeats),
             bench_fid_features(galaxies, 32 if args.quick else 64), bench_frechet(),
-            *bench_default_run(100 if args.quick else None)]
+            *bench_default_run(100 if args.quick else None), bench_explorer(galaxies)]
     for row in rows:
         ratio = row["reference"] / row["ours"] if row.get("lower_is_better") else row["ours"] / row["reference"]
         row["ratio"] = ratio

@@ -28,6 +28,7 @@ import torch
 import fid
 from data import CLASS_NAMES, InputError, atomic_output, checkpoint_galaxies, exit_on_input_error
 from judge import classify, load_or_train_classifier
+from latent_map import PROJECTIONS, draw_latent_map
 from losses import ssim
 from model import decode_latents, encode_means, find_latest_checkpoint, load_checkpoint, pick_device
 from plots import plot_grid, plot_interpolation, plot_reconstructions
@@ -177,6 +178,8 @@ def parse_args(argv=None):
     g.add_argument("--interpolate", type=int, nargs=2, metavar=("A", "B"), help="a test galaxy of class A "
                    "morphing into one of class B, e.g. --interpolate 2 9")
     g.add_argument("--class", dest="target_class", type=int, metavar="K", help="galaxies of class K")
+    g.add_argument("--latent-map", nargs="?", const="pca", metavar="pca|tsne", help="latent_map_pca.png: the test "
+                   "galaxies' latent means in 2-D by class, with thumbnails (--latent-map tsne: t-SNE)")
     g.add_argument("--evaluate", action="store_true", help="test SSIM, FID and classifier accuracy: a table "
                    "and evaluation.json (cost: see above)")
     o = p.add_argument_group("options of the actions")
@@ -195,11 +198,13 @@ def parse_args(argv=None):
 
 def check_args(args):
     if not (args.reconstruct or args.samples is not None or args.interpolate or args.target_class is not None
-            or args.evaluate):
-        raise InputError("nothing to do: give --reconstruct, --samples N, --interpolate A B, --class K "
-                         "and/or --evaluate")
+            or args.evaluate or args.latent_map):
+        raise InputError("nothing to do: give --reconstruct, --samples N, --interpolate A B, --class K, "
+                         "--latent-map and/or --evaluate")
     if args.prior not in PRIORS:
         raise InputError(f"--prior {args.prior}: choose {' or '.join(PRIORS)}")
+    if args.latent_map not in (None, *PROJECTIONS):
+        raise InputError(f"--latent-map {args.latent_map}: choose {' or '.join(PROJECTIONS)}")
     for flag, value, least in (("--samples", args.samples, 1), ("--steps", args.steps, 2), ("--n", args.n, 1),
                                ("--components", args.components, 1), ("--num-samples", args.num_samples, 2),
                                ("--classifier-epochs", args.classifier_epochs, 1)):
@@ -220,7 +225,8 @@ def main(argv=None):
     out = Path(args.out) if args.out else path.parent
     for k in (args.interpolate or []) + ([] if args.target_class is None else [args.target_class]):
         check_class(k, tuple(checkpoint["config"]["classes"]))  # before the data is loaded: fail fast
-    needs_data = args.reconstruct or args.interpolate or args.target_class is not None or args.evaluate
+    needs_data = (args.reconstruct or args.interpolate or args.target_class is not None or args.evaluate
+                  or args.latent_map)
     galaxies = checkpoint_galaxies(checkpoint, progress) if needs_data else None
     if args.reconstruct:
         plot_reconstructions(model, galaxies.test_x, galaxies.test_y, out / "reconstructions_test.png", "test")
@@ -239,6 +245,10 @@ def main(argv=None):
         images, fitted = draw_class(model, galaxies, k, args.n, args.prior, args.components, args.seed)
         plot_grid(images, out / name, f"class {k} {CLASS_NAMES[k]}: {args.prior} prior ({fitted.n_components} "
                   f"component(s)) fitted to its training latents (seed {args.seed})")
+        print(f"wrote {out / name}")
+    if args.latent_map:
+        name = f"latent_map_{args.latent_map}.png"
+        draw_latent_map(model, galaxies, out / name, args.latent_map, args.seed)
         print(f"wrote {out / name}")
     if args.evaluate:
         result = {"checkpoint": str(path), "data": {"source": galaxies.source, "key": galaxies.key}} | evaluate(

@@ -3,12 +3,17 @@
 Everything runs on the CPU in a few minutes: tiny models, a few dozen embedded galaxies, and the real
 Inception weights only where a test is about them. Every file a test writes goes under pytest's tmp_path.
 """
+import base64
 import csv
 import hashlib
+import http.client
 import http.server
+import io
 import json
 import math
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +21,7 @@ import sys
 import threading
 import time
 import types
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,11 +33,14 @@ import torch
 from PIL import Image
 from skimage.metrics import structural_similarity
 
+import bench
 import data
+import explore
 import fid
 import generate
 import grid_search as gs
 import judge
+import latent_map
 import losses
 import model as model_module
 import morphology
@@ -1352,3 +1361,235 @@ def test_cli_real_fid_shards_equal_single_run(data_dir, tmp_path):
     run_script("generate.py", "--checkpoint", single / "best.pt", "--samples", "4", "--out", tmp_path / "gen",
                "--device", "cpu", "--quiet", check=True)
     assert (tmp_path / "gen" / "samples.png").stat().st_size > 0
+
+
+# ================================================================================================
+# explore.py and latent_map.py
+# A server on a free port in this process, over the tiny model of the generate.py tests.
+# ================================================================================================
+
+
+@pytest.fixture(scope="module")
+def explorer(run):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as explore.py serves: a loaded 2-core machine makes 2-thread decodes slow
+    server = explore.make_server(explore.Explorer(run.model, run.galaxies, name="tiny"), port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield types.SimpleNamespace(url=explore.server_url(server), port=server.server_address[1],
+                                explorer=server.explorer, run=run)
+    server.shutdown()
+    server.server_close()
+    torch.set_num_threads(threads)
+
+
+def call(explorer, method, path, body=None, headers=None):
+    """(status, JSON answer) of one request; body: a JSON-ready value, or bytes sent as they are."""
+    connection = http.client.HTTPConnection("127.0.0.1", explorer.port, timeout=60)
+    if body is not None and not isinstance(body, bytes):
+        body = json.dumps(body).encode()
+    headers = ({"Content-Type": "application/json"} if body is not None else {}) | (headers or {})
+    connection.request(method, path, body, headers)
+    response = connection.getresponse()
+    raw = response.read()
+    connection.close()
+    return response.status, json.loads(raw) if response.headers.get_content_type() == "application/json" else raw
+
+
+def image_of(data_url):
+    with Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def eight_bit(images):
+    return images.mul(255).add(0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def test_explore_page_is_offline_and_api_answers_match_the_model(explorer):
+    ex, run = explorer.explorer, explorer.run
+    status, page = call(explorer, "GET", "/")
+    assert status == 200 and b"<svg" in page
+    # Nothing from the internet: the only URL in the page is the SVG namespace, which is a name, not a fetch.
+    assert set(re.findall(rb"(?:https?:)?//[\w.-]+\.\w+[^\s\"'`)]*", page)) == {b"http://www.w3.org/2000/svg"}
+
+    status, info = call(explorer, "GET", "/api/info")
+    assert status == 200 and info["latent_dim"] == 4 and [c["id"] for c in info["classes"]] == [2, 6, 9]
+    directions = np.array(info["directions"])
+    assert directions.shape == (4, 4)  # at most the latent size; 10 by default
+    np.testing.assert_allclose(directions @ directions.T, np.eye(4), atol=1e-6)
+    assert info["spread"] == sorted(info["spread"], reverse=True)
+
+    test_mu = model_module.encode_means(run.model, run.galaxies.test_x)
+    status, pca = call(explorer, "GET", "/api/map")
+    expected = (test_mu.numpy() - np.array(info["mean"])) @ directions[:2].T
+    np.testing.assert_allclose(np.c_[pca["x"], pca["y"]], expected, atol=1e-5)
+    assert pca["class"] == run.galaxies.test_y.tolist()
+    status, tsne = call(explorer, "GET", "/api/map?projection=tsne")
+    assert status == 200 and len(tsne["x"]) == len(test_mu) and np.isfinite(tsne["x"] + tsne["y"]).all()
+
+    status, galaxy = call(explorer, "GET", "/api/galaxy?index=3")
+    assert galaxy["class"] == run.galaxies.test_y[3] and galaxy["latent"] == pytest.approx(test_mu[3].tolist(), abs=1e-5)
+    assert (image_of(galaxy["original"]) == eight_bit(run.galaxies.test_x[3:4])[0]).all()
+
+    z = [0.5, -1.0, 2.0, 0.0]
+    status, decoded = call(explorer, "POST", "/api/decode", {"latent": z})
+    assert (image_of(decoded["image"]) == eight_bit(model_module.decode_latents(run.model, torch.tensor([z])))[0]).all()
+
+    status, sampled = call(explorer, "POST", "/api/sample", {"class": 6, "n": 3, "seed": 5})
+    expected = priors.sample_prior(ex.priors[6], 3, 4, seed=5)
+    assert status == 200 and np.allclose([g["latent"] for g in sampled["galaxies"]], expected.numpy(), atol=1e-6)
+    # The class's sampler is the prior fitted to that class's training latents.
+    train_mu = model_module.encode_means(run.model, run.galaxies.train_x[run.galaxies.train_y == 6])
+    np.testing.assert_allclose(ex.priors[6].means_.T @ ex.priors[6].weights_, train_mu.double().mean(0), atol=1e-4)
+
+    status, path = call(explorer, "POST", "/api/interpolate", {"a": z, "b": [0, 0, 0, 1], "steps": 5})
+    assert [g["t"] for g in path["galaxies"]] == [0, 0.25, 0.5, 0.75, 1]
+    assert path["galaxies"][0]["latent"] == z and path["galaxies"][-1]["latent"] == [0, 0, 0, 1]
+
+
+BIG = json.dumps({"latent": [0.0] * 250_000}).encode()  # 1.25 MB: just over the limit
+
+
+@pytest.mark.parametrize("method, path, body, headers, status, message", [
+    ("POST", "/api/decode", b'{"latent": [1, 2', {}, 400, "malformed JSON"),
+    ("POST", "/api/decode", b"[1, 2, 3, 4]", {}, 400, "JSON object"),
+    ("POST", "/api/decode", {"latent": [1, 2, 3]}, {}, 400, "list of 4 numbers"),
+    ("POST", "/api/decode", {"latent": "1,2,3,4"}, {}, 400, "list of 4 numbers"),
+    ("POST", "/api/decode", b'{"latent": [NaN, 0, 0, 0]}', {}, 400, "NaN is not a number"),
+    ("POST", "/api/decode", b'{"latent": [1e999, 0, 0, 0]}', {}, 400, "finite"),
+    ("POST", "/api/decode", {"latent": [1e30, 0, 0, 0]}, {}, 400, "within +-100"),
+    ("POST", "/api/decode", {"latent": [True, 0, 0, 0]}, {}, 400, "numbers only"),
+    ("POST", "/api/decode", {"latent": ["__import__('os')", 0, 0, 0]}, {}, 400, "numbers only"),
+    ("POST", "/api/decode", BIG, {}, 413, "at most 1048576"),
+    ("POST", "/api/decode", b'{"latent": [0, 0, 0, 0]}', {"Content-Type": "text/plain"}, 415, "application/json"),
+    ("POST", "/api/sample", {"class": 5, "n": 2}, {}, 400, "not in this checkpoint"),
+    ("POST", "/api/sample", {"class": 6.0, "n": 2}, {}, 400, "whole number"),
+    ("POST", "/api/sample", {"class": 6, "n": 100}, {}, 400, "n: must be a whole number from 1 to 16"),
+    ("POST", "/api/interpolate", {"a": [0, 0, 0, 0], "b": [0, 0, 0, 0], "steps": 1}, {}, 400, "steps"),
+    ("GET", "/api/galaxy?index=6", None, {}, 400, "0 to 5"),
+    ("GET", "/api/galaxy?index=-1", None, {}, 400, "0 to 5"),
+    ("GET", "/api/galaxy", None, {}, 400, "?index= is missing"),
+    ("GET", "/api/map?projection=umap", None, {}, 400, "choose pca or tsne"),
+    ("GET", "/explore.py", None, {}, 404, "no such page"),
+    ("GET", "/../explore.py", None, {}, 404, "no such page"),
+    ("GET", "/%2e%2e/%2e%2e/etc/passwd", None, {}, 404, "no such page"),
+    ("GET", "/api/decode", None, {}, 405, "use POST"),
+    ("DELETE", "/", None, {}, 501, "Unsupported method"),
+    ("GET", "/api/info", None, {"Host": "attacker.example:8000"}, 403, "only requests to itself"),
+])
+def test_explore_bad_requests_get_4xx_json_and_the_server_keeps_serving(explorer, method, path, body, headers,
+                                                                        status, message):
+    got, answer = call(explorer, method, path, body, headers)
+    assert got == status and list(answer) == ["error"] and message in answer["error"]
+    assert call(explorer, "GET", "/api/info")[0] == 200
+
+
+def test_explore_post_without_length_is_refused(explorer):
+    connection = http.client.HTTPConnection("127.0.0.1", explorer.port, timeout=60)
+    connection.putrequest("POST", "/api/decode")
+    connection.putheader("Transfer-Encoding", "chunked")
+    connection.endheaders()
+    connection.send(b"5\r\nhello\r\n0\r\n\r\n")
+    response = connection.getresponse()
+    assert response.status == 411 and "Content-Length" in json.loads(response.read())["error"]
+
+
+def test_explore_under_load_every_answer_is_correct(explorer):
+    latents = model_module.standard_normal_latents(400, 4, seed=7) * 2
+    statuses, seconds, images = bench.concurrent_decodes(explorer.url, latents, clients=8)
+    assert statuses == [200] * 400 and all(s > 0 for s in seconds)
+    for z, image in zip(latents, images):  # one at a time, as the server decodes: the same rounding
+        assert (image == eight_bit(model_module.decode_latents(explorer.run.model, z[None]))[0]).all()
+
+
+def test_explore_cli_serves_and_rejects_bad_input(run, capsys):
+    with pytest.raises(SystemExit) as e:
+        explore.main(["--port", "70000"])
+    assert e.value.code == 2 and capsys.readouterr().err.strip().endswith("error: --port 70000: must be 0 to 65535")
+    with pytest.raises(SystemExit) as e:
+        explore.main(["--checkpoint", str(run.dir / "missing.pt")])
+    assert e.value.code == 2 and capsys.readouterr().err.strip().endswith("missing.pt: no such checkpoint")
+
+    server = subprocess.Popen([sys.executable, str(HERE / "explore.py"), "--checkpoint", str(run.run_dir), "--port", "0"],
+                              cwd=run.dir, env=run.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+/", line)
+        assert url, line + server.stderr.read() if server.poll() is not None else line
+        with urllib.request.urlopen(url.group(0) + "api/info", timeout=60) as response:
+            assert json.loads(response.read())["latent_dim"] == 4
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_latent_map_projections_and_the_generate_figure(isolated):
+    z = np.random.default_rng(0).normal(size=(40, 5)) * [5, 3, 1, 1, 1]
+    coords = latent_map.project(z, "pca")
+    assert coords.shape == (40, 2) and coords[:, 0].var() > coords[:, 1].var() > 0
+    assert latent_map.project(z, "tsne").shape == (40, 2)
+    with pytest.raises(InputError, match="choose pca or tsne"):
+        latent_map.project(z, "umap")
+    picked = latent_map.spread_out(coords, 5)
+    assert len(set(picked)) == 5 and {np.argmax(coords[:, 0]), np.argmin(coords[:, 0])} & set(picked)
+    out = isolated.dir / "map"
+    generate.main(["--quiet", "--checkpoint", str(isolated.best), "--out", str(out), "--latent-map"])
+    assert_png(out / "latent_map_pca.png")
+
+
+def chromium():
+    """(browser, driver) executables, or a reason why the browser test cannot run here."""
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return None, "selenium is not installed (pip install selenium)"
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    driver = shutil.which("chromedriver")
+    if not (browser and driver):
+        return None, "no chromium and chromedriver here (apt-get install chromium chromium-driver)"
+    return (browser, driver), None
+
+
+def test_explore_in_a_real_browser(explorer, tmp_path):
+    found, why = chromium()
+    if not found:
+        if os.environ.get("GALAXY_VAE_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"the browser test is required here (GALAXY_VAE_REQUIRE_BROWSER=1), but {why}")
+        pytest.skip(why)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+    options = webdriver.ChromeOptions()
+    options.binary_location = found[0]
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1400,900", f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # An explicit driver: Selenium Manager would otherwise try to download one.
+    driver = webdriver.Chrome(options=options, service=Service(found[1]))
+    try:
+        wait = WebDriverWait(driver, 60)
+        driver.get(explorer.url)
+        wait.until(lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#map circle.pt")) == len(explorer.run.galaxies.test_y)
+        driver.find_element(By.ID, "class6").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#samples img")) == 6)
+        current = driver.find_element(By.ID, "current")
+        before = current.get_attribute("src")
+        assert before.startswith("data:image/png;base64,")
+        slider = driver.find_element(By.ID, "pc1")
+        for _ in range(30):  # 1.5 standard deviations along the first principal direction
+            slider.send_keys(Keys.ARROW_RIGHT)
+        wait.until(lambda d: current.get_attribute("src") != before)
+        assert (image_of(current.get_attribute("src")) != image_of(before)).any()
+        driver.find_elements(By.CSS_SELECTOR, "#map circle.pt")[0].click()
+        wait.until(lambda d: "test galaxy #0" in d.find_element(By.ID, "caption").text)
+        driver.save_screenshot(str(tmp_path / "explore.png"))
+        assert_png(tmp_path / "explore.png")
+        assert driver.find_element(By.ID, "status").text == ""
+        errors = [entry for entry in driver.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
+        assert errors == []
+    finally:
+        driver.quit()
