@@ -1255,7 +1255,8 @@ def test_expand_shard_and_ids():
     assert axes["beta"] == [0.5, 2.0]
     configs = gs.expand_grid(axes)
     assert len(configs) == 6 and configs[0] == {"batch_size": 16, "lr": 1e-3, "base_channels": 4, "latent": 4,
-                                                "layers": 2, "beta": 0.5}
+                                                "layers": 2, "beta": 0.5, "upsample": "transpose",
+                                                "res_blocks": 0, "l1_weight": 0.0, "adversarial": 0.0}
     shares = [gs.shard(configs, k, 4) for k in range(1, 5)]
     assert sorted(map(gs.config_id, sum(shares, []))) == sorted(map(gs.config_id, configs))
     assert [len(s) for s in shares] == [2, 2, 1, 1]
