@@ -51,10 +51,13 @@ from plots import save_figure
 
 LOSS_WEIGHT = 300 / (3 * 64 * 64)  # see the module docstring
 # name: type; the values' validity rules are train.TrainConfig.check's, the same as train.py's
-AXES = {"batch_size": int, "lr": float, "base_channels": int, "latent": int, "layers": int, "beta": float}
+AXES = {"batch_size": int, "lr": float, "base_channels": int, "latent": int, "layers": int, "beta": float,
+        "upsample": str, "res_blocks": int, "l1_weight": float, "adversarial": float}
 # Small enough for 2 CPU cores: 8 configurations, 3 epochs each, FID on 256 samples, ~15 minutes in all.
 DEFAULT_GRID = {"batch_size": [64], "lr": [1e-3, 3e-3], "base_channels": [32], "latent": [16, 64],
-                "layers": [4], "beta": [0.5, 2.0]}
+                "layers": [4], "beta": [0.5, 2.0], "upsample": ["transpose"], "res_blocks": [0], "l1_weight": [0.0],
+                "adversarial": [0.0]}
+EXTRA_AXES = ("upsample", "res_blocks", "l1_weight", "adversarial")  # named in ids only when not the default
 RESULTS_GLOB = "results-*-of-*.jsonl"
 
 
@@ -72,9 +75,9 @@ def validate_axes(axes):
         if not isinstance(values, list) or not values:
             raise InputError(f"{flag(key)}: give a non-empty list of values, got {values!r}")
         for v in values:
-            ok_type = isinstance(v, (int, float)) and not isinstance(v, bool)
+            ok_type = isinstance(v, str) if kind is str else isinstance(v, (int, float)) and not isinstance(v, bool)
             if not ok_type or (kind is int and v != int(v)):
-                raise InputError(f"{flag(key)} {v!r}: must be a {'whole ' if kind is int else ''}number")
+                raise InputError(f"{flag(key)} {v!r}: must be a {'name' if kind is str else 'whole number' if kind is int else 'number'}")
             train.TrainConfig(**{key: kind(v)}).check()
         # Sorting makes the grid, its id and its shards independent of the order values were typed in.
         clean[key] = sorted({kind(v) for v in values})
@@ -95,8 +98,10 @@ def read_grid_file(path):
 
 
 def expand_grid(axes):
-    """Every combination of the axis values, as dicts in a fixed order (the AXES order)."""
-    return [dict(zip(AXES, values)) for values in itertools.product(*(axes[name] for name in AXES))]
+    """Every combination of the axis values, as dicts in a fixed order (the AXES order); an axis left out
+    takes its DEFAULT_GRID values."""
+    return [dict(zip(AXES, values)) for values in itertools.product(*(axes.get(name, DEFAULT_GRID[name])
+                                                                       for name in AXES))]
 
 
 def shard(configs, k, n):
@@ -115,7 +120,9 @@ def parse_shard(text):
 def config_id(config):
     # Readable and deterministic; repr() of a float is its shortest exact form, so ids never collide.
     return (f"bs{config['batch_size']}-lr{config['lr']!r}-ch{config['base_channels']}-z{config['latent']}"
-            f"-L{config['layers']}-beta{config['beta']!r}")
+            f"-L{config['layers']}-beta{config['beta']!r}"
+            + "".join(f"-{k}{config[k]!r}".replace("'", "") for k in EXTRA_AXES
+                      if config.get(k, DEFAULT_GRID[k][0]) != DEFAULT_GRID[k][0]))
 
 
 def grid_id(axes, settings):
@@ -206,7 +213,7 @@ def plot_scores(rows, path):
         ax.scatter([finite[0][name]], [finite[0]["score"]], color="red", marker="*", s=150, label="best")
         ax.set(xlabel=name, xscale="log" if name == "lr" else "linear")
         values = sorted({row[name] for row in finite})
-        ax.set_xticks(values, [f"{v:g}" for v in values])
+        ax.set_xticks(values, [v if isinstance(v, str) else f"{v:g}" for v in values])
         ax.minorticks_off()
     axes[0, 0].set_ylabel("w * loss + FID")
     axes[0, 0].legend()

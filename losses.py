@@ -10,6 +10,13 @@ Reductions, and why the two terms are on comparable scales:
   (3 x 64 x 64 = 12,288): 1 - SSIM then plays the role of a per-pixel negative log-likelihood summed
   over the image, and beta = 1 means the usual VAE balance; beta > 1 trades detail for a smoother,
   more disentangled latent space (Higgins et al. 2017).
+- `l1_weight` alpha adds alpha * mean |x - recon| to 1 - SSIM before that scaling (Zhao et al. 2017):
+  both are means per pixel value in [0, 1], so alpha = 1 weighs a mean absolute error of 0.1 like an
+  SSIM loss of 0.1. SSIM alone ignores a uniform shift of colour and brightness; L1 pins it.
+- The adversarial term (optional) is -D(recon), averaged over the discriminator's patches and the batch,
+  times an adaptive weight: W * |grad of the reconstruction term| / |grad of the adversarial term| at the
+  decoder's last layer (Esser et al. 2021), so it pushes as hard as W times the reconstruction term
+  whatever their scales. The discriminator minimises the hinge loss.
 """
 import functools
 
@@ -74,11 +81,34 @@ def beta_at(epoch, beta, warmup_epochs, beta_start=1e-4):
     return float(beta_start + (beta - beta_start) * epoch / warmup_epochs)
 
 
-def vae_loss(recon, x, mu, logvar, beta, recon_weight=None):
-    """total = recon_weight * (1 - SSIM) + beta * KLD, per image (see the module docstring)."""
+def vae_loss(recon, x, mu, logvar, beta, recon_weight=None, l1_weight=0.0):
+    """total = recon_weight * (1 - SSIM + l1_weight * L1) + beta * KLD, per image (see the module
+    docstring); "recon" is the first term."""
     if recon_weight is None:
         recon_weight = x[0].numel()
     similarity = ssim(recon, x)
     divergence = kld(mu, logvar)
-    total = recon_weight * (1 - similarity) + beta * divergence
-    return {"total": total, "ssim": similarity, "kld": divergence, "beta": float(beta)}
+    l1 = (recon - x).abs().mean()
+    reconstruction = recon_weight * (1 - similarity + l1_weight * l1)
+    total = reconstruction + beta * divergence
+    return {"total": total, "recon": reconstruction, "ssim": similarity, "l1": l1, "kld": divergence,
+            "beta": float(beta)}
+
+
+def hinge_discriminator_loss(real_logits, fake_logits):
+    """0.5 * (mean relu(1 - D(real)) + mean relu(1 + D(fake))): zero once real patches score >= 1 and
+    fakes <= -1, so a discriminator that already wins stops pushing its logits further."""
+    return 0.5 * (torch.relu(1 - real_logits).mean() + torch.relu(1 + fake_logits).mean())
+
+
+def generator_loss(fake_logits):
+    """-mean D(recon): the decoder's adversarial term."""
+    return -fake_logits.mean()
+
+
+def adaptive_weight(recon_loss, adv_loss, last_layer, weight, max_ratio=1e4):
+    """weight * |d recon_loss / d last_layer| / (|d adv_loss / d last_layer| + 1e-4), detached
+    (Esser et al. 2021, eq. 7). Keeps the graph for the backward pass that follows."""
+    g_rec = torch.autograd.grad(recon_loss, last_layer, retain_graph=True)[0]
+    g_adv = torch.autograd.grad(adv_loss, last_layer, retain_graph=True)[0]
+    return weight * (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(max=max_ratio).detach()

@@ -1,5 +1,6 @@
 """The convolutional beta-VAE and its config: a strided-conv encoder to (mu, log sigma^2), a
-transposed-conv decoder. Also how a model is built from a config, put on a device, and rebuilt from
+decoder that doubles the resolution per block (transposed convolutions, or resize + 3x3 convolution),
+optionally with residual blocks. Also how a model is built from a config, put on a device, and rebuilt from
 the config saved inside a checkpoint (as nanoGPT keeps GPTConfig beside the GPT)."""
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -19,6 +20,8 @@ class ModelConfig:
     latent: int = 32          # latent dimension
     base_channels: int = 32   # channels of the first conv; doubled by each further block
     layers: int = 4           # conv blocks in encoder and decoder; 64 px halved per block
+    upsample: str = "transpose"  # decoder's doubling: transpose (ConvTranspose2d 4x4), nearest or bilinear + 3x3 conv
+    res_blocks: int = 0       # residual blocks after each decoder block below full resolution
 
     @classmethod
     def from_dict(cls, d):
@@ -30,6 +33,8 @@ class ModelConfig:
             check_value(name, getattr(self, name), lambda v: v >= 1 and v == int(v), "a whole number, at least 1")
         check_value("layers", self.layers, lambda v: 2 <= v <= 5 and v == int(v),
                     "a whole number, 2 to 5 (64 px halved per layer)")
+        check_value("res_blocks", self.res_blocks, lambda v: 0 <= v <= 8 and v == int(v), "a whole number, 0 to 8")
+        check_choice("upsample", self.upsample, UPSAMPLE_MODES)
         return self
 
 
@@ -39,13 +44,48 @@ def check_value(name, value, valid, rule):
         raise InputError(f"--{name.replace('_', '-')} {value!r}: must be {rule}")
 
 
+def check_choice(name, value, choices):
+    """A named variant, reported as its flag: `--upsample 'cubic': choose transpose, nearest or bilinear`."""
+    if not isinstance(value, str) or value not in choices:
+        raise InputError(f"--{name.replace('_', '-')} {value!r}: choose {', '.join(choices[:-1])} or {choices[-1]}")
+
+
+UPSAMPLE_MODES = ("transpose", "nearest", "bilinear")
+
+
+class ResidualBlock(nn.Module):
+    """x + conv(LeakyReLU(BN(conv(x)))), 3x3, same channels: more decoder depth at a fixed resolution
+    without a longer gradient path. The last conv starts at zero, so a new block is the identity."""
+    def __init__(self, channels):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels),
+                                  nn.LeakyReLU(0.2), nn.Conv2d(channels, channels, 3, padding=1))
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+def upsampling_block(c_in, c_out, mode):
+    """Double the resolution. transpose: kernel 4, stride 2, padding 1 doubles exactly; nearest or
+    bilinear resize + 3x3 conv gives every output pixel the same number of taps, so no checkerboard
+    (Odena et al. 2016)."""
+    if mode == "transpose":
+        return [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1)]
+    return [nn.Upsample(scale_factor=2, mode=mode, **({"align_corners": False} if mode == "bilinear" else {})),
+            nn.Conv2d(c_in, c_out, 3, padding=1)]
+
+
 class ConvVAE(nn.Module):
-    def __init__(self, latent_dim=32, base_channels=32, n_layers=4, image_size=64, in_channels=3):
+    def __init__(self, latent_dim=32, base_channels=32, n_layers=4, image_size=64, in_channels=3,
+                 upsample="transpose", res_blocks=0):
         super().__init__()
         if image_size % 2 ** n_layers or image_size // 2 ** n_layers < 1:
             raise ValueError(f"n_layers={n_layers} halves a {image_size}px image below one pixel")
         self.latent_dim, self.base_channels, self.n_layers = latent_dim, base_channels, n_layers
         self.image_size, self.in_channels = image_size, in_channels
+        self.upsample, self.res_blocks = upsample, res_blocks
         channels = [base_channels * 2 ** i for i in range(n_layers)]
         self.bottom_size = image_size // 2 ** n_layers
         flat = channels[-1] * self.bottom_size ** 2
@@ -60,13 +100,25 @@ class ConvVAE(nn.Module):
         self.to_logvar = nn.Linear(flat, latent_dim)
 
         self.from_latent = nn.Linear(latent_dim, flat)
+        # transpose (the seed's decoder): the last block maps straight to RGB. A resize block would then
+        # be one 3x3 conv from blurred features, so the resize decoders end with a full-resolution block
+        # to base_channels and a 3x3 conv to RGB.
+        outs = channels[::-1][1:] + [in_channels if upsample == "transpose" else base_channels]
         blocks = []
-        for c_in, c_out in zip(channels[::-1], channels[::-1][1:] + [in_channels]):
-            # kernel 4, stride 2, padding 1 doubles the resolution exactly, without checkerboard overlap gaps
-            blocks.append(nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1))
+        for i, (c_in, c_out) in enumerate(zip(channels[::-1], outs)):
+            blocks += upsampling_block(c_in, c_out, upsample)
             if c_out != in_channels:
                 blocks += [nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2)]
+            if i < n_layers - 1:  # below full resolution, where a 3x3 conv costs a quarter or less
+                blocks += [ResidualBlock(c_out) for _ in range(res_blocks)]
+        if upsample != "transpose":
+            blocks.append(nn.Conv2d(base_channels, in_channels, 3, padding=1))
         self.decoder = nn.Sequential(*blocks, nn.Sigmoid())
+
+    def last_layer(self):
+        """The weight of the decoder's last convolution: where the adversarial weight compares gradient
+        norms (Esser et al. 2021)."""
+        return self.decoder[-2].weight
 
     def encode(self, x):
         h = self.encoder(x)
@@ -111,7 +163,8 @@ def build_model(config, device="cpu"):
     if not isinstance(config, ModelConfig):
         config = ModelConfig.from_dict(config if isinstance(config, dict) else asdict(config))
     config.check()
-    return ConvVAE(config.latent, config.base_channels, config.layers).to(device, memory_format=torch.channels_last)
+    return ConvVAE(config.latent, config.base_channels, config.layers, upsample=config.upsample,
+                   res_blocks=config.res_blocks).to(device, memory_format=torch.channels_last)
 
 
 def load_checkpoint(path, device="cpu"):

@@ -261,6 +261,165 @@ def test_train_cli_runs_and_resumes(tmp_path):
     assert [h["epoch"] for h in history] == [1, 2]
 
 
+# ---------------------------------------------------------------- issue 11: decoder variants, L1, adversarial term
+
+@pytest.mark.parametrize("upsample", model_module.UPSAMPLE_MODES)
+@pytest.mark.parametrize("res_blocks", [0, 2])
+def test_decoder_variants_build_and_draw_64px_images(upsample, res_blocks):
+    config = model_module.ModelConfig(latent=4, base_channels=4, layers=3, upsample=upsample, res_blocks=res_blocks)
+    vae = model_module.build_model(config)
+    recon, mu, _ = vae(torch.rand(2, 3, 64, 64))
+    assert recon.shape == (2, 3, 64, 64) and 0 <= recon.min() and recon.max() <= 1 and mu.shape == (2, 4)
+    last = [m for m in vae.decoder if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))][-1]
+    assert vae.last_layer() is last.weight
+    assert sum(isinstance(m, model_module.ResidualBlock) for m in vae.decoder) == res_blocks * 2  # below 64 px
+
+
+def test_default_decoder_is_the_seed_architecture():
+    seed = ConvVAE(32, 32, 4)
+    default = model_module.build_model(model_module.ModelConfig())
+    assert {k: v.shape for k, v in seed.state_dict().items()} == {k: v.shape for k, v in default.state_dict().items()}
+    assert all(not isinstance(m, (torch.nn.Upsample, model_module.ResidualBlock)) for m in default.modules())
+
+
+def test_new_residual_block_is_the_identity():
+    block = model_module.ResidualBlock(4)
+    x = torch.randn(2, 4, 8, 8)
+    assert torch.equal(block(x), x)
+
+
+def test_l1_mix_adds_alpha_times_mean_absolute_error():
+    x, recon = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    mu, logvar = torch.zeros(2, 4), torch.zeros(2, 4)
+    plain = losses.vae_loss(recon, x, mu, logvar, 1.0)
+    mixed = losses.vae_loss(recon, x, mu, logvar, 1.0, l1_weight=0.5)
+    expected = x[0].numel() * 0.5 * (recon - x).abs().mean()
+    assert (mixed["total"] - plain["total"]).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert mixed["recon"].item() == pytest.approx((mixed["total"] - mixed["kld"]).item(), rel=1e-6)
+
+
+def test_adaptive_weight_is_the_ratio_of_gradient_norms():
+    w = torch.tensor([1.0, 2.0], requires_grad=True)
+    rec, adv = (3 * w).sum(), (w ** 2).sum()  # gradients (3, 3) and (2, 4)
+    expected = 0.5 * math.sqrt(18) / (math.sqrt(20) + 1e-4)
+    assert losses.adaptive_weight(rec, adv, w, 0.5).item() == pytest.approx(expected, rel=1e-6)
+    assert not losses.adaptive_weight(rec, adv, w, 0.5).requires_grad
+
+
+def test_hinge_loss_is_zero_once_the_discriminator_is_sure():
+    assert losses.hinge_discriminator_loss(torch.full((4,), 2.0), torch.full((4,), -3.0)).item() == 0
+    assert losses.hinge_discriminator_loss(torch.zeros(4), torch.zeros(4)).item() == pytest.approx(1.0)
+
+
+VARIANTS = [{"upsample": "nearest"}, {"upsample": "bilinear", "res_blocks": 1}, {"l1_weight": 1.0},
+            {"adversarial": 0.5}]
+
+
+@pytest.mark.parametrize("overrides", VARIANTS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+def test_each_variant_trains_and_resumes_exactly(tmp_path, tiny_galaxies, overrides):
+    settings = dict(warmup_epochs=0, **overrides)
+    train.train(tiny_config(tmp_path / "a", epochs=2, **settings), galaxies=tiny_galaxies, progress=False)
+    train.train(tiny_config(tmp_path / "b", epochs=1, **settings), galaxies=tiny_galaxies, progress=False)
+    train.train(tiny_config(tmp_path / "b", epochs=2, **settings), galaxies=tiny_galaxies, progress=False,
+                resume=True)
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)  # plain tensors and types only
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    assert all(a["config"][k] == v for k, v in overrides.items())
+    parts = ["model"] + (["discriminator"] if overrides.get("adversarial") else [])
+    assert ("discriminator" in a) == bool(overrides.get("adversarial"))
+    for part in parts:
+        for name in a[part]:
+            assert torch.allclose(a[part][name].float(), b[part][name].float(), atol=1e-5), (part, name)
+    if overrides.get("adversarial"):
+        assert a["disc_optimizer"]["state"][0]["step"] == b["disc_optimizer"]["state"][0]["step"] > 0
+        assert all(np.isfinite(h["train_disc"]) and h["train_adv_weight"] > 0 for h in a["history"])
+    vae, _ = model_module.load_checkpoint(tmp_path / "b" / "best.pt")  # what generate.py and the explorer do
+    assert vae.upsample == a["config"]["upsample"] and vae.res_blocks == a["config"]["res_blocks"]
+
+
+def test_adversarial_term_waits_for_the_warm_up(tmp_path, tiny_galaxies):
+    history = train.train(tiny_config(tmp_path / "run", adversarial=0.5), galaxies=tiny_galaxies,
+                          progress=False)["history"]
+    assert "train_disc" not in history[0] and "train_disc" in history[1]
+
+
+def test_nan_discriminator_loss_stops_the_run(tmp_path, tiny_galaxies, monkeypatch):
+    monkeypatch.setattr(train, "hinge_discriminator_loss", lambda real, fake: torch.tensor(float("nan")))
+    with pytest.raises(train.TrainingDiverged, match="discriminator loss is nan"):
+        train.train(tiny_config(tmp_path / "run", adversarial=0.5, warmup_epochs=0), galaxies=tiny_galaxies,
+                    progress=False)
+
+
+def test_adversarial_run_resumes_exactly_after_kill_9(tmp_path):
+    common = ["--data", "embedded", "--max-per-class", "10", "--latent", "4", "--base-channels", "4",
+              "--layers", "2", "--warmup-epochs", "0", "--batch-size", "8", "--preset", "sharp"]
+    run_script("train.py", *common, "--epochs", "3", "--out", tmp_path / "a", env_data=tmp_path, check=True)
+    env = os.environ | {"GALAXY_VAE_DATA": str(tmp_path)}
+    process = subprocess.Popen([sys.executable, "train.py", *common, "--epochs", "30", "--out", str(tmp_path / "b")],
+                               cwd=HERE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not (tmp_path / "b" / "history.json").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    # It was killed after writing 1 or more epochs (last.pt is written before history.json).
+    run_script("train.py", "--resume", tmp_path / "b", "--epochs", "3", env_data=tmp_path, check=True)
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    assert b["epoch"] == 3 and b["config"]["upsample"] == "bilinear" and b["config"]["adversarial"] > 0
+    for part in ("model", "discriminator"):
+        for name in a[part]:
+            assert torch.allclose(a[part][name].float(), b[part][name].float(), atol=1e-5), (part, name)
+
+
+def test_preset_sets_its_options_and_flags_beside_it_win():
+    args = train.parse_args(["--preset", "sharp"])
+    assert all(getattr(args, k) == v for k, v in train.PRESETS["sharp"].items())
+    assert train.parse_args(["--preset", "sharp", "--upsample", "nearest"]).upsample == "nearest"
+    assert train.parse_args([]).upsample == "transpose" and train.parse_args([]).adversarial == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--upsample", "cubic"], "--upsample 'cubic': choose transpose, nearest or bilinear"),
+    (["--res-blocks", "-1"], "--res-blocks -1"),
+    (["--l1-weight", "-0.5"], "--l1-weight -0.5"),
+    (["--adversarial", "-1"], "--adversarial -1.0"),
+    (["--preset", "blurry"], "--preset 'blurry'"),
+])
+def test_bad_variant_options_are_one_line_exit_2(args, message, tmp_path):
+    result = run_script("train.py", *args, "--out", str(tmp_path / "run"), env_data=tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+
+
+def test_checkpoint_of_an_unknown_variant_is_one_line_exit_2(tmp_path, tiny_galaxies):
+    train.train(tiny_config(tmp_path / "run", epochs=1), galaxies=tiny_galaxies, progress=False)
+    for name in ("best.pt", "last.pt"):
+        checkpoint = torch.load(tmp_path / "run" / name, weights_only=True)
+        checkpoint["config"]["upsample"] = "pixelshuffle"  # a variant this code does not know
+        torch.save(checkpoint, tmp_path / "run" / name)
+    with pytest.raises(InputError, match="best.pt: --upsample 'pixelshuffle'"):
+        model_module.load_checkpoint(tmp_path / "run")
+    for script, args in (("train.py", ["--resume", tmp_path / "run"]),
+                         ("generate.py", ["--checkpoint", tmp_path / "run", "--samples", "4"])):
+        result = run_script(script, *args, env_data=tmp_path)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert "--upsample 'pixelshuffle'" in result.stderr
+
+
+def test_grid_axes_cover_the_new_options():
+    axes = gs.validate_axes({"lr": [1e-3], "latent": [16], "beta": [0.5], "upsample": ["transpose", "bilinear"],
+                             "res_blocks": [1], "l1_weight": [0.5], "adversarial": [0.1]})
+    configs = gs.expand_grid(axes)
+    assert len(configs) == 2 and all(c["batch_size"] == gs.DEFAULT_GRID["batch_size"][0] for c in configs)
+    ids = [gs.config_id(c) for c in configs]
+    assert len(set(ids)) == 2 and "upsamplebilinear" in ids[0] + ids[1] and "adversarial0.1" in ids[0]
+    assert gs.config_id(gs.expand_grid({})[0]) == "bs64-lr0.001-ch32-z16-L4-beta0.5"  # old ids unchanged
+    for bad, message in (({"upsample": ["cubic"]}, "--upsample 'cubic'"), ({"upsample": [3]}, "must be a name"),
+                         ({"adversarial": [-1.0]}, "--adversarial -1.0"), ({"l1_weight": [-1]}, "--l1-weight -1")):
+        with pytest.raises(InputError, match=message):
+            gs.validate_axes(bad)
+
+
 # ================================================================================================
 # data.py
 # Tests for data.py: Galaxy10 reading, balancing, splitting, caching, downloading, the embedded set,
@@ -1184,7 +1343,8 @@ def test_expand_shard_and_ids():
     assert axes["beta"] == [0.5, 2.0]
     configs = gs.expand_grid(axes)
     assert len(configs) == 6 and configs[0] == {"batch_size": 16, "lr": 1e-3, "base_channels": 4, "latent": 4,
-                                                "layers": 2, "beta": 0.5}
+                                                "layers": 2, "beta": 0.5, "upsample": "transpose",
+                                                "res_blocks": 0, "l1_weight": 0.0, "adversarial": 0.0}
     shares = [gs.shard(configs, k, 4) for k in range(1, 5)]
     assert sorted(map(gs.config_id, sum(shares, []))) == sorted(map(gs.config_id, configs))
     assert [len(s) for s in shares] == [2, 2, 1, 1]

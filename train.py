@@ -15,7 +15,8 @@ import torch
 from tqdm import tqdm
 
 from data import DEFAULT_CLASSES, InputError, atomic_output, exit_on_input_error, load_galaxies
-from losses import beta_at, vae_loss
+from discriminator import PatchDiscriminator
+from losses import adaptive_weight, beta_at, generator_loss, hinge_discriminator_loss, vae_loss
 from model import RUNS_DIR, ModelConfig, build_model, check_value, load_checkpoint, pick_device
 from plots import plot_history, plot_reconstructions
 
@@ -29,6 +30,8 @@ class TrainConfig(ModelConfig):
     beta: float = 1.0
     warmup_epochs: int = 5
     recon_weight: float | None = None  # None: number of pixel values (see losses.py)
+    l1_weight: float = 0.0             # alpha in 1 - SSIM + alpha * L1 (see losses.py)
+    adversarial: float = 0.0           # W of the adaptive adversarial term; 0: no discriminator
     batch_size: int = 64
     lr: float = 1e-3
     epochs: int = 20
@@ -54,14 +57,20 @@ class TrainConfig(ModelConfig):
         check_value("beta", self.beta, lambda v: 0 <= v < math.inf, "beta >= 0")
         if self.recon_weight is not None:
             check_value("recon_weight", self.recon_weight, lambda v: 0 < v < math.inf, "> 0")
+        check_value("l1_weight", self.l1_weight, lambda v: 0 <= v < math.inf, ">= 0")
+        check_value("adversarial", self.adversarial, lambda v: 0 <= v < math.inf, ">= 0 (0: off)")
         return self
+
+
+# One flag for a tested set of options; flags given beside it still win. See the README's comparison.
+PRESETS = {"sharp": {"upsample": "bilinear", "res_blocks": 1, "l1_weight": 1.0, "adversarial": 0.1}}
 
 
 class TrainingDiverged(Exception):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def save_checkpoint(path, model, optimizer, epoch, config, history, best_val_loss, galaxies):
+def save_checkpoint(path, model, optimizer, epoch, config, history, best_val_loss, galaxies, adversary=None):
     # Plain types and tensors only, so torch.load(..., weights_only=True) opens it: a checkpoint
     # someone hands you is data, never code.
     checkpoint = {
@@ -70,45 +79,74 @@ def save_checkpoint(path, model, optimizer, epoch, config, history, best_val_los
         "best_val_loss": best_val_loss, "torch_rng": torch.get_rng_state(),
         "data": {"source": galaxies.source, "key": galaxies.key, "classes": list(galaxies.classes)},
     }
+    if adversary is not None:  # both networks and both optimizers: a resumed GAN run is the same run
+        checkpoint |= {"discriminator": adversary["disc"].state_dict(),
+                       "disc_optimizer": adversary["optimizer"].state_dict()}
     with atomic_output(path) as tmp:
         torch.save(checkpoint, tmp)
 
 
-def batch_losses(model, x, beta, recon_weight=None):
-    """The loss dict of one batch (see losses.vae_loss); a NaN or infinite loss raises TrainingDiverged."""
+def check_finite(loss, what="loss"):
+    if not torch.isfinite(loss):
+        raise TrainingDiverged(f"{what} is {loss.item()}")
+
+
+def batch_losses(model, x, beta, config):
+    """(loss dict of one batch (see losses.vae_loss), reconstructions); a NaN or infinite loss raises
+    TrainingDiverged."""
     recon, mu, logvar = model(x)
-    losses = vae_loss(recon, x, mu, logvar, beta, recon_weight)
-    if not torch.isfinite(losses["total"]):
-        raise TrainingDiverged(f"loss is {losses['total'].item()}")
-    return losses
+    losses = vae_loss(recon, x, mu, logvar, beta, config.recon_weight, config.l1_weight)
+    check_finite(losses["total"])
+    return losses, recon
 
 
-def train_step(model, x, optimizer, beta, recon_weight=None):
-    """One Adam step on batch x; returns its loss dict."""
-    losses = batch_losses(model, x, beta, recon_weight)
+def train_step(model, x, optimizer, beta, config, adversary=None):
+    """One Adam step on batch x; returns its loss dict. With an adversary (discriminator, its optimizer,
+    weight W), the VAE's loss gains the adaptively weighted adversarial term, then the discriminator
+    takes one hinge-loss step on x against the same reconstructions."""
+    losses, recon = batch_losses(model, x, beta, config)
+    total = losses["total"]
+    if adversary is not None:
+        disc = adversary["disc"]
+        losses["adv"] = generator_loss(disc(recon))
+        losses["adv_weight"] = adaptive_weight(losses["recon"], losses["adv"], model.last_layer(),
+                                               adversary["weight"])
+        total = total + losses["adv_weight"] * losses["adv"]
+        check_finite(total)
     optimizer.zero_grad(set_to_none=True)
-    losses["total"].backward()
+    total.backward()
     optimizer.step()
+    if adversary is not None:
+        losses["disc"] = hinge_discriminator_loss(disc(x), disc(recon.detach()))
+        check_finite(losses["disc"], "discriminator loss")
+        adversary["optimizer"].zero_grad(set_to_none=True)  # also drops what the VAE's backward left in D
+        losses["disc"].backward()
+        adversary["optimizer"].step()
     return losses
 
 
-def run_epoch(model, images, config, beta, optimizer=None, generator=None, desc=""):
+def run_epoch(model, images, config, beta, optimizer=None, generator=None, desc="", adversary=None):
     """One pass over `images` (an N x 3 x 64 x 64 tensor already in memory): trains when an
-    optimizer is given, else evaluates. Returns the per-image means of loss, SSIM and KLD."""
+    optimizer is given, else evaluates. Returns the per-image means of loss (the VAE's, without the
+    adversarial term), SSIM, L1 and KLD, and in adversarial epochs of the discriminator's hinge loss and
+    the adaptive weight."""
     training = optimizer is not None
     model.train(training)
     device = next(model.parameters()).device
     order = torch.randperm(len(images), generator=generator) if training else torch.arange(len(images))
-    totals = {"loss": 0.0, "ssim": 0.0, "kld": 0.0}
+    names = [("loss", "total"), ("ssim", "ssim"), ("l1", "l1"), ("kld", "kld")]
+    if adversary is not None:
+        names += [("disc", "disc"), ("adv_weight", "adv_weight")]
+    totals = {name: 0.0 for name, _ in names}
     with torch.set_grad_enabled(training), tqdm(order.split(config.batch_size), desc=desc, leave=False,
                                                 disable=not desc) as bar:
         for index in bar:
             x = images[index].to(device, memory_format=torch.channels_last)  # the model's layout
             if training:
-                losses = train_step(model, x, optimizer, beta, config.recon_weight)
+                losses = train_step(model, x, optimizer, beta, config, adversary)
             else:
-                losses = batch_losses(model, x, beta, config.recon_weight)
-            for name, key in (("loss", "total"), ("ssim", "ssim"), ("kld", "kld")):
+                losses = batch_losses(model, x, beta, config)[0]
+            for name, key in names:
                 totals[name] += losses[key].item() * len(index)
             bar.set_postfix(loss=f"{losses['total'].item():.1f}", ssim=f"{losses['ssim'].item():.3f}")
     return {name: value / len(images) for name, value in totals.items()}
@@ -126,11 +164,22 @@ def train(config, galaxies=None, progress=True, resume=False):
     torch.manual_seed(config.seed)
     model = build_model(config, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    adversary = None
+    if config.adversarial > 0:  # built after the VAE, so the VAE starts from the same weights either way
+        disc = PatchDiscriminator().to(device, memory_format=torch.channels_last)
+        # Adam betas (0.5, 0.9) as in the GAN literature: a short momentum memory for a moving target.
+        adversary = {"disc": disc, "weight": config.adversarial,
+                     "optimizer": torch.optim.Adam(disc.parameters(), lr=config.lr, betas=(0.5, 0.9))}
     history, best_val_loss, start_epoch = [], math.inf, 0
     if resume and (run_dir / "last.pt").exists():
         checkpoint = torch.load(run_dir / "last.pt", map_location=device, weights_only=True)
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
+        if adversary is not None:
+            if "discriminator" not in checkpoint:
+                raise InputError(f"{run_dir / 'last.pt'}: has no discriminator to resume --adversarial with")
+            adversary["disc"].load_state_dict(checkpoint["discriminator"])
+            adversary["optimizer"].load_state_dict(checkpoint["disc_optimizer"])
         history, best_val_loss = checkpoint["history"], checkpoint["best_val_loss"]
         start_epoch = checkpoint["epoch"]
         torch.set_rng_state(checkpoint["torch_rng"])
@@ -144,7 +193,10 @@ def train(config, galaxies=None, progress=True, resume=False):
         shuffle = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
         desc = f"epoch {epoch + 1}/{config.epochs}" if progress else ""
         try:
-            train_metrics = run_epoch(model, galaxies.train_x, config, beta, optimizer, shuffle, desc)
+            # The adversarial term starts once beta has: first the decoder learns to reconstruct, so the
+            # discriminator does not win at once against blurry blobs.
+            active = adversary if epoch >= config.warmup_epochs else None
+            train_metrics = run_epoch(model, galaxies.train_x, config, beta, optimizer, shuffle, desc, active)
             val_metrics = run_epoch(model, galaxies.val_x, config, beta)
         except TrainingDiverged as e:
             raise TrainingDiverged(f"training diverged in epoch {epoch + 1}: {e}; the last good checkpoint "
@@ -161,9 +213,9 @@ def train(config, galaxies=None, progress=True, resume=False):
         if beta == config.beta and val_metrics["loss"] < best_val_loss:
             best_val_loss = val_metrics["loss"]
             save_checkpoint(run_dir / "best.pt", model, optimizer, epoch + 1, config, history,
-                            best_val_loss, galaxies)
+                            best_val_loss, galaxies, adversary)
         save_checkpoint(run_dir / "last.pt", model, optimizer, epoch + 1, config, history,
-                        best_val_loss, galaxies)
+                        best_val_loss, galaxies, adversary)
         with atomic_output(run_dir / "history.json") as tmp:
             tmp.write_text(json.dumps(history, indent=1))
         plot_history(history, run_dir)
@@ -171,7 +223,7 @@ def train(config, galaxies=None, progress=True, resume=False):
 
     if not (run_dir / "best.pt").exists():  # warm-up longer than the run: the last epoch is the best we have
         save_checkpoint(run_dir / "best.pt", model, optimizer, config.epochs, config, history,
-                        history[-1]["val_loss"], galaxies)
+                        history[-1]["val_loss"], galaxies, adversary)
         best_val_loss = history[-1]["val_loss"]
     return {"run_dir": run_dir, "best": run_dir / "best.pt", "history": history,
             "best_val_loss": best_val_loss}
@@ -189,7 +241,12 @@ def parse_args(argv=None):
     p.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs, help="epochs to raise beta from 1e-4")
     p.add_argument("--recon-weight", type=float, default=d.recon_weight,
                    help="weight of 1 - SSIM (default: number of pixel values, 3*64*64)")
+    p.add_argument("--l1-weight", type=float, default=d.l1_weight, help="alpha in 1 - SSIM + alpha * L1 (default 0)")
+    p.add_argument("--adversarial", type=float, default=d.adversarial, metavar="W",
+                   help="weight of the adaptive patch-discriminator term after warm-up (default 0: off)")
     p.add_argument("--base-channels", type=int, default=d.base_channels, help="channels of the first conv")
+    p.add_argument("--upsample", default=d.upsample, help="decoder upsampling: transpose (default), nearest or bilinear")
+    p.add_argument("--res-blocks", type=int, default=d.res_blocks, help="residual blocks per decoder block (default 0)")
     p.add_argument("--layers", type=int, default=d.layers, help="conv blocks in encoder and decoder (2-5)")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
@@ -198,6 +255,14 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default=d.out, help="run folder (default: runs/<date-time>)")
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last.pt")
+    presets = "; ".join(f"{name}: " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in options.items())
+                        for name, options in PRESETS.items())
+    p.add_argument("--preset", help=f"a tested set of options ({presets}); flags given beside it win")
+    preset = p.parse_known_args(argv)[0].preset
+    if preset is not None:
+        if preset not in PRESETS:
+            raise InputError(f"--preset {preset!r}: choose {', '.join(PRESETS)}")
+        p.set_defaults(**PRESETS[preset])
     return p.parse_args(argv)
 
 
@@ -214,7 +279,7 @@ def main(argv=None):
         if args.epochs is not None:
             config.epochs = args.epochs
     else:
-        options = {k: v for k, v in vars(args).items() if k != "resume"}
+        options = {k: v for k, v in vars(args).items() if k not in ("resume", "preset")}
         config = TrainConfig.from_dict(options | {"epochs": TrainConfig.epochs if args.epochs is None else args.epochs})
     try:
         result = train(config, resume=bool(args.resume))

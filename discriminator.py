@@ -1,0 +1,25 @@
+"""A small patch discriminator for the optional adversarial term (Isola et al. 2017; Esser et al.
+2021): strided 4x4 convolutions to a grid of logits, each judging one ~34 px patch of a 64 px galaxy as
+real or reconstructed. Trained from scratch beside the VAE; no pretrained weights, nothing of the FID
+network."""
+import torch.nn as nn
+
+
+class PatchDiscriminator(nn.Module):
+    def __init__(self, channels=32, in_channels=3):
+        super().__init__()
+        c = channels
+        self.net = nn.Sequential(
+            nn.Conv2d(in_channels, c, 4, stride=2, padding=1), nn.LeakyReLU(0.2),              # 32 px
+            nn.Conv2d(c, 2 * c, 4, stride=2, padding=1), nn.BatchNorm2d(2 * c), nn.LeakyReLU(0.2),  # 16 px
+            nn.Conv2d(2 * c, 4 * c, 4, stride=1, padding=1), nn.BatchNorm2d(4 * c), nn.LeakyReLU(0.2),  # 15 px
+            nn.Conv2d(4 * c, 1, 4, stride=1, padding=1))                                        # 14 x 14 logits
+        for m in self.modules():  # DCGAN's initialisation, as pix2pix and taming-transformers use
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.normal_(m.weight, 1.0, 0.02)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        return self.net(x)
