@@ -10,10 +10,17 @@ Reductions, and why the two terms are on comparable scales:
   (3 x 64 x 64 = 12,288): 1 - SSIM then plays the role of a per-pixel negative log-likelihood summed
   over the image, and beta = 1 means the usual VAE balance; beta > 1 trades detail for a smoother,
   more disentangled latent space (Higgins et al. 2017).
+
+The objective on a model: batch_losses (one batch), train_step (one Adam step) and run_epoch (one pass,
+training or measuring) are the step that train.train() repeats and that bench.py times. With
+precision "bf16" the model's convolutions and matmuls run under bfloat16 autocast while SSIM and KLD are
+computed in fp32 from fp32 copies of its outputs; measuring (no optimizer) is always fp32.
 """
 import functools
+from contextlib import nullcontext
 
 import torch
+from tqdm import tqdm
 
 K1, K2 = 0.01, 0.03
 
@@ -82,3 +89,66 @@ def vae_loss(recon, x, mu, logvar, beta, recon_weight=None):
     divergence = kld(mu, logvar)
     total = recon_weight * (1 - similarity) + beta * divergence
     return {"total": total, "ssim": similarity, "kld": divergence, "beta": float(beta)}
+
+
+# ---------------------------------------------------------------- the objective on a model
+
+PRECISIONS = ("fp32", "bf16")
+
+
+class TrainingDiverged(Exception):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def autocast(precision, device):
+    """bfloat16 autocast on `device` for precision "bf16", else nothing (plain fp32)."""
+    if precision == "fp32":
+        return nullcontext()
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    raise ValueError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+
+
+def batch_losses(model, x, beta, recon_weight=None, precision="fp32"):
+    """The loss dict of one batch (see vae_loss); a NaN or infinite loss raises TrainingDiverged.
+    The model runs in `precision`; SSIM and KLD always in fp32 (1 - SSIM is a small difference of
+    near-equal terms: bf16's 8-bit mantissa would round it away)."""
+    with autocast(precision, x.device):
+        recon, mu, logvar = model(x)
+    losses = vae_loss(recon.float(), x, mu.float(), logvar.float(), beta, recon_weight)
+    if not torch.isfinite(losses["total"]):
+        raise TrainingDiverged(f"loss is {losses['total'].item()}")
+    return losses
+
+
+def train_step(model, x, optimizer, beta, recon_weight=None, precision="fp32"):
+    """One Adam step on batch x; returns its loss dict."""
+    losses = batch_losses(model, x, beta, recon_weight, precision)
+    optimizer.zero_grad(set_to_none=True)
+    losses["total"].backward()
+    optimizer.step()
+    return losses
+
+
+def run_epoch(model, images, config, beta, optimizer=None, generator=None, desc=""):
+    """One pass over `images` (an N x 3 x 64 x 64 tensor already in memory) in batches of
+    config.batch_size: trains in config.precision when an optimizer is given, else measures in fp32.
+    Returns the per-image means of loss, SSIM and KLD."""
+    training = optimizer is not None
+    model.train(training)
+    device = next(model.parameters()).device
+    precision = getattr(config, "precision", "fp32") if training else "fp32"
+    order = torch.randperm(len(images), generator=generator) if training else torch.arange(len(images))
+    totals = {"loss": 0.0, "ssim": 0.0, "kld": 0.0}
+    with torch.set_grad_enabled(training), tqdm(order.split(config.batch_size), desc=desc, leave=False,
+                                                disable=not desc) as bar:
+        for index in bar:
+            x = images[index].to(device, memory_format=torch.channels_last)  # the model's layout
+            if training:
+                losses = train_step(model, x, optimizer, beta, config.recon_weight, precision)
+            else:
+                losses = batch_losses(model, x, beta, config.recon_weight)
+            for name, key in (("loss", "total"), ("ssim", "ssim"), ("kld", "kld")):
+                totals[name] += losses[key].item() * len(index)
+            bar.set_postfix(loss=f"{losses['total'].item():.1f}", ssim=f"{losses['ssim'].item():.3f}")
+    return {name: value / len(images) for name, value in totals.items()}
