@@ -252,6 +252,7 @@ def main(argv=None):
     if args.batch_size < 1:
         raise InputError(f"--batch-size {args.batch_size}: must be at least 1")
     repeats = 3 if args.quick else 10
+    started = time.perf_counter()
     peak, basis = fp32_peak()
     machine = {"cpu": cpu_info().get("model name", "unknown CPU"), "cores": os.cpu_count(),
                "threads": torch.get_num_threads(), "torch": torch.__version__, "bf16": bf16_available(),
@@ -265,8 +266,9 @@ def main(argv=None):
             row["ratio"] = row["reference"] / row["ours"] if row.get("lower_is_better") else row["ours"] / row["reference"]
     print_table(machine, rows)
     with data.atomic_output(args.out) as tmp:
-        tmp.write_text(json.dumps({"machine": machine, "quick": args.quick, "rows": rows}, indent=1))
-    print(f"wrote {args.out}")
+        tmp.write_text(json.dumps({"machine": machine, "quick": args.quick, "rows": rows,
+                                   "seconds": time.perf_counter() - started}, indent=1))
+    print(f"wrote {args.out}; the bench took {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":
