@@ -2,6 +2,7 @@
 
     python bench.py             # ~3 minutes on 2 idle CPU cores (FID features and the embedded set dominate)
     python bench.py --quick     # ~1½ minutes: fewer images, the embedded set timed on a part of it
+    (estimates; the bench prints the time it took)
 
 Prints one table and writes bench.json: for every row our figure, the reference's figure measured in
 the same process a moment before or after, and the ratio (higher is better for us); rows held against

@@ -654,8 +654,8 @@ def download(url=GALAXY10_URL, dest_dir=DATA_DIR, sha256=GALAXY10_SHA256, progre
 
 def _preview(galaxies, out, per_class=8):
     """A labelled grid: one row per class, the first per_class training galaxies of each."""
+    from plots import save_figure  # here, not at the top: plots imports data (and selects the Agg backend)
     import matplotlib.pyplot as plt
-    from plots import save_figure  # here, not at the top: plots imports data
     fig, axes = plt.subplots(len(galaxies.classes), per_class, squeeze=False,
                              figsize=(1.2 * per_class, 1.35 * len(galaxies.classes)))
     for row, c in zip(axes, galaxies.classes):
