@@ -621,6 +621,18 @@ def test_embedded_load_and_rejects_other_classes(tmp_path, capsys):
 
 # ---------------------------------------------------------------- image folders
 
+def test_preview_is_written_by_the_one_figure_saver(tmp_path, data_dir, monkeypatch):
+    import plots
+    saved = []
+    save_figure = plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path, **kw: saved.append(path) or save_figure(fig, path, **kw))
+    data.main(["embedded", "--max-per-class", "5", "--preview", str(tmp_path / "preview.png")])
+    assert saved == [str(tmp_path / "preview.png")]
+    with Image.open(tmp_path / "preview.png") as image:
+        assert image.format == "PNG" and min(image.size) > 100
+    assert [p.name for p in tmp_path.iterdir()] == ["preview.png"]
+
+
 def test_image_folder(tmp_path):
     cache, tmp_path = tmp_path / "cache", tmp_path / "images"
     rng = np.random.default_rng(0)
