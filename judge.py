@@ -7,8 +7,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-import data
-from data import atomic_output
+from data import atomic_output, default_cache_dir
 
 CLASSIFIER_VERSION = 3  # bump when GalaxyClassifier or its training changes: old caches are then ignored
 
@@ -51,11 +50,11 @@ def train_classifier(images, labels, classes, epochs=5, seed=0, device="cpu", ba
 
 
 def load_or_train_classifier(galaxies, epochs=5, seed=0, device="cpu", cache_dir=None, progress=True):
-    """The classifier of these splits: from DATA_DIR/cache (a plain state dict, loaded with
+    """The classifier of these splits: from the data cache (data.default_cache_dir()) (a plain state dict, loaded with
     weights_only=True) when trained before, else trained on the training split and cached."""
     classes = list(galaxies.classes)
     name = f"classifier-{galaxies.key}-v{CLASSIFIER_VERSION}-e{epochs}-s{seed}.pt"
-    path = Path(cache_dir or data.DATA_DIR / "cache") / name
+    path = Path(cache_dir or default_cache_dir()) / name
     if path.is_file():
         try:
             model = GalaxyClassifier(len(classes)).to(device)

@@ -17,10 +17,18 @@ Reductions, and why the two terms are on comparable scales:
   times an adaptive weight: W * |grad of the reconstruction term| / |grad of the adversarial term| at the
   decoder's last layer (Esser et al. 2021), so it pushes as hard as W times the reconstruction term
   whatever their scales. The discriminator minimises the hinge loss.
+=======
+
+The objective on a model: batch_losses (one batch), train_step (one Adam step) and run_epoch (one pass,
+training or measuring) are the step that train.train() repeats and that bench.py times. With
+precision "bf16" the model's convolutions and matmuls run under bfloat16 autocast while SSIM and KLD are
+computed in fp32 from fp32 copies of its outputs; measuring (no optimizer) is always fp32.
 """
 import functools
+from contextlib import nullcontext
 
 import torch
+from tqdm import tqdm
 
 K1, K2 = 0.01, 0.03
 
@@ -112,3 +120,92 @@ def adaptive_weight(recon_loss, adv_loss, last_layer, weight, max_ratio=1e4):
     g_rec = torch.autograd.grad(recon_loss, last_layer, retain_graph=True)[0]
     g_adv = torch.autograd.grad(adv_loss, last_layer, retain_graph=True)[0]
     return weight * (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(max=max_ratio).detach()
+
+
+# ---------------------------------------------------------------- the objective on a model
+
+PRECISIONS = ("fp32", "bf16")
+
+
+class TrainingDiverged(Exception):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def check_finite(loss, what="loss"):
+    if not torch.isfinite(loss):
+        raise TrainingDiverged(f"{what} is {loss.item()}")
+
+
+def autocast(precision, device):
+    """bfloat16 autocast on `device` for precision "bf16", else nothing (plain fp32)."""
+    if precision == "fp32":
+        return nullcontext()
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    raise ValueError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+
+
+def batch_losses(model, x, beta, recon_weight=None, l1_weight=0.0, precision="fp32"):
+    """The loss dict of one batch (see vae_loss), with the reconstructions under "decoded"; a NaN or
+    infinite loss raises TrainingDiverged. The model runs in `precision`; SSIM and KLD always in fp32
+    (1 - SSIM is a small difference of near-equal terms: bf16's 8-bit mantissa would round it away)."""
+    with autocast(precision, x.device):
+        recon, mu, logvar = model(x)
+    recon = recon.float()
+    losses = vae_loss(recon, x, mu.float(), logvar.float(), beta, recon_weight, l1_weight)
+    check_finite(losses["total"])
+    return losses | {"decoded": recon}
+
+
+def train_step(model, x, optimizer, beta, recon_weight=None, l1_weight=0.0, precision="fp32", adversary=None):
+    """One Adam step on batch x; returns its loss dict. With an adversary (discriminator, its optimizer,
+    weight W), the VAE's loss gains the adaptively weighted adversarial term, then the discriminator
+    takes one hinge-loss step on x against the same reconstructions (both in fp32)."""
+    losses = batch_losses(model, x, beta, recon_weight, l1_weight, precision)
+    total, recon = losses["total"], losses["decoded"]
+    if adversary is not None:
+        disc = adversary["disc"]
+        losses["adv"] = generator_loss(disc(recon))
+        losses["adv_weight"] = adaptive_weight(losses["recon"], losses["adv"], model.last_layer(),
+                                               adversary["weight"])
+        total = total + losses["adv_weight"] * losses["adv"]
+        check_finite(total)
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    optimizer.step()
+    if adversary is not None:
+        losses["disc"] = hinge_discriminator_loss(disc(x), disc(recon.detach()))
+        check_finite(losses["disc"], "discriminator loss")
+        adversary["optimizer"].zero_grad(set_to_none=True)  # also drops what the VAE's backward left in D
+        losses["disc"].backward()
+        adversary["optimizer"].step()
+    return losses
+
+
+def run_epoch(model, images, config, beta, optimizer=None, generator=None, desc="", adversary=None):
+    """One pass over `images` (an N x 3 x 64 x 64 tensor already in memory) in batches of
+    config.batch_size: trains in config.precision when an optimizer is given, else measures in fp32.
+    Returns the per-image means of loss (the VAE's, without the adversarial term), SSIM, L1 and KLD, and
+    in adversarial epochs of the discriminator's hinge loss and the adaptive weight."""
+    training = optimizer is not None
+    model.train(training)
+    device = next(model.parameters()).device
+    precision = getattr(config, "precision", "fp32") if training else "fp32"
+    l1_weight = getattr(config, "l1_weight", 0.0)
+    order = torch.randperm(len(images), generator=generator) if training else torch.arange(len(images))
+    names = [("loss", "total"), ("ssim", "ssim"), ("l1", "l1"), ("kld", "kld")]
+    if adversary is not None:
+        names += [("disc", "disc"), ("adv_weight", "adv_weight")]
+    totals = {name: 0.0 for name, _ in names}
+    with torch.set_grad_enabled(training), tqdm(order.split(config.batch_size), desc=desc, leave=False,
+                                                disable=not desc) as bar:
+        for index in bar:
+            x = images[index].to(device, memory_format=torch.channels_last)  # the model's layout
+            if training:
+                losses = train_step(model, x, optimizer, beta, config.recon_weight, l1_weight, precision, adversary)
+            else:
+                losses = batch_losses(model, x, beta, config.recon_weight, l1_weight)
+            for name, key in names:
+                totals[name] += losses[key].item() * len(index)
+            bar.set_postfix(loss=f"{losses['total'].item():.1f}", ssim=f"{losses['ssim'].item():.3f}")
+    return {name: value / len(images) for name, value in totals.items()}

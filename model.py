@@ -156,6 +156,37 @@ def pick_device(name="auto"):
     return device
 
 
+def cpu_info():
+    """The first processor's fields in /proc/cpuinfo ("model name", "cpu family", "cpu MHz", "flags", ...);
+    empty where there is no such file."""
+    info = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if not key.strip():
+                break  # the blank line after the first processor
+            info.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    return info
+
+
+def cpu_flags():
+    """The CPU's feature flags (avx2, avx512f, avx512_bf16, ...), an empty set where unknown."""
+    return set(cpu_info().get("flags", "").split())
+
+
+def check_precision(precision, device):
+    """bf16 training needs hardware bfloat16: a CUDA device that has it, or a CPU with AVX512-BF16 or
+    AMX (elsewhere oneDNN emulates it, slower than fp32); raises InputError otherwise."""
+    if precision != "bf16":
+        return
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise InputError(f"--precision bf16: {torch.cuda.get_device_name(device)} has no bfloat16; use fp32")
+    if device.type == "cpu" and not cpu_flags() & {"avx512_bf16", "amx_bf16"}:
+        raise InputError("--precision bf16: this CPU has neither AVX512-BF16 nor AMX; use fp32")
+
+
 def build_model(config, device="cpu"):
     """The ConvVAE that `config` (a ModelConfig, or any object or dict with its fields) describes, on
     `device`, in channels_last memory format (oneDNN's own layout: the convolutions skip a reorder of

@@ -53,14 +53,45 @@ from model import ConvVAE
 HERE = Path(__file__).resolve().parent
 
 
-def run_script(*args, env_data=None, check=False):
-    """Run one of the project's scripts as a user would, optionally with its own DATA_DIR."""
-    env = os.environ | ({"GALAXY_VAE_DATA": str(env_data)} if env_data else {})
-    result = subprocess.run([sys.executable, *map(str, args)], cwd=HERE, capture_output=True, text=True,
-                            env=env, timeout=300)
+def run_script(*args, check=False, cwd=HERE):
+    """Run one of the project's scripts as a user would (in the environment: see the data_dir fixture)."""
+    result = subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300)
     if check:
         assert result.returncode == 0, result.stderr[-3000:]
     return result
+
+
+def bad_input(target, *args, capsys=None):
+    """The one rule for bad input, in every script: exit code 2 and one line on stderr, no traceback.
+    target: a script's file name (run as a user would) or its main() (in-process: pass capsys).
+    Returns that line."""
+    if callable(target):
+        with pytest.raises(SystemExit) as stop:
+            target([str(a) for a in args])
+        code, err = stop.value.code, capsys.readouterr().err
+    else:
+        result = run_script(target, *args)
+        code, err = result.returncode, result.stderr
+    assert code == 2, err[-2000:]
+    assert err.count("\n") == 1 and err.endswith("\n") and "Traceback" not in err, err[-2000:]
+    return err.rstrip("\n")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def data_dir(tmp_path_factory):
+    """The one private data folder: DATA_DIR for in-process calls and GALAXY_VAE_DATA for the scripts the
+    tests start, so the repository's data/ is never touched. Its caches are shared by the tests."""
+    path = tmp_path_factory.mktemp("galaxy_data")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GALAXY_VAE_DATA", str(path))
+        mp.setattr(data, "DATA_DIR", path)
+        yield path
+
+
+@pytest.fixture(scope="module")
+def tiny_galaxies(data_dir):
+    """The one small data set of the tests that train: 20 embedded galaxies per class, split 16/2/2."""
+    return data.load_galaxies("embedded", max_per_class=20, seed=0, progress=False)
 
 
 # ================================================================================================
@@ -166,12 +197,6 @@ def test_reparameterize_uses_sigma():
 
 # ---------------------------------------------------------------- train.py
 
-@pytest.fixture(scope="module")
-def tiny_galaxies(tmp_path_factory):
-    return data.load_galaxies("embedded", max_per_class=20, seed=0, progress=False,
-                              cache_dir=tmp_path_factory.mktemp("cache"))
-
-
 def tiny_config(out, **overrides):
     settings = dict(data="embedded", max_per_class=20, latent=4, base_channels=4, layers=2,
                     batch_size=16, epochs=2, warmup_epochs=1, out=str(out))
@@ -224,7 +249,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_galaxies, 
 
     def nan_loss(*args, **kwargs):
         return {"total": torch.tensor(float("nan")), "ssim": torch.tensor(0.0), "kld": torch.tensor(0.0), "beta": 1.0}
-    monkeypatch.setattr(train, "vae_loss", nan_loss)
+    monkeypatch.setattr(losses, "vae_loss", nan_loss)
     with pytest.raises(train.TrainingDiverged, match="diverged in epoch 2.*last good checkpoint"):
         train.train(tiny_config(tmp_path / "run", epochs=2), galaxies=tiny_galaxies, progress=False, resume=True)
     kept = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
@@ -241,21 +266,20 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_galaxies, 
     (["--resume", "/nonexistent/run"], "/nonexistent/run/last.pt"),
     (["--data", "/nonexistent/galaxies.h5"], "/nonexistent/galaxies.h5"),
     (["--device", "tpu"], "tpu"),
+    (["--precision", "fp16"], "--precision 'fp16': must be one of fp32, bf16"),
+    (["--latent", "x"], "argument --latent: invalid int value: 'x'"),
 ])
-def test_train_cli_bad_input_is_one_line_exit_2(args, message, tmp_path):
-    result = run_script("train.py", *args, "--out", str(tmp_path / "run"), env_data=tmp_path)
-    assert result.returncode == 2, result.stderr
-    assert result.stderr.count("\n") == 1 and message in result.stderr
-    assert "Traceback" not in result.stderr
+def test_train_cli_bad_input_is_one_line_exit_2(args, message, tmp_path, data_dir):
+    assert message in bad_input("train.py", *args, "--out", tmp_path / "run")
 
 
-def test_train_cli_runs_and_resumes(tmp_path):
+def test_train_cli_runs_and_resumes(tmp_path, data_dir):
     common = ["--data", "embedded", "--max-per-class", "10", "--latent", "4", "--base-channels", "4",
               "--layers", "2", "--warmup-epochs", "0"]
-    first = run_script("train.py", *common, "--epochs", "1", "--out", str(tmp_path / "run"), env_data=tmp_path)
+    first = run_script("train.py", *common, "--epochs", "1", "--out", str(tmp_path / "run"))
     assert first.returncode == 0, first.stderr
     assert "embedded" in first.stdout + first.stderr  # says plainly that the procedural set is in use
-    again = run_script("train.py", "--resume", str(tmp_path / "run"), "--epochs", "2", env_data=tmp_path)
+    again = run_script("train.py", "--resume", str(tmp_path / "run"), "--epochs", "2")
     assert again.returncode == 0, again.stderr
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
@@ -344,7 +368,7 @@ def test_adversarial_term_waits_for_the_warm_up(tmp_path, tiny_galaxies):
 
 
 def test_nan_discriminator_loss_stops_the_run(tmp_path, tiny_galaxies, monkeypatch):
-    monkeypatch.setattr(train, "hinge_discriminator_loss", lambda real, fake: torch.tensor(float("nan")))
+    monkeypatch.setattr(losses, "hinge_discriminator_loss", lambda real, fake: torch.tensor(float("nan")))
     with pytest.raises(train.TrainingDiverged, match="discriminator loss is nan"):
         train.train(tiny_config(tmp_path / "run", adversarial=0.5, warmup_epochs=0), galaxies=tiny_galaxies,
                     progress=False)
@@ -353,17 +377,16 @@ def test_nan_discriminator_loss_stops_the_run(tmp_path, tiny_galaxies, monkeypat
 def test_adversarial_run_resumes_exactly_after_kill_9(tmp_path):
     common = ["--data", "embedded", "--max-per-class", "10", "--latent", "4", "--base-channels", "4",
               "--layers", "2", "--warmup-epochs", "0", "--batch-size", "8", "--preset", "sharp"]
-    run_script("train.py", *common, "--epochs", "3", "--out", tmp_path / "a", env_data=tmp_path, check=True)
-    env = os.environ | {"GALAXY_VAE_DATA": str(tmp_path)}
+    run_script("train.py", *common, "--epochs", "3", "--out", tmp_path / "a", check=True)
     process = subprocess.Popen([sys.executable, "train.py", *common, "--epochs", "30", "--out", str(tmp_path / "b")],
-                               cwd=HERE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               cwd=HERE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while not (tmp_path / "b" / "history.json").exists() and time.time() < deadline and process.poll() is None:
         time.sleep(0.2)
     process.send_signal(signal.SIGKILL)
     process.wait()
     # It was killed after writing 1 or more epochs (last.pt is written before history.json).
-    run_script("train.py", "--resume", tmp_path / "b", "--epochs", "3", env_data=tmp_path, check=True)
+    run_script("train.py", "--resume", tmp_path / "b", "--epochs", "3", check=True)
     a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
     b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
     assert b["epoch"] == 3 and b["config"]["upsample"] == "bilinear" and b["config"]["adversarial"] > 0
@@ -387,8 +410,7 @@ def test_preset_sets_its_options_and_flags_beside_it_win():
     (["--preset", "blurry"], "--preset 'blurry'"),
 ])
 def test_bad_variant_options_are_one_line_exit_2(args, message, tmp_path):
-    result = run_script("train.py", *args, "--out", str(tmp_path / "run"), env_data=tmp_path)
-    assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert message in bad_input("train.py", *args, "--out", tmp_path / "run")
 
 
 def test_checkpoint_of_an_unknown_variant_is_one_line_exit_2(tmp_path, tiny_galaxies):
@@ -401,9 +423,7 @@ def test_checkpoint_of_an_unknown_variant_is_one_line_exit_2(tmp_path, tiny_gala
         model_module.load_checkpoint(tmp_path / "run")
     for script, args in (("train.py", ["--resume", tmp_path / "run"]),
                          ("generate.py", ["--checkpoint", tmp_path / "run", "--samples", "4"])):
-        result = run_script(script, *args, env_data=tmp_path)
-        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
-        assert "--upsample 'pixelshuffle'" in result.stderr
+        assert "--upsample 'pixelshuffle'" in bad_input(script, *args)
 
 
 def test_grid_axes_cover_the_new_options():
@@ -418,6 +438,51 @@ def test_grid_axes_cover_the_new_options():
                          ({"adversarial": [-1.0]}, "--adversarial -1.0"), ({"l1_weight": [-1]}, "--l1-weight -1")):
         with pytest.raises(InputError, match=message):
             gs.validate_axes(bad)
+
+
+def test_bf16_step_is_close_to_fp32_measuring_is_fp32_and_precision_is_saved(tmp_path, tiny_galaxies):
+    if not model_module.cpu_flags() & {"avx512_bf16", "amx_bf16"}:
+        pytest.skip("this CPU has no hardware bfloat16")
+    torch.manual_seed(0)
+    model = model_module.build_model(model_module.ModelConfig(latent=4, base_channels=4, layers=2))
+    x = tiny_galaxies.train_x[:16].contiguous(memory_format=torch.channels_last)
+    torch.manual_seed(1)
+    fp32 = losses.batch_losses(model, x, 1.0, precision="fp32")
+    torch.manual_seed(1)
+    bf16 = losses.batch_losses(model, x, 1.0, precision="bf16")
+    assert bf16["ssim"].dtype == torch.float32 and bf16["ssim"].item() != fp32["ssim"].item()  # autocast ran
+    assert abs(bf16["ssim"].item() - fp32["ssim"].item()) < 0.01
+    config = tiny_config(tmp_path / "run", epochs=1, precision="bf16")
+    measured = []
+    for c in (config, tiny_config(tmp_path)):
+        torch.manual_seed(2)   # the same posterior samples for both
+        measured.append(losses.run_epoch(model, tiny_galaxies.val_x, c, 1.0))
+    assert measured[0] == measured[1]   # measuring ignores the training precision: always fp32
+    result = train.train(config, galaxies=tiny_galaxies, progress=False)
+    _, checkpoint = model_module.load_checkpoint(result["best"])
+    assert checkpoint["config"]["precision"] == "bf16"
+
+
+def test_no_module_imports_a_script():
+    """Scripts import library modules only; the one exception is grid_search.py calling train.train()."""
+    import ast
+    scripts = {"train", "generate", "grid_search", "bench", "explore"}
+    for path in HERE.glob("*.py"):
+        if path.name == "test_all.py":
+            continue
+        tree = ast.parse(path.read_text())
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                    for alias in node.names}
+        imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom) and node.module}
+        allowed = {"train"} if path.stem == "grid_search" else set()
+        assert imported & scripts <= allowed, (path.name, imported & scripts)
+
+
+def test_bench_uses_the_default_run_settings():
+    import bench
+    assert (bench.BATCH_SIZE, bench.LR) == (train.TrainConfig.batch_size, train.TrainConfig.lr)
+    assert bad_input("bench.py", "--batch-size", "x") == "bench.py: error: argument --batch-size: invalid int value: 'x'"
 
 
 # ================================================================================================
@@ -542,23 +607,53 @@ def test_helpers():
         data.stratified_split(np.array([2, 2, 6, 6, 6]), (0.8, 0.1, 0.1), 0)
 
 
+def test_galaxy10_longer_than_a_chunk_is_read_in_chunks_within_bounded_memory(tmp_path, monkeypatch):
+    import tracemalloc
+    path = tmp_path / "long.h5"
+    images, labels = write_galaxy10(path, {2: 150, 6: 150, 9: 150}, size=256)   # 88 MB of pixels
+    del images
+    monkeypatch.setattr(data, "READ_CHUNK", 16)   # 450 rows: 29 chunks through the chunked path
+    chunk_bytes = 16 * 256 * 256 * 3
+    reads = []
+    block_mean = data.block_mean
+    monkeypatch.setattr(data, "block_mean", lambda rows, factor: reads.append(len(rows)) or block_mean(rows, factor))
+    tracemalloc.start()
+    try:
+        x, y = data.read_galaxy10(path, progress=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    file_bytes = path.stat().st_size
+    assert len(reads) == 29 and max(reads) == 16 and sum(reads) == 450
+    # The result itself (a quarter of the pixels' bytes: 64 px float32 from 256 px uint8) plus a few chunks.
+    assert peak < x.nbytes + 4 * chunk_bytes and peak < file_bytes / 2, (peak, x.nbytes, file_bytes)
+    with h5py.File(path) as f:   # and the rows are right: the block means of the file's rows, in order
+        np.testing.assert_allclose(x[:3], reference_means(f["images"][:3], 4), atol=1e-7, rtol=0)
+        np.testing.assert_array_equal(y, f["ans"][()])
+
+
 # ---------------------------------------------------------------- downloader
 
 class FileServer(http.server.BaseHTTPRequestHandler):
-    """Serves one payload with Range support (unless ignore_range); `cut_at` makes the next answer
-    stop after that many bytes and close the connection."""
-    payload, cut_at, ignore_range, requests = b"", None, False, []
+    """Serves one payload with Range support (unless ignore_range; a range past the end is HTTP 416);
+    `cut_at` makes the next answer stop after that many bytes and close the connection; `no_length`
+    leaves Content-Length out (the end of the body is then the end of the connection)."""
+    payload, cut_at, ignore_range, no_length, requests = b"", None, False, False, []
 
     def do_GET(self):
         FileServer.requests.append(dict(self.headers))
         start = 0
         if "Range" in self.headers and not self.ignore_range:
             start = int(self.headers["Range"].split("=")[1].rstrip("-"))
+        if start >= len(self.payload):
+            self.send_error(416)
+            return
         body = self.payload[start:]
         self.send_response(206 if start else 200)
         if start:
             self.send_header("Content-Range", f"bytes {start}-{len(self.payload) - 1}/{len(self.payload)}")
-        self.send_header("Content-Length", str(len(body)))
+        if not self.no_length:
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if FileServer.cut_at is not None:
             body, FileServer.cut_at = body[:FileServer.cut_at], None
@@ -572,7 +667,7 @@ class FileServer(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     FileServer.payload = np.random.default_rng(0).bytes(300_000)
-    FileServer.cut_at, FileServer.ignore_range, FileServer.requests = None, False, []
+    FileServer.cut_at, FileServer.ignore_range, FileServer.no_length, FileServer.requests = None, False, False, []
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FileServer)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}/Galaxy10_DECals.h5"
@@ -598,6 +693,45 @@ def test_download_interrupted_then_resumed(server, tmp_path):
     path = data.download(server, tmp_path, sha, progress=False)
     assert FileServer.requests[-1].get("Range") == "bytes=100000-"
     assert path.read_bytes() == FileServer.payload
+
+
+def test_download_without_length_cut_off_keeps_its_part_and_resumes(server, tmp_path):
+    sha = hashlib.sha256(FileServer.payload).hexdigest()
+    FileServer.no_length, FileServer.cut_at = True, 100_000
+    with pytest.raises(InputError, match="ended at 100000 bytes and the server sent no length; run again"):
+        data.download(server, tmp_path, sha, progress=False)
+    assert (tmp_path / "Galaxy10_DECals.h5.part").stat().st_size == 100_000
+    path = data.download(server, tmp_path, sha, progress=False)
+    assert FileServer.requests[-1].get("Range") == "bytes=100000-"
+    assert path.read_bytes() == FileServer.payload
+
+
+def test_download_without_length_of_a_wrong_file_ends_at_416(server, tmp_path):
+    FileServer.no_length = True
+    with pytest.raises(InputError, match="run again to resume"):   # might be cut off: kept
+        data.download(server, tmp_path, "0" * 64, progress=False)
+    with pytest.raises(InputError, match="SHA-256 mismatch"):      # complete (HTTP 416) and wrong: removed
+        data.download(server, tmp_path, "0" * 64, progress=False)
+    assert FileServer.requests[-1].get("Range") == "bytes=300000-" and list(tmp_path.iterdir()) == []
+
+
+def test_existing_file_is_hash_checked_once_before_it_is_trusted(server, tmp_path, monkeypatch):
+    sha = hashlib.sha256(FileServer.payload).hexdigest()
+    dest = tmp_path / "Galaxy10_DECals.h5"
+    dest.write_bytes(FileServer.payload)
+    assert data.download(server, tmp_path, sha, progress=False) == dest and FileServer.requests == []
+    assert json.loads((tmp_path / ".Galaxy10_DECals.h5.sha256.json").read_text())["sha256"] == sha
+
+    def no_hashing(path):
+        raise AssertionError("hashed again although size and mtime are unchanged")
+    with monkeypatch.context() as m:
+        m.setattr(data, "sha256_of", no_hashing)
+        assert data.download(server, tmp_path, sha, progress=False) == dest
+    dest.write_bytes(FileServer.payload[:-1] + b"?")   # changed: hashed again, and refused
+    os.utime(dest, ns=(1, 1))
+    with pytest.raises(InputError, match="SHA-256 mismatch.*remove it"):
+        data.download(server, tmp_path, sha, progress=False)
+    assert FileServer.requests == []
 
 
 def test_download_restarts_when_server_ignores_range(server, tmp_path):
@@ -652,6 +786,18 @@ def test_embedded_load_and_rejects_other_classes(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- image folders
+
+def test_preview_is_written_by_the_one_figure_saver(tmp_path, data_dir, monkeypatch):
+    import plots
+    saved = []
+    save_figure = plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path, **kw: saved.append(path) or save_figure(fig, path, **kw))
+    data.main(["embedded", "--max-per-class", "5", "--preview", str(tmp_path / "preview.png")])
+    assert saved == [str(tmp_path / "preview.png")]
+    with Image.open(tmp_path / "preview.png") as image:
+        assert image.format == "PNG" and min(image.size) > 100
+    assert [p.name for p in tmp_path.iterdir()] == ["preview.png"]
+
 
 def test_image_folder(tmp_path):
     cache, tmp_path = tmp_path / "cache", tmp_path / "images"
@@ -766,7 +912,7 @@ def test_compare_bad_folders_exit_2_with_one_line(tmp_path, monkeypatch, capsys)
 
 # ---------------------------------------------------------------- bad input on the command line
 
-def test_bad_inputs_exit_2_with_one_line(tmp_path, monkeypatch, capsys):
+def test_bad_inputs_exit_2_with_one_line(tmp_path, data_dir, capsys):
     cases = {}
     cases["missing"] = tmp_path / "nope.h5"
     (tmp_path / "text.h5").write_text("not hdf5")
@@ -786,21 +932,15 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, monkeypatch, capsys):
     expected = {"missing": "no such file", "not hdf5": "not an HDF5", "no ans": "no 'ans' dataset",
                 "dtype": "dtype float32", "shape": "shape (3, 100, 100, 3)", "class absent": "class 9",
                 "too few": "too few images to split", "empty folder": "no class subfolders"}
-    monkeypatch.setattr(data, "DATA_DIR", tmp_path / "data")
+    before = sorted(data_dir.rglob("*"))
     for name, path in cases.items():   # in-process: the same main() the script runs, without a torch import each
-        with pytest.raises(SystemExit) as stop:
-            data.main(["--info", str(path)])
-        err = capsys.readouterr().err
-        assert stop.value.code == 2, (name, err)
-        assert err.count("\n") == 1 and str(path) in err and expected[name] in err, (name, err)
-    assert not (tmp_path / "data").exists()   # no cache, not even a half-written one
-    env = dict(os.environ, GALAXY_VAE_DATA=str(tmp_path / "data"))
-    for name in ("missing", "too few"):   # and as a real script: exit code 2, one line, no traceback
-        proc = subprocess.run([sys.executable, str(HERE / "data.py"), "--info", str(cases[name])], env=env,
-                              capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, (name, proc.stderr)
-        assert "Traceback" not in proc.stderr and proc.stderr.startswith("data.py: error: " + str(cases[name]))
-    assert not (tmp_path / "data").exists()
+        line = bad_input(data.main, "--info", path, capsys=capsys)
+        assert str(path) in line and expected[name] in line, (name, line)
+    assert sorted(data_dir.rglob("*")) == before   # no cache, not even a half-written one
+    for name in ("missing", "too few"):   # and as a real script
+        assert bad_input("data.py", "--info", cases[name]).startswith("data.py: error: " + str(cases[name]))
+    assert bad_input("data.py", "--seed", "x") == "data.py: error: argument --seed: invalid int value: 'x'"
+    assert sorted(data_dir.rglob("*")) == before
 
 
 # ================================================================================================
@@ -1032,20 +1172,32 @@ def test_cli_folder_against_statistics(tmp_path, inception, monkeypatch, capsys)
         Image.fromarray(image).save(tmp_path / f"{i}.png")
     monkeypatch.setattr(fid, "load_inception", lambda *a, **k: inception)
     fid.main([str(tmp_path), "--save-stats", str(tmp_path / "folder.npz"), "--device", "cpu"])
-    fid.main([str(tmp_path / "folder.npz"), str(tmp_path / "folder.npz")])
+    # The folder's statistics are those of its images' features, computed here without the CLI...
+    read_back = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    mu, sigma = fid.calculate_statistics(fid.get_activations(read_back, inception, device="cpu", progress=False))
+    saved_mu, saved_sigma, meta = fid.load_statistics(tmp_path / "folder.npz")
+    np.testing.assert_allclose(saved_mu, mu, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(saved_sigma, sigma, rtol=1e-4, atol=1e-6)
+    assert meta["n"] == 3
+    # ...and the CLI's FID of the folder against other statistics is the distance between the two.
+    other_mu, other_sigma = fid.calculate_statistics(
+        fid.get_activations(read_back.flip(-1).flip(-2), inception, device="cpu", progress=False))
+    fid.save_statistics(tmp_path / "other.npz", other_mu, other_sigma, n=3)
+    capsys.readouterr()
+    fid.main([str(tmp_path), str(tmp_path / "other.npz"), "--device", "cpu"])
     out = capsys.readouterr().out
-    assert "(N=3)" in out and ("FID: 0.0000" in out or "FID: -0.0000" in out)
+    expected = fid.frechet_distance(mu, sigma, other_mu, other_sigma)
+    assert expected > 1 and "(N=3)" in out and f"FID: {expected:.4f}" in out, out
 
 
 @pytest.mark.parametrize("argv, message", [
     (["missing.npz", "missing.npz"], "missing.npz: statistics file not found"),
     (["nowhere"], "give two inputs to compare, or one input and --save-stats OUT.npz"),
+    (["a.npz", "b.npz", "--batch-size", "x"], "argument --batch-size: invalid int value: 'x'"),
 ])
 def test_cli_bad_input_exits_2_with_one_line(tmp_path, argv, message):
-    result = subprocess.run([sys.executable, str(HERE / "fid.py"), *argv], cwd=tmp_path,
-                            capture_output=True, text=True)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"fid.py: error: {message}"]
+    result = run_script(HERE / "fid.py", *argv, cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr == f"fid.py: error: {message}\n"
 
 
 # ================================================================================================
@@ -1054,40 +1206,31 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, argv, message):
 # ================================================================================================
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """A 1-epoch checkpoint on 20 embedded galaxies per class (16 train, 2 val, 2 test each), with every
-    cache in a temporary DATA_DIR so the repository's data/ and runs/ stay untouched."""
+def run(tmp_path_factory, data_dir, tiny_galaxies):
+    """A 1-epoch checkpoint on tiny_galaxies (16 train, 2 val, 2 test per class); caches in data_dir."""
     tmp = tmp_path_factory.mktemp("generate")
-    data_dir = tmp / "data"
-    galaxies = data.load_galaxies("embedded", max_per_class=20, cache_dir=data_dir / "cache", progress=False)
     config = train.TrainConfig(data="embedded", max_per_class=20, latent=4, base_channels=4, layers=2,
                                epochs=1, out=str(tmp / "run"))
-    result = train.train(config, galaxies=galaxies, progress=False)
+    result = train.train(config, galaxies=tiny_galaxies, progress=False)
     model, checkpoint = model_module.load_checkpoint(result["best"])
-    env = os.environ | {"GALAXY_VAE_DATA": str(data_dir)}
     return types.SimpleNamespace(dir=tmp, data_dir=data_dir, run_dir=result["run_dir"], best=result["best"],
-                                 galaxies=galaxies, model=model, checkpoint=checkpoint, env=env)
+                                 galaxies=tiny_galaxies, model=model, checkpoint=checkpoint)
 
 
 @pytest.fixture
 def isolated(run, monkeypatch):
-    """In-process calls: caches in the run's temporary DATA_DIR, no default runs/ of the repository."""
-    monkeypatch.setattr(data, "DATA_DIR", run.data_dir)
-    monkeypatch.setattr(fid, "DATA_DIR", run.data_dir)
+    """In-process calls: no default runs/ of the repository."""
     monkeypatch.setattr(model_module, "RUNS_DIR", run.dir / "no-runs-here")
     return run
 
 
 def cli(run, *args):
-    return subprocess.run([sys.executable, str(HERE / "generate.py"), "--quiet", *args], cwd=run.dir,
-                          env=run.env, capture_output=True, text=True, timeout=300)
+    return run_script(HERE / "generate.py", "--quiet", *args, cwd=run.dir)
 
 
 def main_error(capsys, *args):
-    """Run main() in-process on bad input: (exit code, stderr lines)."""
-    with pytest.raises(SystemExit) as e:
-        generate.main(["--quiet", *args])
-    return e.value.code, capsys.readouterr().err.strip().splitlines()
+    """generate.main() in-process on bad input: its one line (see bad_input)."""
+    return bad_input(generate.main, "--quiet", *args, capsys=capsys)
 
 
 def assert_png(path):
@@ -1244,6 +1387,9 @@ def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
     assert 0 < result["ssim"]["mean"] <= 1 and set(result["ssim"]["per_class"]) == set(classes)
     overall = result["fid"]["overall"]
     assert overall["n"] == overall["n_real"] == 6  # capped by the 6 test galaxies
+    # The real side's N read back from the statistics evaluate cached, not from the variable it printed:
+    real_files = list((isolated.data_dir / "cache").glob(f"fid-{isolated.galaxies.key}-test-all-*.npz"))
+    assert len(real_files) == 1 and fid.load_statistics(real_files[0])[2]["n"] == 6
     assert overall["standard_normal"] > 0 and overall["fitted_prior"] > 0
     for k in classes:
         entry = result["fid"]["per_class"][k]
@@ -1258,9 +1404,8 @@ def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
 # ---------------------------------------------------------------- bad input
 
 def test_missing_checkpoint_is_one_line_exit_2(run):
-    result = cli(run, "--checkpoint", str(run.dir / "nowhere.pt"), "--samples", "4")
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"generate.py: error: {run.dir / 'nowhere.pt'}: no such checkpoint"]
+    line = bad_input("generate.py", "--quiet", "--checkpoint", run.dir / "nowhere.pt", "--samples", "4")
+    assert line == f"generate.py: error: {run.dir / 'nowhere.pt'}: no such checkpoint"
 
 
 @pytest.mark.parametrize("args, message", [
@@ -1273,15 +1418,14 @@ def test_missing_checkpoint_is_one_line_exit_2(run):
     (["--evaluate", "--num-samples", "1"], "--num-samples 1: must be at least 2"),
     (["--class", "6", "--prior", "flow"], "--prior flow: choose gmm or gaussian"),
     ([], "nothing to do"),
+    (["--samples", "x"], "argument --samples: invalid int value: 'x'"),
 ])
 def test_bad_arguments_are_one_line(isolated, capsys, args, message):
-    code, err = main_error(capsys, "--checkpoint", str(isolated.best), *args)
-    assert code == 2 and len(err) == 1 and message in err[0], err
+    assert message in main_error(capsys, "--checkpoint", str(isolated.best), *args)
 
 
 def test_no_checkpoint_anywhere_is_one_line(isolated, capsys):
-    code, err = main_error(capsys, "--samples", "4")
-    assert code == 2 and len(err) == 1 and "no checkpoint (best.pt) under" in err[0]
+    assert "no checkpoint (best.pt) under" in main_error(capsys, "--samples", "4")
 
 
 def test_corrupt_and_incompatible_checkpoints_are_one_line(isolated, capsys, tmp_path):
@@ -1292,8 +1436,7 @@ def test_corrupt_and_incompatible_checkpoints_are_one_line(isolated, capsys, tmp
     checkpoint["config"]["latent"] = 8  # the saved weights are of a latent-4 model
     torch.save(checkpoint, wrong_shape)
     for path in (corrupt, wrong_shape):
-        code, err = main_error(capsys, "--checkpoint", str(path), "--samples", "4")
-        assert code == 2 and len(err) == 1 and f"{path}: not a readable galaxy-vae checkpoint" in err[0], err
+        assert f"{path}: not a readable galaxy-vae checkpoint" in main_error(capsys, "--checkpoint", str(path), "--samples", "4")
 
 
 # ================================================================================================
@@ -1317,17 +1460,6 @@ TINY_FLAGS = ["--data", "embedded", "--max-per-class", "20", "--epochs", "1", "-
 def cheap_fid(model):
     """Deterministic in the model and cheap: a stand-in for the Inception FID."""
     return float(model_module.decode_latents(model, model_module.standard_normal_latents(8, model.latent_dim, 0)).mean()) * 100
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """A private DATA_DIR, for this process and for the scripts it starts, so the repo's data/ is untouched."""
-    path = tmp_path_factory.mktemp("galaxy_data")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GALAXY_VAE_DATA", str(path))
-        mp.setattr(data, "DATA_DIR", path)
-        mp.setattr(fid, "DATA_DIR", path)
-        yield path
 
 
 
@@ -1444,12 +1576,14 @@ def test_diverged_configuration_is_recorded_and_ranked_last(data_dir, tmp_path, 
     rows = gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS, tmp_path, score_fid=cheap_fid, progress=False)
     assert [r["lr"] for r in rows][-1] == 4e-3 and rows[-1]["score"] == math.inf
     assert all(math.isfinite(r["score"]) for r in rows[:-1])
+    assert [r["fid_n"] for r in result_lines(tmp_path)] == [6, 6, 6]  # min(--fid-samples 6, 6 validation images)
     failed = [r for r in result_lines(tmp_path) if r["status"] == "failed"]
     assert len(failed) == 1 and failed[0]["score"] is None and "diverged" in failed[0]["error"]
     assert "FAILED (training diverged" in capsys.readouterr().out
     with open(tmp_path / "results.csv") as f:
         table = list(csv.DictReader(f))
     assert [row["id"] for row in table] == [r["id"] for r in rows] and table[-1]["score"] == "inf"
+    assert {row["fid_n"] for row in table} == {"6"}
     assert (tmp_path / "scores.png").stat().st_size > 0
     model, checkpoint = model_module.load_checkpoint(tmp_path / "best.pt")
     assert checkpoint["config"]["lr"] == rows[0]["lr"]
@@ -1483,17 +1617,12 @@ def test_bad_input_is_one_line_and_exit_2(argv, grid_text, message, tmp_path, ca
     (tmp_path / "grid.json").write_text(grid_text or "")
     argv = [str(tmp_path / "grid.json") if a == "GRID" else str(tmp_path / a) if a == "NOWHERE" else a
             for a in argv]
-    with pytest.raises(SystemExit) as exit_:
-        gs.main(argv + ["--out", str(tmp_path / "out")])
-    err = capsys.readouterr().err
-    assert exit_.value.code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert message in bad_input(gs.main, *argv, "--out", tmp_path / "out", capsys=capsys)
     assert not (tmp_path / "out").exists()  # refused before any work
 
 
 def test_bad_input_from_the_command_line(tmp_path):
-    result = run_script("grid_search.py", "--layers", "7", "--out", tmp_path)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr == "grid_search.py: error: --layers 7: must be a whole number, 2 to 5 (64 px halved per layer)\n"
+    assert bad_input("grid_search.py", "--layers", "7", "--out", tmp_path) + "\n" == "grid_search.py: error: --layers 7: must be a whole number, 2 to 5 (64 px halved per layer)\n"
 
 
 # ---------------------------------------------------------------- the real FID, end to end
@@ -1513,8 +1642,20 @@ def test_cli_real_fid_shards_equal_single_run(data_dir, tmp_path):
             return [(row["id"], row["val_loss"], row["fid"], row["score"]) for row in csv.DictReader(f)]
     # Training and FID are deterministic on the CPU with fixed seeds: equal to the last digit.
     assert ranking(shared) == ranking(single)
-    assert all(10 < float(fid_value) < 1000 for _, _, fid_value, _ in ranking(single))  # a real FID, not a stand-in
+    # A real FID, not a stand-in: the best configuration's FID recomputed here, N generated images against
+    # N validation images, N = min(--fid-samples, validation size) = 6 on both sides.
     best_id = ranking(single)[0][0]
+    galaxies = data.load_galaxies("embedded", max_per_class=20, seed=0, progress=False)
+    n = gs.fid_n(galaxies, 6)
+    assert n == len(galaxies.val_x) == 6 and gs.fid_n(galaxies, 256) == 6
+    model, _ = model_module.load_checkpoint(single / "runs" / best_id / "best.pt")
+    inception = fid.load_inception(device="cpu")
+    generated = model_module.decode_latents(model, model_module.standard_normal_latents(n, model.latent_dim, 0))
+    real = galaxies.val_x  # all n = 6 of them (their order does not change the statistics)
+    expected = fid.frechet_distance(*fid.calculate_statistics(fid.get_activations(generated, inception, progress=False)),
+                                    *fid.calculate_statistics(fid.get_activations(real, inception, progress=False)))
+    recorded = {r["id"]: r for r in (json.loads(line) for line in (single / "results-1-of-1.jsonl").read_text().splitlines())}
+    assert recorded[best_id]["fid"] == pytest.approx(expected, rel=1e-6) and recorded[best_id]["fid_n"] == n
     for folder in (single, shared):
         model, checkpoint = model_module.load_checkpoint(folder / "best.pt")
         assert isinstance(model, torch.nn.Module) and Path(checkpoint["config"]["out"]).name == best_id

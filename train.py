@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from data import DEFAULT_CLASSES, InputError, atomic_output, exit_on_input_error, load_galaxies
+from data import DEFAULT_CLASSES, InputError, Parser, atomic_output, exit_on_input_error, load_galaxies
 from discriminator import PatchDiscriminator
-from losses import adaptive_weight, beta_at, generator_loss, hinge_discriminator_loss, vae_loss
-from model import RUNS_DIR, ModelConfig, build_model, check_value, load_checkpoint, pick_device
+from losses import PRECISIONS, TrainingDiverged, beta_at, run_epoch
+from model import RUNS_DIR, ModelConfig, build_model, check_precision, check_value, load_checkpoint, pick_device
 from plots import plot_history, plot_reconstructions
 
 
@@ -36,6 +36,7 @@ class TrainConfig(ModelConfig):
     lr: float = 1e-3
     epochs: int = 20
     device: str = "auto"
+    precision: str = "fp32"            # "bf16": autocast for the model, SSIM and KLD in fp32 (losses.py)
     seed: int = 0
     out: str | None = None             # run folder; None: runs/<date-time>
 
@@ -59,15 +60,13 @@ class TrainConfig(ModelConfig):
             check_value("recon_weight", self.recon_weight, lambda v: 0 < v < math.inf, "> 0")
         check_value("l1_weight", self.l1_weight, lambda v: 0 <= v < math.inf, ">= 0")
         check_value("adversarial", self.adversarial, lambda v: 0 <= v < math.inf, ">= 0 (0: off)")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"--precision {self.precision!r}: must be one of {', '.join(PRECISIONS)}")
         return self
 
 
 # One flag for a tested set of options; flags given beside it still win. See the README's comparison.
 PRESETS = {"sharp": {"upsample": "bilinear", "res_blocks": 1, "l1_weight": 1.0, "adversarial": 0.1}}
-
-
-class TrainingDiverged(Exception):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 def save_checkpoint(path, model, optimizer, epoch, config, history, best_val_loss, galaxies, adversary=None):
@@ -86,77 +85,12 @@ def save_checkpoint(path, model, optimizer, epoch, config, history, best_val_los
         torch.save(checkpoint, tmp)
 
 
-def check_finite(loss, what="loss"):
-    if not torch.isfinite(loss):
-        raise TrainingDiverged(f"{what} is {loss.item()}")
-
-
-def batch_losses(model, x, beta, config):
-    """(loss dict of one batch (see losses.vae_loss), reconstructions); a NaN or infinite loss raises
-    TrainingDiverged."""
-    recon, mu, logvar = model(x)
-    losses = vae_loss(recon, x, mu, logvar, beta, config.recon_weight, config.l1_weight)
-    check_finite(losses["total"])
-    return losses, recon
-
-
-def train_step(model, x, optimizer, beta, config, adversary=None):
-    """One Adam step on batch x; returns its loss dict. With an adversary (discriminator, its optimizer,
-    weight W), the VAE's loss gains the adaptively weighted adversarial term, then the discriminator
-    takes one hinge-loss step on x against the same reconstructions."""
-    losses, recon = batch_losses(model, x, beta, config)
-    total = losses["total"]
-    if adversary is not None:
-        disc = adversary["disc"]
-        losses["adv"] = generator_loss(disc(recon))
-        losses["adv_weight"] = adaptive_weight(losses["recon"], losses["adv"], model.last_layer(),
-                                               adversary["weight"])
-        total = total + losses["adv_weight"] * losses["adv"]
-        check_finite(total)
-    optimizer.zero_grad(set_to_none=True)
-    total.backward()
-    optimizer.step()
-    if adversary is not None:
-        losses["disc"] = hinge_discriminator_loss(disc(x), disc(recon.detach()))
-        check_finite(losses["disc"], "discriminator loss")
-        adversary["optimizer"].zero_grad(set_to_none=True)  # also drops what the VAE's backward left in D
-        losses["disc"].backward()
-        adversary["optimizer"].step()
-    return losses
-
-
-def run_epoch(model, images, config, beta, optimizer=None, generator=None, desc="", adversary=None):
-    """One pass over `images` (an N x 3 x 64 x 64 tensor already in memory): trains when an
-    optimizer is given, else evaluates. Returns the per-image means of loss (the VAE's, without the
-    adversarial term), SSIM, L1 and KLD, and in adversarial epochs of the discriminator's hinge loss and
-    the adaptive weight."""
-    training = optimizer is not None
-    model.train(training)
-    device = next(model.parameters()).device
-    order = torch.randperm(len(images), generator=generator) if training else torch.arange(len(images))
-    names = [("loss", "total"), ("ssim", "ssim"), ("l1", "l1"), ("kld", "kld")]
-    if adversary is not None:
-        names += [("disc", "disc"), ("adv_weight", "adv_weight")]
-    totals = {name: 0.0 for name, _ in names}
-    with torch.set_grad_enabled(training), tqdm(order.split(config.batch_size), desc=desc, leave=False,
-                                                disable=not desc) as bar:
-        for index in bar:
-            x = images[index].to(device, memory_format=torch.channels_last)  # the model's layout
-            if training:
-                losses = train_step(model, x, optimizer, beta, config, adversary)
-            else:
-                losses = batch_losses(model, x, beta, config)[0]
-            for name, key in names:
-                totals[name] += losses[key].item() * len(index)
-            bar.set_postfix(loss=f"{losses['total'].item():.1f}", ssim=f"{losses['ssim'].item():.3f}")
-    return {name: value / len(images) for name, value in totals.items()}
-
-
 def train(config, galaxies=None, progress=True, resume=False):
     """Train a ConvVAE as `config` says; returns {"run_dir", "best", "history", "best_val_loss"}.
     With resume=True, continues from run_dir/last.pt when it exists."""
     device = pick_device(config.device)
     config.check()  # before the data is loaded: fail fast
+    check_precision(config.precision, device)
     run_dir = Path(config.out) if config.out else RUNS_DIR / time.strftime("%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
     galaxies = galaxies or load_galaxies(config.data, config.classes, config.max_per_class,
@@ -184,7 +118,7 @@ def train(config, galaxies=None, progress=True, resume=False):
         start_epoch = checkpoint["epoch"]
         torch.set_rng_state(checkpoint["torch_rng"])
     if progress:
-        print(f"training on {device}: {len(galaxies.train_x)} train / {len(galaxies.val_x)} validation "
+        print(f"training on {device} ({config.precision}): {len(galaxies.train_x)} train / {len(galaxies.val_x)} validation "
               f"images from {galaxies.source}; run folder {run_dir}")
 
     for epoch in range(start_epoch, config.epochs):
@@ -231,7 +165,7 @@ def train(config, galaxies=None, progress=True, resume=False):
 
 def parse_args(argv=None):
     d = TrainConfig()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=d.data, help="Galaxy10_DECals.h5, an image folder, or 'embedded' "
                    "(default: data/Galaxy10_DECals.h5 if present, else the embedded procedural set)")
     p.add_argument("--classes", type=int, nargs="+", default=list(d.classes), help="Galaxy10 class ids")
@@ -252,6 +186,8 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
     p.add_argument("--epochs", type=int, help=f"default {d.epochs}; with --resume, the run's own")
     p.add_argument("--device", default=d.device, help="auto, cpu or cuda")
+    p.add_argument("--precision", default=d.precision, help="training precision: fp32, or bf16 (CUDA, or a CPU "
+                   "with AVX512-BF16/AMX; the model in bfloat16, SSIM and KLD in fp32; measuring is always fp32)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default=d.out, help="run folder (default: runs/<date-time>)")
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last.pt")
