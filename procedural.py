@@ -112,15 +112,15 @@ def _edge_on(rng, centre, pa, sources):
     """A thin disk seen edge-on (exponential along it, a Gaussian thin + thick disk across) around a
     rounder bulge, often cut by a dust lane that dims and reddens the light behind it."""
     u, v = _frame(centre, pa)
-    h = rng.lognormal(np.log(14.5), 0.55)
-    hz = h * rng.uniform(0.18, 0.35)
+    h = rng.lognormal(np.log(13), 0.45)
+    hz = h * rng.uniform(0.2, 0.35)
     radial = (1 + np.abs(u) / h) * np.exp(-np.abs(u) / h)
     disk = radial * (np.exp(-0.5 * (v / hz) ** 2) + 0.25 * np.exp(-0.5 * (v / (3 * hz)) ** 2))  # thin + thick
-    bulge_frac = rng.uniform(0.2, 0.5)
-    bulge = _sersic(np.hypot(u, v / rng.uniform(0.6, 0.95)), h * rng.uniform(0.35, 0.7), rng.uniform(1.5, 3))
-    image = rng.lognormal(np.log(470), 0.45) * (h / 13) ** 1.5 * (bulge_frac * _tint(_OLD_STARS, rng) * bulge
+    bulge_frac = rng.uniform(0.4, 0.7)
+    bulge = _sersic(np.hypot(u, v / rng.uniform(0.5, 0.8)), h * rng.uniform(0.3, 0.6), rng.uniform(1.5, 3))
+    image = rng.lognormal(np.log(380), 0.45) * (h / 13) ** 1.5 * (bulge_frac * _tint(_OLD_STARS, rng) * bulge
                                                  + (1 - bulge_frac) * _tint(_DUSTY_DISK, rng) * disk / disk.sum())
-    if rng.random() < 0.7:
+    if rng.random() < 0.5:
         width = hz * rng.uniform(0.3, 0.7)
         lane = rng.uniform(0.4, 1.5) * np.exp(-0.5 * ((v - rng.normal(0, 0.3 * hz)) / width) ** 2
                                               - np.abs(u) / (2 * h))
