@@ -67,21 +67,21 @@ def _round_smooth(rng, centre, pa, sources):
     """A compact yellow-white Sérsic (n 2-4.5) elliptical, round to mildly flattened, in a softer,
     more extended halo of the same old stars."""
     u, v = _frame(centre, pa)
-    q = rng.uniform(0.45, 1.0)
-    re = rng.lognormal(np.log(8), 0.5)
-    profile = 0.8 * _sersic(np.hypot(u, v / q), re, rng.uniform(2.0, 4.5)) \
+    q = rng.uniform(0.5, 1.0)
+    re = rng.lognormal(np.log(8), 0.6)
+    profile = 0.8 * _sersic(np.hypot(u, v / q), re, rng.uniform(1.5, 4.0)) \
         + 0.2 * _sersic(np.hypot(u, v / min(q + 0.1, 1)), re * rng.uniform(2.5, 4), 1.0)
-    return rng.lognormal(np.log(500), 0.5) * _tint(_OLD_STARS, rng) * profile
+    return rng.lognormal(np.log(540), 0.5) * _tint(_OLD_STARS, rng) * profile
 
 
 def _tight_spiral(rng, centre, pa, sources):
     """Yellow bulge + bluer exponential disk whose light gathers in tightly wound logarithmic arms
     (pitch 8-16 degrees) dotted with blue star-forming knots, seen at a random inclination."""
     u, v = _frame(centre, pa)
-    cos_i = rng.uniform(0.65, 1.0)
+    cos_i = rng.uniform(0.4, 1.0)
     r = np.hypot(u, v / cos_i) + 0.5                         # radius in the disk plane
     theta = np.arctan2(v / cos_i, u)
-    h = rng.lognormal(np.log(13), 0.3)
+    h = rng.lognormal(np.log(11.5), 0.3)
     re_bulge = h * rng.uniform(0.2, 0.4)
     m = 2 if rng.random() < 0.8 else 3
     tan_pitch = float(np.tan(np.radians(rng.uniform(8, 16))) * rng.choice((-1, 1)))
@@ -90,13 +90,13 @@ def _tight_spiral(rng, centre, pa, sources):
     disk = np.exp(-r / h)
     arms *= disk * (1 - np.exp(-(r / (2 * re_bulge)) ** 2))   # arms begin outside the bulge
     flux = rng.lognormal(np.log(1300), 0.45)
-    bulge_frac, arm_frac = rng.uniform(0.1, 0.3), rng.uniform(0.1, 0.3)
+    bulge_frac, arm_frac = rng.uniform(0.1, 0.3), rng.uniform(0.2, 0.4)
     image = flux * (bulge_frac * _tint(_OLD_STARS, rng) * _sersic(np.hypot(u, v / rng.uniform(0.8, 1)),
                                                                   re_bulge, rng.uniform(1.5, 3.5))
                     + (1 - bulge_frac) * (1 - arm_frac) * _tint(_DISK, rng) * disk / disk.sum()
                     + (1 - bulge_frac) * arm_frac * 0.8 * _tint(_ARMS, rng) * arms / arms.sum())
     # HII regions: knots on the arm ridge lines, carrying the remaining 20% of the arm light
-    n = rng.integers(0, 8)
+    n = rng.integers(1, 10)
     rk = h * rng.gamma(3.0, 0.7, n)
     tk = np.log(rk) / tan_pitch + phase + 2 * np.pi * rng.integers(0, m, n) / m + rng.normal(0, 0.12, n)
     uk, vk = rk * np.cos(tk), rk * np.sin(tk) * cos_i
