@@ -186,22 +186,25 @@ def evaluate(model, galaxies, num_samples=256, seed=0, prior=DEFAULT_PRIOR, samp
     recon = {k: acts_of(test_recon[class_subset(test_y, k, n, seed)]) for k, n in counts.items()}
     fids = {"floor": fid_table(floor, real), "reconstructions": fid_table(recon, real), "samplers": {}}
 
-    judge = load_or_train_classifier(galaxies, judge_epochs, seed, device, progress=progress)
-    accuracy = {"judge_val": judge.selection["chosen"]["val_accuracy"],
-                "real_test": judge_accuracy(judge, test_x, test_y, classes),
-                "reconstructions": judge_accuracy(judge, test_recon, test_y, classes), "samplers": {}}
-    train_mu, fit_seconds = encode_means(model, galaxies.train_x), {}
+    train_mu, fit_seconds, class_samples = encode_means(model, galaxies.train_x), {}, {}
     for kind in samplers:
         fitted = fit_prior(kind, train_mu, galaxies.train_y, seed, components, prior_epochs)
         fit_seconds[kind] = round(fitted.fit_seconds, 2)
         if kind == "normal":  # no classes: as many N(0, I) galaxies as all classes' real ones together
             acts = acts_of(decode_latents(model, fitted.sample(sum(counts.values()), seed)))
             fids["samplers"][kind] = {"overall": distance(acts, np.concatenate(list(real.values())))}
-            accuracy["samplers"][kind] = None
             continue
         # num_samples galaxies per class for the judge; the first n_k of them for the FID.
-        samples = {k: decode_latents(model, fitted.sample(num_samples, seed, label=k)) for k in classes}
+        samples = class_samples[kind] = {k: decode_latents(model, fitted.sample(num_samples, seed, label=k))
+                                         for k in classes}
         fids["samplers"][kind] = fid_table({k: acts_of(samples[k][:n]) for k, n in counts.items()}, real)
+
+    judge = load_or_train_classifier(galaxies, judge_epochs, seed, device, progress=progress)
+    accuracy = {"judge_val": judge.selection["chosen"]["val_accuracy"],
+                "real_test": judge_accuracy(judge, test_x, test_y, classes),
+                "reconstructions": judge_accuracy(judge, test_recon, test_y, classes),
+                "samplers": {kind: None for kind in samplers}}
+    for kind, samples in class_samples.items():
         accuracy["samplers"][kind] = judge_accuracy(judge, torch.cat(list(samples.values())),
                                                     torch.tensor(classes).repeat_interleave(num_samples), classes)
     accuracy["samples"] = accuracy["samplers"].get(prior)
