@@ -36,7 +36,7 @@ from PIL import Image
 from data import CLASS_NAMES, InputError, checkpoint_galaxies, exit_on_input_error
 from latent_map import CLASS_COLOURS, PROJECTIONS, principal_directions, project
 from model import decode_latents, encode_means, find_latest_checkpoint, load_checkpoint, pick_device
-from priors import PRIORS, fit_class_prior, sample_prior
+from priors import DEFAULT_PRIOR, check_kind, fit_prior
 
 PAGE = Path(__file__).resolve().parent / "explore.html"
 MAX_BODY = 1 << 20        # bytes; every legal request is a few kB (a latent vector or two)
@@ -64,7 +64,7 @@ class Explorer:
     """Everything the page asks of a model, in plain JSON-ready values. Priors, directions and the PCA
     map are computed once here; the t-SNE map on first request."""
 
-    def __init__(self, model, galaxies, directions=10, prior="gmm", components=4, seed=0, name=""):
+    def __init__(self, model, galaxies, directions=10, prior=DEFAULT_PRIOR, components=4, seed=0, name=""):
         self.model, self.galaxies, self.name, self.seed = model, galaxies, name, seed
         self.classes = [int(k) for k in galaxies.classes]
         # One decode at a time: the CPU's cores are better spent inside one convolution than split
@@ -74,7 +74,7 @@ class Explorer:
         self.test_mu = encode_means(model, galaxies.test_x)
         self.mean, self.directions, self.spread = principal_directions(train_mu.numpy(), directions)
         self.explained = (self.spread ** 2 / train_mu.numpy().var(0, ddof=1).sum()).tolist()
-        self.priors = {k: fit_class_prior(train_mu[galaxies.train_y == k], prior, components, seed) for k in self.classes}
+        self.prior = fit_prior(prior, train_mu, galaxies.train_y, seed, components)  # as generate.py --class
         self.maps = {"pca": (self.test_mu.numpy() - self.mean) @ self.directions[:2].T}
 
     @property
@@ -112,7 +112,7 @@ class Explorer:
         return {"image": png_data_url(self.decode(z.unsqueeze(0))[0])}
 
     def sample(self, k, n, seed):
-        z = sample_prior(self.priors[k], n, self.latent_dim, seed)
+        z = self.prior.sample(n, seed, label=k)
         return {"class": k, "seed": seed, "galaxies": [{"latent": zi.tolist(), "image": png_data_url(x)}
                                                       for zi, x in zip(z, self.decode(z))]}
 
@@ -346,7 +346,8 @@ def parse_args(argv=None):
     p.add_argument("--port", type=int, default=8000, help="port (0: any free one)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--directions", type=int, default=10, help="sliders: principal directions of the training latents")
-    p.add_argument("--prior", default="gmm", help="class sampler fitted to the class's training latents: gmm or gaussian")
+    p.add_argument("--prior", default=DEFAULT_PRIOR, help="class sampler fitted to the training latents, as "
+                   "generate.py --class: gmm, vae2 or flow")
     p.add_argument("--components", type=int, default=4, help="most mixture components")
     p.add_argument("--seed", type=int, default=0, help="seed of the prior fits and the t-SNE map")
     return p.parse_args(argv)
@@ -359,8 +360,9 @@ def main(argv=None):
         raise InputError(f"--port {args.port}: must be 0 to 65535")
     if args.directions < 1 or args.components < 1:
         raise InputError(f"--directions {args.directions} --components {args.components}: must be at least 1")
-    if args.prior not in PRIORS:
-        raise InputError(f"--prior {args.prior}: choose {' or '.join(PRIORS)}")
+    check_kind(args.prior)
+    if args.prior == "normal":
+        raise InputError("--prior normal: N(0, I) knows no classes; choose gmm, vae2 or flow")
     path = Path(args.checkpoint) if args.checkpoint else find_latest_checkpoint()
     model, checkpoint = load_checkpoint(path, pick_device(args.device))
     galaxies = checkpoint_galaxies(checkpoint, progress=False)

@@ -5,25 +5,28 @@ galaxies and the test metrics; several actions may be given at once:
   python generate.py --evaluate --checkpoint runs/20250101-120000
 
 The checkpoint defaults to the newest best.pt under runs/; figures and evaluation.json go into its run
-folder (or --out). An unconditional VAE has no class input, so --class fits a prior (a Gaussian mixture
-by default) to the encoder's training latents of that class and decodes samples drawn from it.
+folder (or --out). An unconditional VAE has no class input, so --class fits a sampler (--prior: a
+Gaussian mixture per class by default, or a second-stage VAE or a flow) to the encoder's training
+latents and decodes samples of class K drawn from it; --save-images DIR also writes them as PNGs.
 
-Cost of --evaluate: Inception-v3 runs at only ~4-7 images/s on a 2-core CPU, and each of the five FIDs
-adds ~1-2 s of 2048-d linear algebra. With n = min(N, test images) and n_k = min(N, test images of class
-k), it embeds 2n + sum(n_k) generated and n + sum(n_k) real images (the real ones once: cached). On the
-default data (549 test images, 183 per class) the default N = 256 takes ~1900 images, ~5-8 minutes on a
-CPU. A reportable run uses the whole test split (--num-samples 549, larger is capped): ~2700 images,
-~8-12 minutes on a CPU the first time, about a minute on a GPU. Compare FIDs only at equal N.
+--evaluate decomposes FID against the test split, at equal N on both sides, per class (N / classes each)
+and pooled: the floor (real training galaxies), reconstructions of test galaxies (what the decoder can
+express) and each sampler; and it reports the accuracy of a judge chosen by validation accuracy alone on
+real test galaxies, on their reconstructions and on each sampler's class-targeted samples. Cost:
+Inception-v3 runs at only ~4-7 images/s on a 2-core CPU; it embeds N real test and N real training
+galaxies once (cached), then N reconstructions and N samples per sampler; the judge trains once per data
+set (cached), each fitted sampler takes seconds to a minute. On the default data (183 test galaxies per
+class) --num-samples 549 with the four samplers embeds ~3,300 generated images: ~10-15 minutes on a CPU,
+about a minute on a GPU. Compare FIDs only at equal N.
 """
 import argparse
 import json
-import math
-import sys
-import textwrap
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 import fid
 from data import CLASS_NAMES, InputError, Parser, atomic_output, checkpoint_galaxies, exit_on_input_error
@@ -32,7 +35,7 @@ from latent_map import PROJECTIONS, draw_latent_map
 from losses import ssim
 from model import decode_latents, encode_means, find_latest_checkpoint, load_checkpoint, pick_device
 from plots import plot_grid, plot_interpolation, plot_reconstructions
-from priors import PRIORS, fit_class_prior, sample_prior
+from priors import DEFAULT_PRIOR, PRIORS, NormalPrior, check_kind, fit_prior
 
 
 # ---------------------------------------------------------------- classes, picks and paths
@@ -72,10 +75,35 @@ def draw_interpolation(model, galaxies, a, b, index=None, steps=8, seed=0):
     return originals[0], decode_latents(model, interpolate_latents(mu[0], mu[1], steps)), originals[1]
 
 
-def draw_class(model, galaxies, k, n, prior="gmm", components=4, seed=0):
-    """n decoded galaxies from a prior fitted to the training latents of class k, and that prior."""
-    fitted = fit_class_prior(encode_means(model, galaxies.train_x[galaxies.train_y == k]), prior, components, seed)
-    return decode_latents(model, sample_prior(fitted, n, model.latent_dim, seed)), fitted
+def draw_class(model, galaxies, k, n, prior=DEFAULT_PRIOR, components=4, seed=0, prior_epochs=None):
+    """n decoded galaxies of class k from a prior fitted to the training latents, and that prior."""
+    fitted = fit_prior(prior, encode_means(model, galaxies.train_x), galaxies.train_y, seed, components, prior_epochs)
+    return decode_latents(model, fitted.sample(n, seed, label=k)), fitted
+
+
+def save_images(images, folder, prefix):
+    """Each image as its own 64x64 PNG, folder/prefix_0000.png on, each written to a temporary name and
+    renamed, so a folder of them can be read by fid.py and other tools."""
+    folder = Path(folder)
+    pixels = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    for i, image in enumerate(pixels):
+        with atomic_output(folder / f"{prefix}_{i:04d}.png") as tmp:
+            Image.fromarray(image).save(tmp, format="PNG")
+    return len(pixels)
+
+
+def check_writable_folder(folder, flag="--save-images"):
+    """Make `folder` (and its parents) and prove a file can be written there; else InputError, before any
+    work is done."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{flag} {folder}: is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise InputError(f"{flag} {folder}: cannot write there ({e.strerror or type(e).__name__})") from None
 
 
 # ---------------------------------------------------------------- test metrics
@@ -89,77 +117,137 @@ def reconstruction_ssim(model, images, labels, classes, batch_size=256):
             "per_class": {str(k): per_image[labels == k].mean().item() for k in classes}}
 
 
-def statistics_of(images, inception, device, progress):
-    return fid.calculate_statistics(fid.get_activations(images, inception, 50, device, progress))
+def class_subset(labels, k, n, seed):
+    """Positions of a seeded random n of the images of class k."""
+    positions = torch.nonzero(labels == k).flatten()
+    return positions[torch.randperm(len(positions), generator=torch.Generator().manual_seed(seed + k))[:n]]
 
 
-def real_class_statistics(galaxies, k, n, seed, inception, device, progress):
-    """(mu, sigma) of n test galaxies of class k (a seeded subset), cached beside fid.py's statistics."""
-    path = fid.statistics_cache_path(galaxies, f"test-class{k}", n, seed)
+def real_activations(galaxies, split, k, n, seed, inception, device, progress):
+    """Inception features of n real galaxies of class k from a split (a seeded subset), cached in
+    the data cache beside fid.py's statistics: features, not statistics, because the overall FID pools
+    the classes' features."""
+    path = fid.statistics_cache_path(galaxies, f"{split}-class{k}", n, seed)
+    path = path.with_name(path.name.replace("fid-", "acts-").replace(".npz", ".npy"))
     try:
-        return fid.load_statistics(path)[:2]
-    except InputError:  # not there yet, or unreadable: compute it
+        acts = np.load(path, allow_pickle=False)
+        if acts.shape[0] == n:
+            return acts
+    except (OSError, ValueError):  # not there yet, or unreadable: compute it
         pass
-    x = galaxies.test_x[galaxies.test_y == k]
-    x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]]
-    mu, sigma = statistics_of(x, inception, device, progress)
-    fid.save_statistics(path, mu, sigma, n=n, key=galaxies.key, split=f"test-class{k}", seed=seed)
-    return mu, sigma
+    x, y = galaxies.split(split)
+    acts = fid.get_activations(x[class_subset(y, k, n, seed)], inception, 50, device, progress)
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, acts)
+    return acts
 
 
-def evaluate(model, galaxies, num_samples=256, seed=0, prior="gmm", components=4, classifier_epochs=5,
-             device="cpu", progress=True):
-    """All test metrics as one JSON-ready dict. Each FID compares as many generated images as real ones,
-    n = min(N, real images available), and records n."""
-    classes, d, test_x, test_y = list(galaxies.classes), model.latent_dim, galaxies.test_x, galaxies.test_y
-    train_mu = encode_means(model, galaxies.train_x)
+def distance(acts_a, acts_b):
+    """The FID of two sets of Inception features."""
+    return float(fid.frechet_distance(*fid.calculate_statistics(acts_a), *fid.calculate_statistics(acts_b)))
+
+
+def fid_table(per_class_acts, real):
+    """FID of generated features against real ones, per class and of all classes pooled: {"overall": x,
+    k: x, ...}."""
+    table = {k: None if acts is None else distance(acts, real[k]) for k, acts in per_class_acts.items()}
+    if all(a is not None for a in per_class_acts.values()):
+        table["overall"] = distance(np.concatenate(list(per_class_acts.values())), np.concatenate(list(real.values())))
+    return table
+
+
+def judge_accuracy(judge, images, labels, classes):
+    """Accuracy of the judge on images of known class: one key per class id and `overall`, the mean of the
+    classes (they are balanced)."""
+    predicted = classify(judge, images, classes)
+    result = {str(k): (predicted[labels == k] == k).float().mean().item() for k in classes}
+    return {"overall": float(np.mean(list(result.values())))} | result
+
+
+def evaluate(model, galaxies, num_samples=256, seed=0, prior=DEFAULT_PRIOR, samplers=PRIORS, components=4,
+             judge_epochs=30, prior_epochs=None, device="cpu", progress=True):
+    """All test metrics as one JSON-ready dict. FIDs against the test split, each at equal N on both sides:
+    n_k = min(N / classes, test and training galaxies of class k) per class, and the classes pooled
+    (n = sum of n_k) overall. The floor is real training galaxies, then reconstructions of the test
+    galaxies, then each sampler's class-targeted samples (N(0, I) has no classes: overall only)."""
+    classes, test_x, test_y = list(galaxies.classes), galaxies.test_x, galaxies.test_y
     inception = fid.load_inception(device=device)
 
-    def fid_of(latents, real):
-        generated = statistics_of(decode_latents(model, latents), inception, device, progress)
-        return float(fid.frechet_distance(*generated, *real))
+    def acts_of(images):
+        return fid.get_activations(images, inception, 50, device, progress)
 
-    n = min(num_samples, len(test_x))
-    real = fid.real_statistics(galaxies, "test", n, seed, device=device, progress=progress, model=inception)
-    overall_prior = fit_class_prior(train_mu, prior, components, seed)
-    fids = {"overall": {"n": n, "n_real": n, "standard_normal": fid_of(sample_prior(None, n, d, seed), real),
-                        "fitted_prior": fid_of(sample_prior(overall_prior, n, d, seed), real),
-                        "components": overall_prior.n_components}, "per_class": {}}
-    classifier = load_or_train_classifier(galaxies, classifier_epochs, seed, device, progress=progress)
-    test_pred = classify(classifier, test_x, classes)
-    accuracy = {"epochs": classifier_epochs, "test": (test_pred == test_y).float().mean().item(),
-                "test_per_class": {}, "targeted_samples_per_class": {}, "n_targeted_per_class": num_samples}
-    for k in classes:
-        class_prior = fit_class_prior(train_mu[galaxies.train_y == k], prior, components, seed)
-        z = sample_prior(class_prior, num_samples, d, seed)
-        n_k = min(num_samples, int((test_y == k).sum()))
-        # A covariance needs two images at least; fewer (a tiny test split) gives no per-class FID.
-        real_k = real_class_statistics(galaxies, k, n_k, seed, inception, device, progress) if n_k >= 2 else None
-        fids["per_class"][str(k)] = {"n": n_k, "n_real": n_k, "components": class_prior.n_components,
-                                     "fitted_prior": fid_of(z[:n_k], real_k) if real_k else None}
-        accuracy["test_per_class"][str(k)] = (test_pred[test_y == k] == k).float().mean().item()
-        predicted = classify(classifier, decode_latents(model, z), classes)
-        accuracy["targeted_samples_per_class"][str(k)] = (predicted == k).float().mean().item()
-    accuracy["targeted_samples"] = float(np.mean(list(accuracy["targeted_samples_per_class"].values())))
+    counts = {k: min(num_samples // len(classes), int((test_y == k).sum()), int((galaxies.train_y == k).sum()))
+              for k in classes}
+    if min(counts.values()) < 2:
+        raise InputError(f"--num-samples {num_samples}: gives {min(counts.values())} image(s) of a class per FID, "
+                         f"need at least 2 (use at least {2 * len(classes)})")
+    real = {k: real_activations(galaxies, "test", k, n, seed, inception, device, progress) for k, n in counts.items()}
+    floor = {k: real_activations(galaxies, "train", k, n, seed, inception, device, progress) for k, n in counts.items()}
+    test_recon = decode_latents(model, encode_means(model, test_x))
+    recon = {k: acts_of(test_recon[class_subset(test_y, k, n, seed)]) for k, n in counts.items()}
+    fids = {"floor": fid_table(floor, real), "reconstructions": fid_table(recon, real), "samplers": {}}
+
+    train_mu, fit_seconds, class_samples = encode_means(model, galaxies.train_x), {}, {}
+    for kind in samplers:
+        fitted = fit_prior(kind, train_mu, galaxies.train_y, seed, components, prior_epochs)
+        fit_seconds[kind] = round(fitted.fit_seconds, 2)
+        if kind == "normal":  # no classes: as many N(0, I) galaxies as all classes' real ones together
+            acts = acts_of(decode_latents(model, fitted.sample(sum(counts.values()), seed)))
+            fids["samplers"][kind] = {"overall": distance(acts, np.concatenate(list(real.values())))}
+            continue
+        # num_samples galaxies per class for the judge; the first n_k of them for the FID.
+        samples = class_samples[kind] = {k: decode_latents(model, fitted.sample(num_samples, seed, label=k))
+                                         for k in classes}
+        fids["samplers"][kind] = fid_table({k: acts_of(samples[k][:n]) for k, n in counts.items()}, real)
+
+    judge = load_or_train_classifier(galaxies, judge_epochs, seed, device, progress=progress)
+    accuracy = {"judge_val": judge.selection["chosen"]["val_accuracy"],
+                "real_test": judge_accuracy(judge, test_x, test_y, classes),
+                "reconstructions": judge_accuracy(judge, test_recon, test_y, classes),
+                "samplers": {kind: None for kind in samplers}}
+    for kind, samples in class_samples.items():
+        accuracy["samplers"][kind] = judge_accuracy(judge, torch.cat(list(samples.values())),
+                                                    torch.tensor(classes).repeat_interleave(num_samples), classes)
+    accuracy["samples"] = accuracy["samplers"].get(prior)
     return {"num_samples": num_samples, "seed": seed, "prior": prior,
-            "ssim": reconstruction_ssim(model, test_x, test_y, classes), "fid": fids, "classifier_accuracy": accuracy}
+            "ssim": reconstruction_ssim(model, test_x, test_y, classes),
+            "fid": arrange_fids(fids, counts), "accuracy": accuracy,
+            "samplers": {"fit_seconds": fit_seconds, "prior_epochs": prior_epochs, "components": components},
+            "judge": judge.selection}
+
+
+def arrange_fids(fids, counts):
+    """{"n", "floor", "reconstructions", "samplers": {...}} overall, and the same under per_class."""
+    def at(key):
+        return {"floor": fids["floor"].get(key), "reconstructions": fids["reconstructions"].get(key),
+                "samplers": {kind: table.get(key) for kind, table in fids["samplers"].items()}}
+    return {"n": sum(counts.values())} | at("overall") | {
+        "per_class": {str(k): {"n": n} | at(k) for k, n in counts.items()}}
 
 
 def format_table(result, classes):
     """The evaluation as a plain-text table: one column overall, one per class."""
     def cell(value):
         return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
-    fids, acc = result["fid"], result["classifier_accuracy"]
+    fids, acc, chosen = result["fid"], result["accuracy"], result["judge"]["chosen"]
+    per_class = lambda get: {str(k): get(fids["per_class"][str(k)]) for k in classes}
     rows = [("test SSIM (posterior mean)", result["ssim"]["mean"], result["ssim"]["per_class"]),
-            ("FID, N(0, I) samples", fids["overall"]["standard_normal"], {}),
-            (f"FID, fitted {result['prior']} samples", fids["overall"]["fitted_prior"],
-             {k: v["fitted_prior"] for k, v in fids["per_class"].items()}),
-            ("  images per FID side", fids["overall"]["n"], {k: v["n"] for k, v in fids["per_class"].items()}),
-            ("classifier accuracy, test split", acc["test"], acc["test_per_class"]),
-            ("classifier accuracy, class samples", acc["targeted_samples"], acc["targeted_samples_per_class"])]
-    lines = [f"{'':36}{'overall':>10}" + "".join(f"{f'{k} {CLASS_NAMES[k]}'[:20]:>22}" for k in classes)]
-    for name, overall, per_class in rows:
-        lines.append(f"{name:36}{cell(overall):>10}" + "".join(f"{cell(per_class.get(str(k))):>22}" for k in classes))
+            ("images per FID side (N)", fids["n"], per_class(lambda e: e["n"])),
+            ("FID floor: real training galaxies", fids["floor"], per_class(lambda e: e["floor"])),
+            ("FID reconstructions of test galaxies", fids["reconstructions"], per_class(lambda e: e["reconstructions"]))]
+    for kind in fids["samplers"]:
+        rows.append((f"FID {kind} samples ({result['samplers']['fit_seconds'][kind]:.3g} s fit)",
+                     fids["samplers"][kind], per_class(lambda e: e["samplers"][kind])))
+    rows += [("judge accuracy, real test galaxies", acc["real_test"]["overall"], acc["real_test"]),
+             ("judge accuracy, reconstructions", acc["reconstructions"]["overall"], acc["reconstructions"])]
+    for kind, table in acc["samplers"].items():
+        if table is not None:
+            rows.append((f"judge accuracy, {kind} class samples", table["overall"], table))
+    lines = [f"{'':40}{'overall':>10}" + "".join(f"{f'{k} {CLASS_NAMES[k]}'[:20]:>22}" for k in classes)]
+    for name, overall, by_class in rows:
+        lines.append(f"{name[:40]:40}{cell(overall):>10}" + "".join(f"{cell(by_class.get(str(k))):>22}" for k in classes))
+    lines.append(f"judge: width {chosen['width']}, epoch {chosen['epoch']}, chosen by validation accuracy "
+                 f"{chosen['val_accuracy']:.4g} (class samples drawn {result['num_samples']} per class)")
     return "\n".join(lines)
 
 
@@ -174,25 +262,33 @@ def parse_args(argv=None):
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     g = p.add_argument_group("actions (any combination)")
     g.add_argument("--reconstruct", action="store_true", help="test galaxies above their reconstructions, per class")
-    g.add_argument("--samples", type=int, metavar="N", help="N galaxies decoded from z ~ N(0, I)")
+    g.add_argument("--samples", type=int, metavar="N", help="N galaxies of any class, decoded from z ~ N(0, I) "
+                   "(or from --prior)")
     g.add_argument("--interpolate", type=int, nargs=2, metavar=("A", "B"), help="a test galaxy of class A "
                    "morphing into one of class B, e.g. --interpolate 2 9")
-    g.add_argument("--class", dest="target_class", type=int, metavar="K", help="galaxies of class K")
+    g.add_argument("--class", dest="target_class", type=int, metavar="K", help="--n galaxies of class K")
     g.add_argument("--latent-map", nargs="?", const="pca", metavar="pca|tsne", help="latent_map_pca.png: the test "
                    "galaxies' latent means in 2-D by class, with thumbnails (--latent-map tsne: t-SNE)")
-    g.add_argument("--evaluate", action="store_true", help="test SSIM, FID and classifier accuracy: a table "
-                   "and evaluation.json (cost: see above)")
+    g.add_argument("--evaluate", action="store_true", help="test SSIM, the FID decomposition (floor, "
+                   "reconstructions, each sampler) and judge accuracy: a table and evaluation.json (cost: see above)")
     o = p.add_argument_group("options of the actions")
     o.add_argument("--index", type=int, nargs=2, metavar=("I", "J"), help="--interpolate: the I-th test galaxy "
                    "of class A and the J-th of class B (default: seeded random ones)")
     o.add_argument("--steps", type=int, default=8, help="--interpolate: latent points, both ends included")
     o.add_argument("--n", type=int, default=16, help="--class: galaxies to draw")
-    o.add_argument("--prior", default="gmm", help="--class, --evaluate: the prior fitted to training latents, "
-                   "gmm (a Gaussian mixture) or gaussian (one full-covariance Gaussian)")
-    o.add_argument("--components", type=int, default=4, help="most mixture components (fewer for few latents)")
-    o.add_argument("--num-samples", type=int, default=256, help="--evaluate: N, images per FID (capped by "
-                   "the real images; compare FIDs only at equal N)")
-    o.add_argument("--classifier-epochs", type=int, default=5, help="--evaluate: epochs of the class-check CNN")
+    o.add_argument("--prior", help=f"--class, --evaluate (default {DEFAULT_PRIOR}) and --samples (default normal): "
+                   "the sampler of the latents: normal (N(0, I), no classes), gmm (a Gaussian mixture per class), "
+                   "vae2 (a second-stage VAE), flow (a RealNVP flow); all but normal fitted to the training latents")
+    o.add_argument("--save-images", metavar="DIR", help="--class, --samples: also write each galaxy as a 64x64 "
+                   "PNG into DIR (class_K_PRIOR_0000.png..., samples_PRIOR_0000.png...), e.g. for fid.py DIR test")
+    o.add_argument("--components", type=int, default=4, help="gmm: most components (fewer for few latents)")
+    o.add_argument("--prior-epochs", type=int, help="vae2, flow: training epochs on the latents (default 200)")
+    o.add_argument("--num-samples", type=int, default=256, help="--evaluate: N, images per FID side, N / classes "
+                   "per class (capped by the real images; compare FIDs only at equal N)")
+    o.add_argument("--samplers", nargs="+", default=list(PRIORS), metavar="PRIOR", help="--evaluate: the samplers "
+                   f"to measure (default: all, {' '.join(PRIORS)})")
+    o.add_argument("--judge-epochs", type=int, default=30, help="--evaluate: most epochs of each judge candidate "
+                   "(the epoch kept is chosen by validation accuracy)")
     return p.parse_args(argv)
 
 
@@ -201,17 +297,21 @@ def check_args(args):
             or args.evaluate or args.latent_map):
         raise InputError("nothing to do: give --reconstruct, --samples N, --interpolate A B, --class K, "
                          "--latent-map and/or --evaluate")
-    if args.prior not in PRIORS:
-        raise InputError(f"--prior {args.prior}: choose {' or '.join(PRIORS)}")
+    for kind in ([args.prior] if args.prior else []) + args.samplers:
+        check_kind(kind)
+    if args.target_class is not None and args.prior == "normal":
+        raise InputError("--prior normal: N(0, I) knows no classes; for --class choose gmm, vae2 or flow")
     if args.latent_map not in (None, *PROJECTIONS):
         raise InputError(f"--latent-map {args.latent_map}: choose {' or '.join(PROJECTIONS)}")
     for flag, value, least in (("--samples", args.samples, 1), ("--steps", args.steps, 2), ("--n", args.n, 1),
                                ("--components", args.components, 1), ("--num-samples", args.num_samples, 2),
-                               ("--classifier-epochs", args.classifier_epochs, 1)):
+                               ("--judge-epochs", args.judge_epochs, 1), ("--prior-epochs", args.prior_epochs, 1)):
         if value is not None and value < least:
             raise InputError(f"{flag} {value}: must be at least {least}")
     if args.index and not args.interpolate:
         raise InputError("--index I J: only with --interpolate A B")
+    if args.save_images and not (args.samples or args.target_class is not None):
+        raise InputError("--save-images DIR: only with --class K or --samples N")
 
 
 @exit_on_input_error
@@ -225,35 +325,50 @@ def main(argv=None):
     out = Path(args.out) if args.out else path.parent
     for k in (args.interpolate or []) + ([] if args.target_class is None else [args.target_class]):
         check_class(k, tuple(checkpoint["config"]["classes"]))  # before the data is loaded: fail fast
+    if args.save_images:
+        check_writable_folder(args.save_images)
+    sample_prior = args.prior or "normal"
     needs_data = (args.reconstruct or args.interpolate or args.target_class is not None or args.evaluate
-                  or args.latent_map)
+                  or args.latent_map or (args.samples and sample_prior != "normal"))
     galaxies = checkpoint_galaxies(checkpoint, progress) if needs_data else None
     if args.reconstruct:
         plot_reconstructions(model, galaxies.test_x, galaxies.test_y, out / "reconstructions_test.png", "test")
         print(f"wrote {out / 'reconstructions_test.png'}")
     if args.samples:
-        images = decode_latents(model, sample_prior(None, args.samples, model.latent_dim, args.seed))
-        plot_grid(images, out / "samples.png", f"{args.samples} galaxies decoded from z ~ N(0, I) (seed {args.seed})")
+        fitted = (NormalPrior(model.latent_dim) if sample_prior == "normal" else
+                  fit_prior(sample_prior, encode_means(model, galaxies.train_x), galaxies.train_y, args.seed,
+                            args.components, args.prior_epochs))
+        images = decode_latents(model, fitted.sample(args.samples, args.seed))
+        where = "z ~ N(0, I)" if sample_prior == "normal" else f"the {sample_prior} prior of the training latents"
+        plot_grid(images, out / "samples.png", f"{args.samples} galaxies decoded from {where} (seed {args.seed})")
         print(f"wrote {out / 'samples.png'}")
+        if args.save_images:
+            count = save_images(images, args.save_images, f"samples_{sample_prior}")
+            print(f"wrote {count} PNGs samples_{sample_prior}_*.png into {args.save_images}")
     if args.interpolate:
         (a, b), name = args.interpolate, f"interpolation_{args.interpolate[0]}_{args.interpolate[1]}.png"
         strip = draw_interpolation(model, galaxies, a, b, args.index, args.steps, args.seed)
         plot_interpolation(*strip, (f"{a} {CLASS_NAMES[a]}", f"{b} {CLASS_NAMES[b]}"), out / name)
         print(f"wrote {out / name}")
     if args.target_class is not None:
-        k, name = args.target_class, f"class_{args.target_class}_{args.prior}.png"
-        images, fitted = draw_class(model, galaxies, k, args.n, args.prior, args.components, args.seed)
-        plot_grid(images, out / name, f"class {k} {CLASS_NAMES[k]}: {args.prior} prior ({fitted.n_components} "
-                  f"component(s)) fitted to its training latents (seed {args.seed})")
-        print(f"wrote {out / name}")
+        k, prior = args.target_class, args.prior or DEFAULT_PRIOR
+        images, fitted = draw_class(model, galaxies, k, args.n, prior, args.components, args.seed, args.prior_epochs)
+        plot_grid(images, out / f"class_{k}_{prior}.png", f"class {k} {CLASS_NAMES[k]}: {prior} prior fitted to "
+                  f"the training latents in {fitted.fit_seconds:.1f} s (seed {args.seed})")
+        print(f"wrote {out / f'class_{k}_{prior}.png'}")
+        if args.save_images:
+            count = save_images(images, args.save_images, f"class_{k}_{prior}")
+            print(f"wrote {count} PNGs class_{k}_{prior}_*.png into {args.save_images}")
     if args.latent_map:
         name = f"latent_map_{args.latent_map}.png"
         draw_latent_map(model, galaxies, out / name, args.latent_map, args.seed)
         print(f"wrote {out / name}")
     if args.evaluate:
+        prior = args.prior or DEFAULT_PRIOR
+        samplers = list(dict.fromkeys(args.samplers + [prior]))  # the reported prior is always measured
         result = {"checkpoint": str(path), "data": {"source": galaxies.source, "key": galaxies.key}} | evaluate(
-            model, galaxies, args.num_samples, args.seed, args.prior, args.components, args.classifier_epochs,
-            device, progress)
+            model, galaxies, args.num_samples, args.seed, prior, samplers, args.components, args.judge_epochs,
+            args.prior_epochs, device, progress)
         print(format_table(result, galaxies.classes))
         with atomic_output(out / "evaluation.json") as tmp:
             tmp.write_text(json.dumps(result, indent=1))

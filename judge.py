@@ -1,5 +1,7 @@
-"""The judge: a small CNN classifier, trained on the training split only, that says whether generated
-galaxies look like the class they were drawn for. It is a second model, fixed before it sees samples."""
+"""The judge: a small CNN classifier that says whether generated galaxies look like the class they were
+drawn for. It is fixed before it sees a sample: trained on the training split only, its design (width)
+and its epoch chosen by accuracy on the validation split, never by accuracy on generated images. The
+candidates tried and their validation accuracies travel with it (`model.selection`)."""
 import math
 from pathlib import Path
 
@@ -9,62 +11,116 @@ from tqdm import tqdm
 
 from data import atomic_output, default_cache_dir
 
-CLASSIFIER_VERSION = 3  # bump when GalaxyClassifier or its training changes: old caches are then ignored
+JUDGE_VERSION = 4  # bump when GalaxyClassifier, its training or the candidates change: old caches are then ignored
+CANDIDATE_WIDTHS = (16, 32)  # the designs tried; the one with the best validation accuracy is kept
+PATIENCE = 6  # epochs without a better validation accuracy before a candidate stops
 
 
 class GalaxyClassifier(nn.Sequential):
     """Four strided conv blocks and a linear head: enough to tell round, spiral and edge-on galaxies
-    apart, small enough to train in seconds on a CPU. It judges whether class-targeted samples look like
-    their class. Four, not three: the last block's 31-pixel receptive field sees a whole disk's shape;
-    with 15 pixels the network took compact round galaxies for the bulges of edge-on ones."""
+    apart, small enough to train in a minute on a CPU. Four, not three: the last block's 31-pixel
+    receptive field sees a whole disk's shape; with 15 pixels the network took compact round galaxies for
+    the bulges of edge-on ones."""
     def __init__(self, n_classes, width=16):
         blocks, c_in = [], 3
         for c_out in (width, 2 * width, 4 * width, 8 * width):
             blocks += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
             c_in = c_out
-        super().__init__(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, n_classes))
+        super().__init__(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(c_in, n_classes))
+        self.width = width
 
 
-def train_classifier(images, labels, classes, epochs=5, seed=0, device="cpu", batch_size=64, progress=True):
+def dihedral(x, generator):
+    """Each image turned by its own random multiple of 90 degrees and maybe mirrored: a galaxy's class does
+    not depend on how it lies on the sky, so this is eight times the data for free."""
+    turns = torch.randint(4, (len(x),), generator=generator)
+    mirror = torch.randint(2, (len(x),), generator=generator).bool()
+    x = torch.where(mirror[:, None, None, None], x.flip(3), x)
+    out = x.clone()
+    for t in (1, 2, 3):
+        out[turns == t] = torch.rot90(x[turns == t], t, dims=(2, 3))
+    return out
+
+
+def accuracy(model, images, labels, classes):
+    return (classify(model, images, classes) == labels).float().mean().item() if len(images) else float("nan")
+
+
+def train_classifier(images, labels, classes, epochs=30, seed=0, device="cpu", batch_size=64, progress=True,
+                     width=16, val=None, patience=PATIENCE):
+    """A GalaxyClassifier trained on (images, labels). With val = (images, labels), the state after the
+    epoch of best validation accuracy (the earliest of equals) is returned, training stops after `patience`
+    epochs without a better one, and `model.val_curve` holds the accuracy of every epoch."""
     torch.manual_seed(seed)
-    model = GalaxyClassifier(len(classes)).to(device).train()
+    model = GalaxyClassifier(len(classes), width).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-    # The learning rate falls to zero over the run, so the model we keep is not one noisy step's snapshot.
+    # The learning rate falls to zero over the run, so late epochs are not one noisy step's snapshot.
     steps = epochs * math.ceil(len(images) / batch_size)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)
     targets = torch.tensor([classes.index(int(c)) for c in labels])
     shuffle = torch.Generator().manual_seed(seed)
-    for _ in tqdm(range(epochs), desc="classifier", unit="epoch", disable=not progress):
+    best, best_state, best_epoch, curve = -1.0, None, 0, []
+    bar = tqdm(range(epochs), desc=f"judge width {width}", unit="epoch", disable=not progress)
+    for epoch in bar:
+        model.train()
         for index in torch.randperm(len(images), generator=shuffle).split(batch_size):
-            # A galaxy's class does not depend on how it lies on the sky: each batch is turned by a random
-            # multiple of 90 degrees and maybe mirrored, eight times the data for free.
-            turns, mirror = torch.randint(4, (2,), generator=shuffle).tolist()
-            x = torch.rot90(images[index], turns, dims=(2, 3))
-            x = x.flip(3) if mirror % 2 else x
+            x = dihedral(images[index], shuffle)
             loss = nn.functional.cross_entropy(model(x.to(device)), targets[index].to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
+        model.eval()
+        if val is None:
+            continue
+        curve.append(accuracy(model, *val, classes))
+        bar.set_postfix(val_accuracy=f"{curve[-1]:.3f}")
+        if curve[-1] > best:
+            best, best_epoch = curve[-1], epoch + 1
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        elif epoch + 1 - best_epoch >= patience:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.val_curve, model.best_epoch = curve, best_epoch
     return model.eval()
 
 
-def load_or_train_classifier(galaxies, epochs=5, seed=0, device="cpu", cache_dir=None, progress=True):
-    """The classifier of these splits: from the data cache (data.default_cache_dir()) (a plain state dict, loaded with
-    weights_only=True) when trained before, else trained on the training split and cached."""
+def select_judge(galaxies, epochs=30, seed=0, device="cpu", widths=CANDIDATE_WIDTHS, progress=True):
+    """Train one candidate per width on the training split; keep the one (and its epoch) with the best
+    validation accuracy, the smaller of equals. `model.selection` records every candidate."""
+    classes, val = list(galaxies.classes), (galaxies.val_x, galaxies.val_y)
+    candidates = [train_classifier(galaxies.train_x, galaxies.train_y, classes, epochs, seed, device,
+                                   progress=progress, width=w, val=val) for w in widths]
+    chosen = max(candidates, key=lambda m: (max(m.val_curve), -m.width))
+    chosen.selection = {
+        "chosen": {"width": chosen.width, "epoch": chosen.best_epoch, "val_accuracy": max(chosen.val_curve)},
+        "candidates": [{"width": m.width, "epoch": m.best_epoch, "val_accuracy": max(m.val_curve),
+                        "val_accuracy_per_epoch": m.val_curve} for m in candidates],
+        "max_epochs": epochs, "patience": PATIENCE, "seed": seed, "n_train": len(galaxies.train_x),
+        "n_val": len(val[0])}
+    return chosen
+
+
+def load_or_train_classifier(galaxies, epochs=30, seed=0, device="cpu", cache_dir=None, progress=True):
+    """The judge of these splits, chosen by select_judge: from the data cache (data.default_cache_dir()) when chosen before (state,
+    width and selection record as plain tensors and types, loaded with weights_only=True), else trained
+    and cached."""
     classes = list(galaxies.classes)
-    name = f"classifier-{galaxies.key}-v{CLASSIFIER_VERSION}-e{epochs}-s{seed}.pt"
+    name = f"judge-{galaxies.key}-v{JUDGE_VERSION}-e{epochs}-s{seed}.pt"
     path = Path(cache_dir or default_cache_dir()) / name
     if path.is_file():
         try:
-            model = GalaxyClassifier(len(classes)).to(device)
-            model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+            saved = torch.load(path, map_location=device, weights_only=True)
+            model = GalaxyClassifier(len(classes), saved["width"]).to(device)
+            model.load_state_dict(saved["state"])
+            model.selection = saved["selection"]
             return model.eval()
         except Exception:  # a damaged cache is rebuilt, not fatal
             pass
-    model = train_classifier(galaxies.train_x, galaxies.train_y, classes, epochs, seed, device, progress=progress)
+    model = select_judge(galaxies, epochs, seed, device, progress=progress)
     with atomic_output(path) as tmp:
-        torch.save(model.state_dict(), tmp)
+        torch.save({"state": model.state_dict(), "width": model.width, "selection": model.selection}, tmp)
     return model
 
 
@@ -72,4 +128,5 @@ def load_or_train_classifier(galaxies, epochs=5, seed=0, device="cpu", cache_dir
 def classify(model, images, classes, batch_size=256):
     """Predicted Galaxy10 class ids of images."""
     device = next(model.parameters()).device
+    model.eval()
     return torch.tensor(classes)[torch.cat([model(b.to(device)).argmax(1).cpu() for b in images.split(batch_size)])]

@@ -17,7 +17,6 @@ Reductions, and why the two terms are on comparable scales:
   times an adaptive weight: W * |grad of the reconstruction term| / |grad of the adversarial term| at the
   decoder's last layer (Esser et al. 2021), so it pushes as hard as W times the reconstruction term
   whatever their scales. The discriminator minimises the hinge loss.
-=======
 
 The objective on a model: batch_losses (one batch), train_step (one Adam step) and run_epoch (one pass,
 training or measuring) are the step that train.train() repeats and that bench.py times. With

@@ -1,37 +1,268 @@
 """Samplers of the latent space: where to draw z so that the decoder draws galaxies like the training
 set, of all classes or of one. An unconditional VAE has no class input, so a class is targeted by a
-prior fitted to the encoder's means of that class's training galaxies."""
+prior fitted to the encoder's means of that class's training galaxies.
+
+One interface for all: `fit_prior(kind, latents, labels)` returns a Prior whose `.sample(n, seed, label)`
+gives n float32 latents (of class `label`, or of all classes in their training proportions). Every
+N(0, I) draw, the base noise of the mixture, the second-stage VAE and the flow included, comes from
+model.standard_normal_latents, so a seed means the same noise everywhere.
+
+  normal  N(0, I), the VAE's own prior; it knows no classes.
+  gmm     a full-covariance Gaussian mixture per class (scikit-learn).
+  vae2    a second-stage VAE on the latents (Dai & Wipf 2019, "Diagnosing and enhancing VAE models"):
+          a small MLP VAE, conditioned on the class, with a learned decoder variance gamma; u ~ N(0, I)
+          is decoded to z. The first-stage latents do not fill N(0, I); the second stage's do.
+  flow    a RealNVP normalizing flow (Dinh et al. 2017), affine couplings conditioned on the class, fitted
+          by maximum likelihood; u ~ N(0, I) is mapped back to z.
+"""
+import math
+import time
+
 import numpy as np
 import torch
-from sklearn.mixture import GaussianMixture
+import torch.nn as nn
 
 from data import InputError
 from model import standard_normal_latents
 
-PRIORS = ("gmm", "gaussian")
+PRIORS = ("normal", "gmm", "vae2", "flow")
+DEFAULT_PRIOR = "gmm"  # the one with the best FID in the README's measurements (see "Samplers side by side")
 
 
-def fit_class_prior(latents, kind="gmm", components=4, seed=0):
-    """A full-covariance Gaussian (kind "gaussian") or Gaussian mixture ("gmm") fitted to latents, of one
-    class or of all. The mixture gets at most one component per latent_dim + 1 points, so that no
-    component's covariance is fitted to fewer points than it has dimensions."""
+def check_kind(kind):
+    if kind not in PRIORS:
+        raise InputError(f"--prior {kind}: choose {', '.join(PRIORS)}")
+
+
+class Prior:
+    """A fitted sampler. `classes`: the class ids it can target (empty for normal); `fit_seconds`: how long
+    fitting took on this machine."""
+    kind, classes, fit_seconds = None, (), 0.0
+
+    def __init__(self, latent_dim, classes=(), counts=()):
+        self.latent_dim, self.classes, self.counts = latent_dim, tuple(int(k) for k in classes), tuple(counts)
+
+    def sample(self, n, seed=0, label=None):
+        """n latents (float32 tensor, n x latent_dim) of class `label`, or of any class (labels drawn in
+        their training proportions) when label is None."""
+        if label is not None and int(label) not in self.classes:
+            raise InputError(f"the {self.kind} prior cannot draw class {label}: it was fitted to "
+                             f"{', '.join(map(str, self.classes)) or 'no classes'}")
+        if label is not None or not self.classes:
+            return self._sample(n, seed, label)
+        # A class per sample, then each class's samples drawn with its own seed offset, in one order.
+        rng = np.random.default_rng(seed)
+        labels = rng.choice(self.classes, size=n, p=np.array(self.counts) / sum(self.counts))
+        z = torch.empty(n, self.latent_dim)
+        for k in self.classes:
+            where = torch.from_numpy(labels == k)
+            if where.any():
+                z[where] = self._sample(int(where.sum()), seed + 1000 * k, k)
+        return z
+
+
+class NormalPrior(Prior):
+    kind = "normal"
+
+    def _sample(self, n, seed, label):
+        return standard_normal_latents(n, self.latent_dim, seed)
+
+
+# ---------------------------------------------------------------- Gaussian mixture
+
+def fit_mixture(latents, components=4, seed=0):
+    """A full-covariance Gaussian mixture fitted to latents, with at most one component per latent_dim + 1
+    points, so that no component's covariance is fitted to fewer points than it has dimensions."""
+    from sklearn.mixture import GaussianMixture
     z = np.asarray(latents, dtype=np.float64)
     n, d = z.shape
-    if kind not in PRIORS:
-        raise InputError(f"--prior {kind}: choose {' or '.join(PRIORS)}")
     if n < 2:
         raise InputError(f"need at least 2 latents to fit a prior, got {n}")
-    k = 1 if kind == "gaussian" else max(1, min(components, n // (d + 1)))
+    k = max(1, min(components, n // (d + 1)))
     return GaussianMixture(k, covariance_type="full", random_state=seed).fit(z)
 
 
-def sample_prior(prior, n, latent_dim, seed=0):
-    """n latents (float32 tensor) from a fitted mixture, or from N(0, I) when prior is None. Drawn here
-    rather than by GaussianMixture.sample, which returns its samples grouped by component."""
-    if prior is None:
-        return standard_normal_latents(n, latent_dim, seed)
+def sample_mixture(mixture, n, seed=0):
+    """n latents from a fitted GaussianMixture. Drawn here rather than by GaussianMixture.sample, which
+    returns its samples grouped by component."""
     rng = np.random.default_rng(seed)
-    eps = standard_normal_latents(n, latent_dim, seed).double().numpy()
-    component = rng.choice(len(prior.weights_), size=n, p=prior.weights_ / prior.weights_.sum())
-    chol = np.linalg.cholesky(prior.covariances_)
-    return torch.from_numpy(prior.means_[component] + np.einsum("nij,nj->ni", chol[component], eps)).float()
+    eps = standard_normal_latents(n, mixture.means_.shape[1], seed).double().numpy()
+    component = rng.choice(len(mixture.weights_), size=n, p=mixture.weights_ / mixture.weights_.sum())
+    chol = np.linalg.cholesky(mixture.covariances_)
+    return torch.from_numpy(mixture.means_[component] + np.einsum("nij,nj->ni", chol[component], eps)).float()
+
+
+class MixturePrior(Prior):
+    kind = "gmm"
+
+    def __init__(self, latents, labels, components=4, seed=0):
+        super().__init__(latents.shape[1], *np.unique(labels, return_counts=True))
+        self.mixtures = {k: fit_mixture(latents[labels == k], components, seed) for k in self.classes}
+
+    def _sample(self, n, seed, label):
+        return sample_mixture(self.mixtures[int(label)], n, seed)
+
+
+# ---------------------------------------------------------------- small torch models on the latents
+
+def mlp(d_in, d_out, width, depth=2):
+    layers, d = [], d_in
+    for _ in range(depth):
+        layers += [nn.Linear(d, width), nn.SiLU()]
+        d = width
+    return nn.Sequential(*layers, nn.Linear(d, d_out))
+
+
+class TorchPrior(Prior):
+    """Shared by vae2 and flow: latents standardised per class and dimension, one-hot classes, and training by
+    Adam with a held-out tenth of the latents choosing the epoch to keep (the lowest held-out loss), so a
+    few thousand latents are not memorised."""
+
+    def __init__(self, latents, labels, seed=0, epochs=200, batch_size=128, lr=1e-3):
+        super().__init__(latents.shape[1], *np.unique(labels, return_counts=True))
+        z = torch.as_tensor(np.asarray(latents), dtype=torch.float32)
+        # Standardised per class: with the class means left in, the class input alone explained most of the
+        # variance, and the second-stage VAE learnt to ignore u (its samples were the class mean).
+        onehot = self.onehot(labels)
+        self.mean = torch.stack([z[onehot[:, i] > 0].mean(0) for i in range(len(self.classes))])
+        self.std = torch.stack([z[onehot[:, i] > 0].std(0) if (onehot[:, i] > 0).sum() > 1 else torch.ones(z.shape[1])
+                                for i in range(len(self.classes))]).clamp_min(1e-6)
+        z = (z - onehot @ self.mean) / (onehot @ self.std)
+        torch.manual_seed(seed)
+        self.net = self.build()
+        self.fit(z, onehot, seed, epochs, batch_size, lr)
+
+    def onehot(self, labels):
+        labels = torch.as_tensor(np.asarray(labels).astype(np.int64))
+        return (labels[:, None] == torch.tensor(self.classes)[None]).float()
+
+    def fit(self, z, c, seed, epochs, batch_size, lr):
+        g = torch.Generator().manual_seed(seed)
+        order = torch.randperm(len(z), generator=g)
+        held = order[: max(1, len(z) // 10)] if len(z) >= 20 else order  # tiny sets: no room to hold out
+        train = order[len(held):] if len(z) >= 20 else order
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=lr)
+        best, best_state = math.inf, None
+        for epoch in range(epochs):
+            self.warmup = min(1.0, (epoch + 1) / max(1, epochs // 4))  # vae2's KL weight: 0 -> 1 over a quarter
+            self.net.train()
+            for index in train[torch.randperm(len(train), generator=g)].split(batch_size):
+                loss = self.loss(z[index], c[index], g)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            self.net.eval()
+            with torch.no_grad():
+                held_loss = self.loss(z[held], c[held], torch.Generator().manual_seed(seed)).item()
+            if held_loss < best:
+                best, best_state = held_loss, {k: v.clone() for k, v in self.net.state_dict().items()}
+        self.net.load_state_dict(best_state)
+        self.net.eval()
+        self.held_out_loss = best
+
+    @torch.no_grad()
+    def _sample(self, n, seed, label):
+        u = standard_normal_latents(n, self.latent_dim, seed)
+        c, i = self.onehot(np.full(n, int(label))), self.classes.index(int(label))
+        return self.generate(u, c) * self.std[i] + self.mean[i]
+
+
+class SecondStageVAE(TorchPrior):
+    """Dai & Wipf's second stage: z -> u -> z with u of the same dimension as z, an MLP each way, and a
+    decoder variance gamma. Their loss, per latent: ||z - decoder(u)||^2 / (2 gamma) + (d/2) log gamma +
+    KL(q(u|z) || N(0, I)). As gamma shrinks the reconstruction term dominates, and the aggregate posterior
+    of u is pushed onto N(0, I), which is what lets u ~ N(0, I) decode to real latents. Gamma is not a
+    slowly learnt parameter here but its optimum, the batch's mean squared error per dimension (Rybkin et
+    al. 2021, "Simple and effective VAE training with calibrated decoders"): a learnt log gamma moved too
+    slowly, and the decoder ignored u. Both MLPs see the class one-hot, so one model serves every class."""
+    kind = "vae2"
+
+    def build(self, width=256):
+        d, c = self.latent_dim, len(self.classes)
+        return nn.ModuleDict({"encoder": mlp(d + c, 2 * d, width), "decoder": mlp(d + c, d, width)})
+
+    def loss(self, z, c, generator):
+        mu, logvar = self.net.encoder(torch.cat([z, c], 1)).chunk(2, 1)
+        u = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=generator)
+        squared_error = ((z - self.net.decoder(torch.cat([u, c], 1))) ** 2).sum(1)
+        gamma = (squared_error.mean() / z.shape[1]).detach().clamp_min(1e-6)
+        nll = squared_error / (2 * gamma) + 0.5 * z.shape[1] * gamma.log()
+        kl = 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).sum(1)
+        # The KL term warms up during training (held-out losses use it in full): starting at full weight,
+        # the encoder's information cost won, and the decoder learnt to ignore u.
+        return (nll + (self.warmup if self.net.training else 1.0) * kl).mean()
+
+    def generate(self, u, c):
+        return self.net.decoder(torch.cat([u, c], 1))
+
+
+class Coupling(nn.Module):
+    """One RealNVP affine coupling: the dimensions where mask is 0 are scaled and shifted by functions of
+    those where it is 1 (and of the class); log-scales pass through tanh to keep the flow stable."""
+
+    def __init__(self, mask, n_classes, width):
+        super().__init__()
+        self.register_buffer("mask", mask)
+        self.net = mlp(len(mask) + n_classes, 2 * len(mask), width)
+
+    def forward(self, x, c):  # data -> noise: (u, log|det du/dx|)
+        s, t = self.net(torch.cat([x * self.mask, c], 1)).chunk(2, 1)
+        s = torch.tanh(s) * (1 - self.mask)
+        return x * self.mask + (1 - self.mask) * (x * s.exp() + t), s.sum(1)
+
+    def inverse(self, u, c):
+        s, t = self.net(torch.cat([u * self.mask, c], 1)).chunk(2, 1)
+        s = torch.tanh(s) * (1 - self.mask)
+        return u * self.mask + (1 - self.mask) * (u - t) * (-s).exp()
+
+
+class FlowPrior(TorchPrior):
+    """A class-conditional RealNVP of 8 couplings on a seeded random half-split of the dimensions each,
+    fitted by maximum likelihood: the exact density, unlike the mixture's few Gaussians."""
+    kind = "flow"
+
+    def build(self, couplings=8, width=128):
+        d = self.latent_dim
+        masks = [torch.zeros(d) for _ in range(couplings)]
+        for i, mask in enumerate(masks):
+            # Alternate a random half with its complement, so each dimension is transformed every other layer.
+            if i % 2 == 0:
+                half = torch.randperm(d)[: d // 2] if d > 1 else torch.tensor([], dtype=torch.long)
+                mask[half] = 1
+            else:
+                mask[:] = 1 - masks[i - 1]
+        return nn.ModuleList(Coupling(m, len(self.classes), width) for m in masks)
+
+    def loss(self, z, c, generator):
+        log_det = torch.zeros(len(z))
+        for layer in self.net:
+            z, ld = layer(z, c)
+            log_det = log_det + ld
+        return (0.5 * (z ** 2).sum(1) - log_det).mean() / z.shape[1]  # nats per dimension, less a constant
+
+    def generate(self, u, c):
+        for layer in reversed(self.net):
+            u = layer.inverse(u, c)
+        return u
+
+
+# ---------------------------------------------------------------- the one entry point
+
+def fit_prior(kind, latents, labels=None, seed=0, components=4, epochs=None):
+    """A Prior of `kind` fitted to latents (N x d; the encoder's training means), per class when labels
+    (N class ids) are given, else as one class. `epochs` trains vae2 and flow (default 200); `components`
+    caps the mixture. Records its fit time."""
+    check_kind(kind)
+    z = np.asarray(latents, dtype=np.float32)
+    if z.ndim != 2 or len(z) < 2:
+        raise InputError(f"need at least 2 latents to fit a prior, got {len(z)}")
+    labels = np.zeros(len(z), dtype=np.int64) if labels is None else np.asarray(labels).astype(np.int64)
+    start = time.perf_counter()
+    if kind == "normal":
+        prior = NormalPrior(z.shape[1])
+    elif kind == "gmm":
+        prior = MixturePrior(z, labels, components, seed)
+    else:
+        prior = (SecondStageVAE if kind == "vae2" else FlowPrior)(z, labels, seed, epochs or 200)
+    prior.fit_seconds = time.perf_counter() - start
+    return prior
