@@ -1472,7 +1472,11 @@ def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
         assert table["overall"] == pytest.approx(np.mean([table[k] for k in classes]))
     assert accuracy["samples"] == accuracy["samplers"][priors.DEFAULT_PRIOR] and accuracy["samplers"]["normal"] is None
     assert set(result["samplers"]["fit_seconds"]) == set(priors.PRIORS)
-    assert list((isolated.data_dir / "cache").glob("acts-*-test-class6-*.npy"))
+    # The real side is the test split: its cached class-6 features are those of the 2 test galaxies of class 6.
+    [test_acts] = (isolated.data_dir / "cache").glob("acts-*-test-class6-*.npy")
+    test_6 = isolated.galaxies.test_x[isolated.galaxies.test_y == 6]
+    expected = fid.get_activations(test_6, fid.load_inception(), progress=False)
+    np.testing.assert_allclose(np.sort(np.load(test_acts), 0), np.sort(expected, 0), atol=1e-3)
     assert list((isolated.data_dir / "cache").glob("acts-*-train-class6-*.npy"))
 
 
