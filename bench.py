@@ -30,7 +30,8 @@ import data
 import fid
 import losses
 from data import InputError, Parser, exit_on_input_error
-from model import ConvVAE, ModelConfig, build_model, cpu_flags, cpu_info, decode_latents, standard_normal_latents
+from model import (ConvVAE, ModelConfig, build_model, cpu_flags, cpu_has_bf16, cpu_info, decode_latents,
+                   standard_normal_latents)
 
 BATCH_SIZE, LR = 64, 1e-3  # train.py's defaults (TrainConfig; a test holds them equal)
 
@@ -84,10 +85,6 @@ def naive_train_step(model, x, optimizer, beta):
     optimizer.step()
 
 
-def bf16_available():
-    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
-
-
 def bench_train_step(galaxies, batch_size, repeats):
     """Our step (losses.train_step on build_model's model, as train.train() runs it) in fp32 and, where
     the CPU has bfloat16, in bf16, against the naive step; one row per precision."""
@@ -114,7 +111,7 @@ def bench_train_step(galaxies, batch_size, repeats):
     rows = [{"name": f"training step, batch {batch_size} (images/s)", "ours": batch_size / t_ours,
              "reference": batch_size / t_plain, "reference_name": "same model, eager, pytorch-msssim loss",
              "gflops_ours": flops_per_image * batch_size / t_ours / 1e9}]
-    if bf16_available():
+    if cpu_has_bf16():
         t_bf16 = time_ours("bf16")
         rows.append({"name": f"training step bf16, batch {batch_size} (images/s)", "ours": batch_size / t_bf16,
                      "reference": batch_size / t_ours, "reference_name": "our fp32 step",
@@ -322,7 +319,7 @@ def main(argv=None):
     started = time.perf_counter()
     peak, basis = fp32_peak()
     machine = {"cpu": cpu_info().get("model name", "unknown CPU"), "cores": os.cpu_count(),
-               "threads": torch.get_num_threads(), "torch": torch.__version__, "bf16": bf16_available(),
+               "threads": torch.get_num_threads(), "torch": torch.__version__, "bf16": cpu_has_bf16(),
                "peak_gflops": peak or float("nan"), "peak_basis": basis, "sgemm_gflops": sgemm_gflops()}
     galaxies = data.load_galaxies("embedded", max_per_class=100, progress=False)
     rows = [*bench_train_step(galaxies, args.batch_size, repeats), bench_ssim(galaxies, args.batch_size, repeats),

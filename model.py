@@ -176,6 +176,11 @@ def cpu_flags():
     return set(cpu_info().get("flags", "").split())
 
 
+def cpu_has_bf16():
+    """Does this CPU do bfloat16 in hardware (AVX512-BF16 or AMX)? Elsewhere oneDNN emulates it."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
 def check_precision(precision, device):
     """bf16 training needs hardware bfloat16: a CUDA device that has it, or a CPU with AVX512-BF16 or
     AMX (elsewhere oneDNN emulates it, slower than fp32); raises InputError otherwise."""
@@ -183,7 +188,7 @@ def check_precision(precision, device):
         return
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise InputError(f"--precision bf16: {torch.cuda.get_device_name(device)} has no bfloat16; use fp32")
-    if device.type == "cpu" and not cpu_flags() & {"avx512_bf16", "amx_bf16"}:
+    if device.type == "cpu" and not cpu_has_bf16():
         raise InputError("--precision bf16: this CPU has neither AVX512-BF16 nor AMX; use fp32")
 
 
