@@ -461,6 +461,7 @@ def download(url=GALAXY10_URL, dest_dir=DATA_DIR, sha256=GALAXY10_SHA256, progre
 
 # ---------------------------------------------------------------- the embedded set against real galaxies
 
+COMPARE_DRAWS = 10   # embedded draws averaged by --compare
 COMPARE_MIN_PER_CLASS = 10   # fewer, and an FID (and its half-against-half floor) says nothing
 
 
@@ -487,21 +488,28 @@ def compare(folder, classes=DEFAULT_CLASSES, max_per_class=None, seed=0, device=
     def distance(a, b):
         return float(fid.frechet_distance(*fid.calculate_statistics(a), *fid.calculate_statistics(b)))
 
+    def summary(fids):
+        return {"fid": float(np.mean(fids)), "fid_sd": float(np.std(fids, ddof=1)) if len(fids) > 1 else 0.0,
+                "draws": len(fids)}
+
+    # At DIR's small N one draw of embedded galaxies moves the FID by several points, so the embedded
+    # side is averaged over disjoint draws of the same N (up to COMPARE_DRAWS); the real side is all of DIR.
+    ns = {c: int(min((y == c).sum(), (test_y == c).sum())) for c in classes}
+    draws = int(min(COMPARE_DRAWS, *((test_y == c).sum() // ns[c] for c in classes)))
     report, shown, all_real, all_emb = {}, {}, [], []
-    for c in classes:
-        n = int(min((y == c).sum(), (test_y == c).sum()))
+    for c, n in ns.items():
         real = x[rng.permutation(np.flatnonzero(y == c))[:n]]
-        emb = test_x[test_y == c][:n].numpy()
-        real_f, emb_f = features(torch.from_numpy(real)), features(torch.from_numpy(emb))
+        emb = test_x[test_y == c][:n * draws].numpy()
+        real_f, emb_f = features(torch.from_numpy(real)), features(torch.from_numpy(emb)).reshape(draws, n, -1)
         all_real.append(real_f)
         all_emb.append(emb_f)
         real_s, emb_s = morphology.medians(morphology.measure_all(real)), morphology.medians(morphology.measure_all(emb))
-        report[str(c)] = {"name": CLASS_NAMES[c], "n": n, "fid": distance(real_f, emb_f),
+        report[str(c)] = {"name": CLASS_NAMES[c], "n": n, **summary([distance(real_f, f) for f in emb_f]),
                           "floor": distance(real_f[:n // 2], real_f[n // 2:]), "floor_n": n // 2,
                           "statistics": {k: {"real": real_s[k], "embedded": emb_s[k]} for k in real_s}}
-        shown[c] = (real, emb)
-    report["overall"] = {"n": sum(len(f) for f in all_real),
-                         "fid": distance(np.concatenate(all_real), np.concatenate(all_emb))}
+        shown[c] = (real, emb[:n])
+    all_real, all_emb = np.concatenate(all_real), np.concatenate(all_emb, axis=1)
+    report["overall"] = {"n": len(all_real), **summary([distance(all_real, f) for f in all_emb])}
     return {"folder": str(folder), "seed": seed, "classes": report}, shown
 
 
@@ -509,11 +517,16 @@ def _print_comparison(result):
     import morphology
     classes = [k for k in result["classes"] if k != "overall"]
     print(f"embedded test split against {result['folder']} (FID, standard Inception weights, same N both sides)")
-    print(f"{'class':<28}{'N':>5}{'FID':>9}{'floor':>9}")
-    for k in classes:
+    draws = result["classes"]["overall"]["draws"]
+    print(f"FID: mean ± sd over {draws} disjoint draw{'s' * (draws > 1)} of N embedded test galaxies; "
+          "floor: one half of DIR against the other")
+    print(f"{'class':<28}{'N':>5}{'FID':>15}{'floor':>9}")
+    for k in classes + ["overall"]:
         r = result["classes"][k]
-        print(f"{k + ' ' + r['name']:<28}{r['n']:>5}{r['fid']:>9.1f}{r['floor']:>9.1f}   (floor: N = {r['floor_n']} halves)")
-    print(f"{'overall':<28}{result['classes']['overall']['n']:>5}{result['classes']['overall']['fid']:>9.1f}")
+        name = k + " " + r["name"] if k != "overall" else k
+        floor = f"{r['floor']:>9.1f}   (N = {r['floor_n']} halves)" if "floor" in r else ""
+        spread = f" ± {r['fid_sd']:<4.1f}" if r["draws"] > 1 else " " * 7
+        print(f"{name:<28}{r['n']:>5}{r['fid']:>9.1f}{spread}{floor}")
     print(f"\nmedians, real / embedded {'':<18}" + "".join(f"{'class ' + k:>20}" for k in classes))
     for name, what in morphology.STATISTICS:
         cells = "".join(f"{result['classes'][k]['statistics'][name]['real']:>9.3g} /"

@@ -22,6 +22,12 @@ _NOISE_OTF = np.exp(-2 * np.pi ** 2 * 0.6 ** 2 * _F2).astype(np.float32)   # res
 _OLD_STARS, _DUSTY_DISK = (1.2, 1.0, 0.75), (1.12, 1.0, 0.85)
 _DISK, _ARMS, _HII = (1.05, 1.0, 0.95), (0.8, 0.92, 1.15), (0.6, 0.85, 1.5)
 _BLUE, _RED = np.array((0.7, 0.95, 1.5)), np.array((1.9, 0.9, 0.35))
+
+
+def _stellar_colour(t):
+    """Colours from blue (t = 0) to red (t = 1) along a straight line in magnitudes, i.e. in log flux:
+    halfway is the yellow of old stars, where a linear mix of the flux ratios would be pink."""
+    return _BLUE * (_RED / _BLUE) ** np.asarray(t, np.float64)
 _FIELD = (6, RENDER_SIZE - 6)   # keeps field sources off the edges, where FFT convolution would wrap them
 
 
@@ -90,7 +96,7 @@ def _tight_spiral(rng, centre, pa, sources):
     disk = np.exp(-r / h)
     arms *= disk * (1 - np.exp(-(r / (2 * re_bulge)) ** 2))   # arms begin outside the bulge
     flux = rng.lognormal(np.log(1300), 0.45)
-    bulge_frac, arm_frac = rng.uniform(0.1, 0.3), rng.uniform(0.2, 0.4)
+    bulge_frac, arm_frac = rng.uniform(0.1, 0.3), rng.uniform(0.1, 0.3)
     image = flux * (bulge_frac * _tint(_OLD_STARS, rng) * _sersic(np.hypot(u, v / rng.uniform(0.8, 1)),
                                                                   re_bulge, rng.uniform(1.5, 3.5))
                     + (1 - bulge_frac) * (1 - arm_frac) * _tint(_DISK, rng) * disk / disk.sum()
@@ -112,13 +118,13 @@ def _edge_on(rng, centre, pa, sources):
     """A thin disk seen edge-on (exponential along it, a Gaussian thin + thick disk across) around a
     rounder bulge, often cut by a dust lane that dims and reddens the light behind it."""
     u, v = _frame(centre, pa)
-    h = rng.lognormal(np.log(13), 0.45)
+    h = rng.lognormal(np.log(14.5), 0.45)
     hz = h * rng.uniform(0.2, 0.35)
-    radial = (1 + np.abs(u) / h) * np.exp(-np.abs(u) / h)
+    radial = np.exp(-(np.abs(u) / (2.0 * h)) ** 1.5)   # blunter than exponential: a lens, not a needle
     disk = radial * (np.exp(-0.5 * (v / hz) ** 2) + 0.25 * np.exp(-0.5 * (v / (3 * hz)) ** 2))  # thin + thick
     bulge_frac = rng.uniform(0.4, 0.7)
     bulge = _sersic(np.hypot(u, v / rng.uniform(0.5, 0.8)), h * rng.uniform(0.3, 0.6), rng.uniform(1.5, 3))
-    image = rng.lognormal(np.log(380), 0.45) * (h / 13) ** 1.5 * (bulge_frac * _tint(_OLD_STARS, rng) * bulge
+    image = rng.lognormal(np.log(380), 0.45) * (h / 14.5) ** 1.5 * (bulge_frac * _tint(_OLD_STARS, rng) * bulge
                                                  + (1 - bulge_frac) * _tint(_DUSTY_DISK, rng) * disk / disk.sum())
     if rng.random() < 0.5:
         width = hz * rng.uniform(0.3, 0.7)
@@ -136,17 +142,33 @@ def _field(rng, sources):
     (small fuzzy blobs of varied colour: each spread over five nearby points, longer along an axis)."""
     density = rng.lognormal(0, 0.25)   # star counts vary with galactic latitude, faint galaxies with depth
     n = rng.poisson(18 * density)
-    colour = _BLUE + rng.random((n, 1)) * (_RED - _BLUE)
+    colour = _stellar_colour(rng.random((n, 1)))
     _deposit(sources, rng.uniform(*_FIELD, n), rng.uniform(*_FIELD, n),
              np.minimum(0.5 * (rng.pareto(0.9, n) + 1), 300), colour)
-    n = rng.poisson(46 * density)
-    colour = _BLUE + rng.random((n, 1)) * (_RED - _BLUE) * 1.15   # some redder still: distant, redshifted
+    n = rng.poisson(40 * density)
+    colour = _stellar_colour(rng.random((n, 1)) * 1.15)   # some redder still: distant, redshifted
     x, y, flux = rng.uniform(*_FIELD, n), rng.uniform(*_FIELD, n), 0.3 * (rng.pareto(1.3, n) + 1)
     angle, length = rng.uniform(0, np.pi, n), rng.uniform(0.5, 2.5, n)
     c, s = np.cos(angle), np.sin(angle)
     for along, across in ((-1, 0), (0, 0), (1, 0), (0, -0.6), (0, 0.6)):
         dx, dy = along * length, across * length
         _deposit(sources, x + dx * c - dy * s, y + dx * s + dy * c, flux / 5, colour)
+
+
+def _companions(rng, centre, host_flux):
+    """Galaxies cluster: small, fainter neighbours a few half-light radii from the target, which at
+    64x64 often merge with it into one segment (real cutouts' lumpier, less concentrated light)."""
+    image = np.zeros((3, RENDER_SIZE, RENDER_SIZE), np.float32)
+    for _ in range(rng.poisson(COMPANIONS)):
+        radius, angle = rng.uniform(14, 56), rng.uniform(0, 2 * np.pi)
+        u, v = _frame(np.asarray(centre) + radius * np.array((np.cos(angle), np.sin(angle))), rng.uniform(0, np.pi))
+        profile = _sersic(np.hypot(u, v / rng.uniform(0.4, 1.0)), rng.lognormal(np.log(3), 0.4), rng.uniform(1, 4))
+        colour = _stellar_colour(rng.uniform(0.2, 0.9))
+        image += host_flux / 3 * min(rng.lognormal(np.log(0.05), 0.8), 0.5) * colour.astype(np.float32)[:, None, None] * profile
+    return image
+
+
+COMPANIONS = 2.0
 
 
 def _sky_noise_spectrum(rng, sigma):
@@ -175,6 +197,7 @@ def _render_one(class_id, rng):
     centre, pa = rng.normal(0, 1.5, 2), rng.uniform(0, np.pi)
     sources = np.zeros((3, RENDER_SIZE, RENDER_SIZE), np.float32)   # point-like light, before the PSF
     galaxy = GALAXY_MAKERS[class_id](rng, centre, pa, sources)
+    galaxy += _companions(rng, centre, float(galaxy.sum()))
     _field(rng, sources)
     psf = _moffat_otf(round(rng.uniform(3.0, 5.0) * 2) / 2)
     spectrum = np.fft.rfft2(galaxy + sources) * psf + _sky_noise_spectrum(rng, rng.uniform(0.014, 0.027))
