@@ -11,9 +11,9 @@ from tqdm import tqdm
 
 from data import atomic_output, default_cache_dir
 
-JUDGE_VERSION = 4  # bump when GalaxyClassifier, its training or the candidates change: old caches are then ignored
+JUDGE_VERSION = 5  # bump when GalaxyClassifier, its training or the candidates change: old caches are then ignored
 CANDIDATE_WIDTHS = (16, 32)  # the designs tried; the one with the best validation accuracy is kept
-PATIENCE = 6  # epochs without a better validation accuracy before a candidate stops
+PATIENCE = None  # no early stop: the learning rate decays to zero, and the last epochs are the best ones
 
 
 class GalaxyClassifier(nn.Sequential):
@@ -50,7 +50,7 @@ def train_classifier(images, labels, classes, epochs=30, seed=0, device="cpu", b
                      width=16, val=None, patience=PATIENCE):
     """A GalaxyClassifier trained on (images, labels). With val = (images, labels), the state after the
     epoch of best validation accuracy (the earliest of equals) is returned, training stops after `patience`
-    epochs without a better one, and `model.val_curve` holds the accuracy of every epoch."""
+    epochs without a better one (never, with None), and `model.val_curve` holds the accuracy of every epoch."""
     torch.manual_seed(seed)
     model = GalaxyClassifier(len(classes), width).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
@@ -78,7 +78,7 @@ def train_classifier(images, labels, classes, epochs=30, seed=0, device="cpu", b
         if curve[-1] > best:
             best, best_epoch = curve[-1], epoch + 1
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        elif epoch + 1 - best_epoch >= patience:
+        elif patience is not None and epoch + 1 - best_epoch >= patience:
             break
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -126,7 +126,13 @@ def load_or_train_classifier(galaxies, epochs=30, seed=0, device="cpu", cache_di
 
 @torch.no_grad()
 def classify(model, images, classes, batch_size=256):
-    """Predicted Galaxy10 class ids of images."""
+    """Predicted Galaxy10 class ids of images: the class of the mean probability over the eight turns and
+    mirror images of each galaxy (as in Dieleman et al. 2015's Galaxy Zoo classifier), so the verdict
+    does not depend on how the galaxy happens to lie."""
     device = next(model.parameters()).device
     model.eval()
-    return torch.tensor(classes)[torch.cat([model(b.to(device)).argmax(1).cpu() for b in images.split(batch_size)])]
+
+    def probabilities(x):
+        views = [torch.rot90(v, t, dims=(2, 3)) for v in (x, x.flip(3)) for t in range(4)]
+        return torch.stack([model(v).softmax(1) for v in views]).mean(0)
+    return torch.tensor(classes)[torch.cat([probabilities(b.to(device)).argmax(1).cpu() for b in images.split(batch_size)])]

@@ -1384,6 +1384,20 @@ def test_training_keeps_the_epoch_of_best_validation_accuracy_and_stops_after_pa
     assert judge.accuracy(model, x[36:], y[36:], [2, 6, 9]) == max(curve)
 
 
+def test_judge_verdict_does_not_depend_on_how_the_galaxy_lies():
+    torch.manual_seed(0)
+    model = judge.GalaxyClassifier(3, width=4).eval()
+    with torch.no_grad():   # an untrained net says the same of everything; this one tells images apart
+        model[-1].weight.mul_(100)
+        model[-1].bias.zero_()
+    x = torch.rand(16, 3, 64, 64) * torch.rand(16, 3, 1, 1) * 4
+    verdict = judge.classify(model, x, [2, 6, 9])
+    assert len(set(verdict.tolist())) > 1
+    assert not torch.equal(model(x).argmax(1), model(x.flip(3)).argmax(1))   # one view alone would differ
+    for turned in (torch.rot90(x, 1, dims=(2, 3)), torch.rot90(x, 2, dims=(2, 3)), x.flip(3), x.flip(2)):
+        assert torch.equal(judge.classify(model, turned, [2, 6, 9]), verdict)
+
+
 def test_classifier_tells_the_three_classes_apart(tmp_path):
     # The judge of class-targeted samples must itself be right on real galaxies of every class.
     galaxies = data.load_galaxies("embedded", max_per_class=300, cache_dir=tmp_path, progress=False)
