@@ -22,13 +22,8 @@ _NOISE_OTF = np.exp(-2 * np.pi ** 2 * 0.6 ** 2 * _F2).astype(np.float32)   # res
 _OLD_STARS, _DUSTY_DISK = (1.2, 1.0, 0.75), (1.12, 1.0, 0.85)
 _DISK, _ARMS, _HII = (1.05, 1.0, 0.95), (0.8, 0.92, 1.15), (0.6, 0.85, 1.5)
 _BLUE, _RED = np.array((0.7, 0.95, 1.5)), np.array((1.9, 0.9, 0.35))
-
-
-def _stellar_colour(t):
-    """Colours from blue (t = 0) to red (t = 1) along a straight line in magnitudes, i.e. in log flux:
-    halfway is the yellow of old stars, where a linear mix of the flux ratios would be pink."""
-    return _BLUE * (_RED / _BLUE) ** np.asarray(t, np.float64)
 _FIELD = (6, RENDER_SIZE - 6)   # keeps field sources off the edges, where FFT convolution would wrap them
+COMPANIONS = 2.0   # mean number of companion galaxies around each target
 
 
 @functools.lru_cache(maxsize=None)
@@ -46,6 +41,12 @@ def _sersic(r, re, n):
     b = 2 * n - 1 / 3 + 4 / (405 * n)
     img = np.exp(-b * (r / re) ** (1 / n))
     return img / img.sum()
+
+
+def _stellar_colour(t):
+    """Colours from blue (t = 0) to red (t = 1) along a straight line in magnitudes, i.e. in log flux:
+    halfway is the yellow of old stars, where a linear mix of the flux ratios would be pink."""
+    return _BLUE * (_RED / _BLUE) ** np.asarray(t, np.float64)
 
 
 def _tint(colour, rng, spread=0.09):
@@ -115,8 +116,8 @@ def _tight_spiral(rng, centre, pa, sources):
 
 
 def _edge_on(rng, centre, pa, sources):
-    """A thin disk seen edge-on (exponential along it, a Gaussian thin + thick disk across) around a
-    rounder bulge, often cut by a dust lane that dims and reddens the light behind it."""
+    """A thin disk seen edge-on (blunter than exponential along it, a Gaussian thin + thick disk across)
+    around a rounder bulge, often cut by a dust lane that dims and reddens the light behind it."""
     u, v = _frame(centre, pa)
     h = rng.lognormal(np.log(14.5), 0.45)
     hz = h * rng.uniform(0.2, 0.35)
@@ -166,9 +167,6 @@ def _companions(rng, centre, host_flux):
         colour = _stellar_colour(rng.uniform(0.2, 0.9))
         image += host_flux / 3 * min(rng.lognormal(np.log(0.05), 0.8), 0.5) * colour.astype(np.float32)[:, None, None] * profile
     return image
-
-
-COMPANIONS = 2.0
 
 
 def _sky_noise_spectrum(rng, sigma):

@@ -258,8 +258,6 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_galaxies, 
     assert not list((tmp_path / "run").glob("*.tmp*"))
 
 
-
-
 @pytest.mark.parametrize("args, message", [
     (["--layers", "7"], "--layers 7"),
     (["--lr", "-1"], "--lr -1"),
