@@ -485,9 +485,6 @@ def compare(folder, classes=DEFAULT_CLASSES, max_per_class=None, seed=0, device=
     model = fid.load_inception(device=device)
     features = functools.partial(fid.get_activations, model=model, device=device, progress=progress)
 
-    def distance(a, b):
-        return float(fid.frechet_distance(*fid.calculate_statistics(a), *fid.calculate_statistics(b)))
-
     def summary(fids):
         return {"fid": float(np.mean(fids)), "fid_sd": float(np.std(fids, ddof=1)) if len(fids) > 1 else 0.0,
                 "draws": len(fids)}
@@ -504,12 +501,13 @@ def compare(folder, classes=DEFAULT_CLASSES, max_per_class=None, seed=0, device=
         all_real.append(real_f)
         all_emb.append(emb_f)
         real_s, emb_s = morphology.medians(morphology.measure_all(real)), morphology.medians(morphology.measure_all(emb))
-        report[str(c)] = {"name": CLASS_NAMES[c], "n": n, **summary([distance(real_f, f) for f in emb_f]),
-                          "floor": distance(real_f[:n // 2], real_f[n // 2:]), "floor_n": n // 2,
+        report[str(c)] = {"name": CLASS_NAMES[c], "n": n,
+                          **summary([fid.feature_distance(real_f, f) for f in emb_f]),
+                          "floor": fid.feature_distance(real_f[:n // 2], real_f[n // 2:]), "floor_n": n // 2,
                           "statistics": {k: {"real": real_s[k], "embedded": emb_s[k]} for k in real_s}}
         shown[c] = (real, emb[:n])
     all_real, all_emb = np.concatenate(all_real), np.concatenate(all_emb, axis=1)
-    report["overall"] = {"n": len(all_real), **summary([distance(all_real, f) for f in all_emb])}
+    report["overall"] = {"n": len(all_real), **summary([fid.feature_distance(all_real, f) for f in all_emb])}
     return {"folder": str(folder), "seed": seed, "classes": report}, shown
 
 

@@ -374,6 +374,11 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6, method="eig"):
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
 
 
+def feature_distance(acts1, acts2):
+    """The FID of two sets of Inception features (N x 2048 each): statistics, then Frechet distance."""
+    return frechet_distance(*calculate_statistics(acts1), *calculate_statistics(acts2))
+
+
 def save_statistics(path, mu, sigma, **meta):
     """mu, sigma and scalar metadata (n, source, ...) as .npz, written atomically; pytorch-fid reads it."""
     with atomic_output(path) as tmp, open(tmp, "wb") as f:  # a file object keeps np.savez off the name

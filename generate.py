@@ -142,17 +142,14 @@ def real_activations(galaxies, split, k, n, seed, inception, device, progress):
     return acts
 
 
-def distance(acts_a, acts_b):
-    """The FID of two sets of Inception features."""
-    return float(fid.frechet_distance(*fid.calculate_statistics(acts_a), *fid.calculate_statistics(acts_b)))
-
-
 def fid_table(per_class_acts, real):
     """FID of generated features against real ones, per class and of all classes pooled: {"overall": x,
     k: x, ...}."""
-    table = {k: None if acts is None else distance(acts, real[k]) for k, acts in per_class_acts.items()}
+    table = {k: None if acts is None else fid.feature_distance(acts, real[k])
+             for k, acts in per_class_acts.items()}
     if all(a is not None for a in per_class_acts.values()):
-        table["overall"] = distance(np.concatenate(list(per_class_acts.values())), np.concatenate(list(real.values())))
+        table["overall"] = fid.feature_distance(np.concatenate(list(per_class_acts.values())),
+                                                np.concatenate(list(real.values())))
     return table
 
 
@@ -193,7 +190,7 @@ def evaluate(model, galaxies, num_samples=256, seed=0, prior=DEFAULT_PRIOR, samp
         fit_seconds[kind] = round(fitted.fit_seconds, 2)
         if kind == "normal":  # no classes: as many N(0, I) galaxies as all classes' real ones together
             acts = acts_of(decode_latents(model, fitted.sample(sum(counts.values()), seed)))
-            fids["samplers"][kind] = {"overall": distance(acts, np.concatenate(list(real.values())))}
+            fids["samplers"][kind] = {"overall": fid.feature_distance(acts, np.concatenate(list(real.values())))}
             continue
         # num_samples galaxies per class for the judge; the first n_k of them for the FID.
         samples = class_samples[kind] = {k: decode_latents(model, fitted.sample(num_samples, seed, label=k))
