@@ -66,7 +66,7 @@ def measure(image):
     a, b = gray[:, :-1] - level, gray[:, 1:] - level
     pair = sky_px[:, :-1] & sky_px[:, 1:]
     out = dict(sky_level=level, sky_noise=noise,
-               noise_correlation=float((a[pair] * b[pair]).mean() / noise ** 2))
+               noise_correlation=float((a[pair] * b[pair]).mean() / noise ** 2) if pair.any() else np.nan)
 
     # the galaxy: the segment covering most of the central 9 x 9 pixels (cutouts are centred on it)
     c0 = size // 2

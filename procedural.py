@@ -5,25 +5,29 @@ that the embedded set's cache key is this file: only a change here re-renders it
 import builtins
 import functools
 import itertools
+import io
 import os
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 
 RENDER_SIZE = 256
 _Y, _X = np.mgrid[:RENDER_SIZE, :RENDER_SIZE].astype(np.float32) - (RENDER_SIZE - 1) / 2
 _F2 = (np.fft.fftfreq(RENDER_SIZE)[:, None] ** 2 + np.fft.rfftfreq(RENDER_SIZE)[None, :] ** 2)
-_NOISE_OTF = np.exp(-2 * np.pi ** 2 * 0.6 ** 2 * _F2).astype(np.float32)   # resampled cutouts have
+_NOISE_OTF = np.exp(-2 * np.pi ** 2 * 0.7 ** 2 * _F2).astype(np.float32)   # resampled cutouts have
                                                                              # pixel-correlated noise
 # colours as (R, G, B) = (z, r, g) flux ratios
 _OLD_STARS, _DUSTY_DISK = (1.2, 1.0, 0.75), (1.12, 1.0, 0.85)
 _DISK, _ARMS, _HII = (1.05, 1.0, 0.95), (0.8, 0.92, 1.15), (0.6, 0.85, 1.5)
 _BLUE, _RED = np.array((0.7, 0.95, 1.5)), np.array((1.9, 0.9, 0.35))
 _FIELD = (6, RENDER_SIZE - 6)   # keeps field sources off the edges, where FFT convolution would wrap them
+_BAND_NOISE = np.array((1.2, 0.76, 0.76), np.float32)[:, None, None]   # z is the shallowest band
 COMPANIONS = 2.0   # mean number of companion galaxies around each target
+FIELD_GALAXIES = 1.0   # mean number of resolved background galaxies per cutout
 
 
 @functools.lru_cache(maxsize=None)
@@ -145,9 +149,9 @@ def _field(rng, sources):
     n = rng.poisson(18 * density)
     colour = _stellar_colour(rng.random((n, 1)))
     _deposit(sources, rng.uniform(*_FIELD, n), rng.uniform(*_FIELD, n),
-             np.minimum(0.5 * (rng.pareto(0.9, n) + 1), 300), colour)
+             np.minimum(0.55 * (rng.pareto(0.7, n) + 1), 300), colour)
     n = rng.poisson(40 * density)
-    colour = _stellar_colour(rng.random((n, 1)) * 1.15)   # some redder still: distant, redshifted
+    colour = _stellar_colour(rng.random((n, 1)) * 0.8)   # faint galaxies are mostly blue, star-forming
     x, y, flux = rng.uniform(*_FIELD, n), rng.uniform(*_FIELD, n), 0.3 * (rng.pareto(1.3, n) + 1)
     angle, length = rng.uniform(0, np.pi, n), rng.uniform(0.5, 2.5, n)
     c, s = np.cos(angle), np.sin(angle)
@@ -156,16 +160,24 @@ def _field(rng, sources):
         _deposit(sources, x + dx * c - dy * s, y + dx * s + dy * c, flux / 5, colour)
 
 
-def _companions(rng, centre, host_flux):
-    """Galaxies cluster: small, fainter neighbours a few half-light radii from the target, which at
-    64x64 often merge with it into one segment (real cutouts' lumpier, less concentrated light)."""
+def _small_galaxy(rng, position, flux):
+    """A small Sérsic galaxy (half-light radius about 3 px at 256 x 256) of a random shape and colour."""
+    u, v = _frame(position, rng.uniform(0, np.pi))
+    profile = _sersic(np.hypot(u, v / rng.uniform(0.4, 1.0)), rng.lognormal(np.log(3), 0.4), rng.uniform(1, 4))
+    return flux * _stellar_colour(rng.uniform(0.2, 0.9)).astype(np.float32)[:, None, None] * profile
+
+
+def _neighbours(rng, centre, host_flux):
+    """Galaxies cluster: small, fainter companions a few half-light radii from the target, which at
+    64x64 often merge with it into one segment (real cutouts' lumpier, less concentrated light);
+    and resolved background galaxies anywhere in the field, independent of the target."""
     image = np.zeros((3, RENDER_SIZE, RENDER_SIZE), np.float32)
     for _ in range(rng.poisson(COMPANIONS)):
         radius, angle = rng.uniform(14, 56), rng.uniform(0, 2 * np.pi)
-        u, v = _frame(np.asarray(centre) + radius * np.array((np.cos(angle), np.sin(angle))), rng.uniform(0, np.pi))
-        profile = _sersic(np.hypot(u, v / rng.uniform(0.4, 1.0)), rng.lognormal(np.log(3), 0.4), rng.uniform(1, 4))
-        colour = _stellar_colour(rng.uniform(0.2, 0.9))
-        image += host_flux / 3 * min(rng.lognormal(np.log(0.05), 0.8), 0.5) * colour.astype(np.float32)[:, None, None] * profile
+        position = np.asarray(centre) + radius * np.array((np.cos(angle), np.sin(angle)))
+        image += _small_galaxy(rng, position, host_flux / 3 * min(rng.lognormal(np.log(0.05), 0.8), 0.5))
+    for _ in range(rng.poisson(FIELD_GALAXIES)):
+        image += _small_galaxy(rng, rng.uniform(*_FIELD, 2) - (RENDER_SIZE - 1) / 2, min(rng.lognormal(np.log(8), 0.8), 60))
     return image
 
 
@@ -173,12 +185,12 @@ def _sky_noise_spectrum(rng, sigma):
     """Fourier transform of white sky noise of standard deviation sigma, drawn directly in Fourier
     space (saving an FFT) and smoothed a little, like the noise of resampled survey cutouts."""
     z = rng.standard_normal((2, 3) + _F2.shape, dtype=np.float32)
-    return (z[0] + 1j * z[1]) * (float(sigma * RENDER_SIZE / np.sqrt(2)) * _NOISE_OTF)
+    return (z[0] + 1j * z[1]) * (float(sigma * RENDER_SIZE / np.sqrt(2)) * _NOISE_OTF * _BAND_NOISE)
 
 
 # The survey JPEGs' empty sky is a dark, slightly red grey (about RGB 34, 31, 30 in the reference
 # cutouts), not black: this pedestal per band (z, r, g) reproduces it through the stretch below.
-_SKY_PEDESTAL = np.array((0.030, 0.027, 0.026), np.float32)[:, None, None]
+_SKY_PEDESTAL = np.array((0.0292, 0.0289, 0.0285), np.float32)[:, None, None]
 
 
 def _legacy_rgb(flux, q=20.0):
@@ -190,16 +202,24 @@ def _legacy_rgb(flux, q=20.0):
     return np.clip(rgb * 255 + 0.5, 0, 255).astype(np.uint8).transpose(1, 2, 0)
 
 
+def _jpeg(rgb, quality=75):
+    """The cutouts are JPEGs (quality 75, colour at half resolution, by their quantisation tables):
+    the round trip smooths the colour noise of the sky, which Inception sees even at 64x64."""
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="JPEG", quality=quality)
+    return np.asarray(Image.open(buffer).convert("RGB"))
+
+
 def _render_one(class_id, rng):
     """One 256 x 256 x 3 uint8 cutout of a galaxy of class_id, centred as Galaxy10 cutouts are."""
     centre, pa = rng.normal(0, 1.5, 2), rng.uniform(0, np.pi)
     sources = np.zeros((3, RENDER_SIZE, RENDER_SIZE), np.float32)   # point-like light, before the PSF
     galaxy = GALAXY_MAKERS[class_id](rng, centre, pa, sources)
-    galaxy += _companions(rng, centre, float(galaxy.sum()))
+    galaxy += _neighbours(rng, centre, float(galaxy.sum()))
     _field(rng, sources)
     psf = _moffat_otf(round(rng.uniform(3.0, 5.0) * 2) / 2)
     spectrum = np.fft.rfft2(galaxy + sources) * psf + _sky_noise_spectrum(rng, rng.uniform(0.014, 0.027))
-    return _legacy_rgb(np.fft.irfft2(spectrum, s=sources.shape[1:]))
+    return _jpeg(_legacy_rgb(np.fft.irfft2(spectrum, s=sources.shape[1:])))
 
 
 def _render_chunk(seed, jobs):
