@@ -34,7 +34,10 @@ _MIN_AREA = 3         # pixels: smaller segments are noise peaks, not sources
 def _sky(gray, mask=None):
     """Sigma-clipped sky level and robust noise of the pixels outside any source."""
     keep = np.ones_like(gray, bool) if mask is None else ~mask
+    level = noise = np.nan
     for _ in range(4):
+        if keep.sum() < 0.05 * keep.size:   # a clipped, noiseless black sky leaves nothing to measure
+            break
         level = np.median(gray[keep])
         noise = 1.4826 * np.median(np.abs(gray[keep] - level)) + 1e-6
         keep = keep & (gray < level + 3 * noise)
@@ -62,11 +65,13 @@ def measure(image):
     areas = np.bincount(labels.ravel())
     labels, n = ndimage.label(areas[labels] * (labels > 0) >= _MIN_AREA)
     level, noise, sky_px = _sky(gray, labels > 0)
+    if sky_px.sum() < 0.05 * sky_px.size or not np.isfinite(level_s):   # no sky left beside the sources
+        return {k: np.nan for k, _ in STATISTICS}
     sky_rgb = np.array([np.median(c[sky_px]) for c in image])
     a, b = gray[:, :-1] - level, gray[:, 1:] - level
     pair = sky_px[:, :-1] & sky_px[:, 1:]
     out = dict(sky_level=level, sky_noise=noise,
-               noise_correlation=float((a[pair] * b[pair]).mean() / noise ** 2) if pair.any() else np.nan)
+               noise_correlation=float((a[pair] * b[pair]).mean() / noise ** 2))
 
     # the galaxy: the segment covering most of the central 9 x 9 pixels (cutouts are centred on it)
     c0 = size // 2

@@ -22,6 +22,7 @@ import threading
 import time
 import types
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -853,6 +854,18 @@ def test_morphology_recovers_known_galaxies():
     assert flat["axis_ratio"] == pytest.approx(0.4, rel=0.15)
     stats = morphology.measure_all(np.stack([blob_cutout(rng), np.full((3, 64, 64), 0.1, np.float32)]))
     assert np.isnan(stats["size"][1]) and morphology.medians(stats)["size"] == pytest.approx(stats["size"][0])
+
+
+def test_morphology_of_a_clipped_black_sky_is_undefined_not_an_error():
+    # SDSS JPEGs clip the sky to 0: the noise is then 0, and one segment may cover the whole cutout
+    image = np.zeros((3, 64, 64))
+    image[:, np.random.default_rng(0).random((64, 64)) < 0.3] = 1 / 255
+    yy, xx = np.mgrid[:64, :64] - 31.5
+    image += 0.6 * np.exp(-(xx ** 2 + yy ** 2) / 20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        stats = morphology.measure(image)
+    assert all(np.isnan(v) for v in stats.values())
 
 
 def write_real_folder(root, per_class, rng):
