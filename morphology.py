@@ -29,6 +29,7 @@ STATISTICS = (
 )
 _DETECT_SIGMA = 3.0   # segmentation threshold above the sky, in noise units of the smoothed image
 _MIN_AREA = 3         # pixels: smaller segments are noise peaks, not sources
+_MIN_SKY = 0.05       # fraction of the cutout: with less sky beside the sources, nothing can be measured
 
 
 def _sky(gray, mask=None):
@@ -36,7 +37,7 @@ def _sky(gray, mask=None):
     keep = np.ones_like(gray, bool) if mask is None else ~mask
     level = noise = np.nan
     for _ in range(4):
-        if keep.sum() < 0.05 * keep.size:   # a clipped, noiseless black sky leaves nothing to measure
+        if keep.sum() < _MIN_SKY * keep.size:   # a clipped, noiseless black sky clips itself away
             break
         level = np.median(gray[keep])
         noise = 1.4826 * np.median(np.abs(gray[keep] - level)) + 1e-6
@@ -65,7 +66,7 @@ def measure(image):
     areas = np.bincount(labels.ravel())
     labels, n = ndimage.label(areas[labels] * (labels > 0) >= _MIN_AREA)
     level, noise, sky_px = _sky(gray, labels > 0)
-    if sky_px.sum() < 0.05 * sky_px.size or not np.isfinite(level_s):   # no sky left beside the sources
+    if sky_px.sum() < _MIN_SKY * sky_px.size or not np.isfinite(level_s):
         return {k: np.nan for k, _ in STATISTICS}
     sky_rgb = np.array([np.median(c[sky_px]) for c in image])
     a, b = gray[:, :-1] - level, gray[:, 1:] - level

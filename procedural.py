@@ -4,8 +4,8 @@ by a seeing PSF, with sky noise, and stretched the way Legacy Survey JPEGs are. 
 that the embedded set's cache key is this file: only a change here re-renders it."""
 import builtins
 import functools
-import itertools
 import io
+import itertools
 import os
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
@@ -177,7 +177,8 @@ def _neighbours(rng, centre, host_flux):
         position = np.asarray(centre) + radius * np.array((np.cos(angle), np.sin(angle)))
         image += _small_galaxy(rng, position, host_flux / 3 * min(rng.lognormal(np.log(0.05), 0.8), 0.5))
     for _ in range(rng.poisson(FIELD_GALAXIES)):
-        image += _small_galaxy(rng, rng.uniform(*_FIELD, 2) - (RENDER_SIZE - 1) / 2, min(rng.lognormal(np.log(8), 0.8), 60))
+        position = rng.uniform(*_FIELD, 2) - (RENDER_SIZE - 1) / 2   # _frame takes offsets from the centre
+        image += _small_galaxy(rng, position, min(rng.lognormal(np.log(8), 0.8), 60))
     return image
 
 
@@ -188,8 +189,8 @@ def _sky_noise_spectrum(rng, sigma):
     return (z[0] + 1j * z[1]) * (float(sigma * RENDER_SIZE / np.sqrt(2)) * _NOISE_OTF * _BAND_NOISE)
 
 
-# The survey JPEGs' empty sky is a dark, slightly red grey (about RGB 34, 31, 30 in the reference
-# cutouts), not black: this pedestal per band (z, r, g) reproduces it through the stretch below.
+# The survey JPEGs' empty sky is a dark, neutral grey (about RGB 33, 32, 32 in the reference cutouts),
+# not black: this pedestal per band (z, r, g) reproduces it through the stretch below.
 _SKY_PEDESTAL = np.array((0.0292, 0.0289, 0.0285), np.float32)[:, None, None]
 
 
