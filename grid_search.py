@@ -53,17 +53,26 @@ from plots import save_figure
 LOSS_WEIGHT = 300 / (3 * 64 * 64)  # see the module docstring
 # name: type; the values' validity rules are train.TrainConfig.check's, the same as train.py's
 AXES = {"batch_size": int, "lr": float, "base_channels": int, "latent": int, "layers": int, "beta": float,
-        "upsample": str, "res_blocks": int, "l1_weight": float, "adversarial": float}
+        "upsample": str, "res_blocks": int, "l1_weight": float, "adversarial": float, "decoder_noise": bool}
 # Small enough for 2 CPU cores: 8 configurations, 3 epochs each, FID on 256 samples, ~15 minutes in all.
 DEFAULT_GRID = {"batch_size": [64], "lr": [1e-3, 3e-3], "base_channels": [32], "latent": [16, 64],
                 "layers": [4], "beta": [0.5, 2.0], "upsample": ["transpose"], "res_blocks": [0], "l1_weight": [0.0],
-                "adversarial": [0.0]}
-EXTRA_AXES = ("upsample", "res_blocks", "l1_weight", "adversarial")  # named in ids only when not the default
+                "adversarial": [0.0], "decoder_noise": [False]}
+EXTRA_AXES = ("upsample", "res_blocks", "l1_weight", "adversarial", "decoder_noise")  # named in ids only when not the default
 RESULTS_GLOB = "results-*-of-*.jsonl"
 
 
 def flag(name):
     return "--" + name.replace("_", "-")
+
+
+def boolean(text):
+    """An on/off axis value on the command line: true/false (yes/no, on/off, 1/0)."""
+    value = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False,
+             "0": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be true or false")
+    return value
 
 
 def validate_axes(axes):
@@ -76,9 +85,13 @@ def validate_axes(axes):
         if not isinstance(values, list) or not values:
             raise InputError(f"{flag(key)}: give a non-empty list of values, got {values!r}")
         for v in values:
-            ok_type = isinstance(v, str) if kind is str else isinstance(v, (int, float)) and not isinstance(v, bool)
-            if not ok_type or (kind is int and v != int(v)):
-                raise InputError(f"{flag(key)} {v!r}: must be a {'name' if kind is str else 'whole number' if kind is int else 'number'}")
+            if kind in (str, bool):
+                ok_type = isinstance(v, kind)
+            else:
+                ok_type = isinstance(v, (int, float)) and not isinstance(v, bool) and (kind is float or v == int(v))
+            if not ok_type:
+                rule = {str: "a name", bool: "true or false", int: "a whole number", float: "a number"}[kind]
+                raise InputError(f"{flag(key)} {v!r}: must be {rule}")
             train.TrainConfig(**{key: kind(v)}).check()
         # Sorting makes the grid, its id and its shards independent of the order values were typed in.
         clean[key] = sorted({kind(v) for v in values})
@@ -178,6 +191,8 @@ def load_results(folder, grid=None):
                 raise InputError(f"{path}: results of another grid ({record['grid']}, this one is {grid}: other axes, "
                                  "settings or data); "
                                  "use another --out or move that file away")
+            # Results written before an axis existed ran at its default value.
+            record["config"] = {name: DEFAULT_GRID[name][0] for name in AXES} | record["config"]
             merged.setdefault(record["id"], record)
     if len(grids) > 1:
         raise InputError(f"{folder}: results of {len(grids)} different grids "
@@ -344,7 +359,7 @@ def parse_args(argv=None):
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--grid", metavar="FILE", help='JSON axes, e.g. {"lr": [0.001, 0.0003], "latent": [16, 32]}')
     for name, kind in AXES.items():
-        p.add_argument(flag(name), type=kind, nargs="+", metavar="V",
+        p.add_argument(flag(name), type=boolean if kind is bool else kind, nargs="+", metavar="V",
                        help=f"values to try (default {' '.join(map(str, DEFAULT_GRID[name]))})")
     p.add_argument("--epochs", type=int, default=3, help="epochs per configuration")
     p.add_argument("--warmup-epochs", type=int, default=1, help="beta warm-up epochs (< --epochs)")

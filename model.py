@@ -22,6 +22,7 @@ class ModelConfig:
     layers: int = 4           # conv blocks in encoder and decoder; 64 px halved per block
     upsample: str = "transpose"  # decoder's doubling: transpose (ConvTranspose2d 4x4), nearest or bilinear + 3x3 conv
     res_blocks: int = 0       # residual blocks after each decoder block below full resolution
+    decoder_noise: bool = False  # per-pixel noise into every decoder block (StyleGAN), for --adversarial
 
     @classmethod
     def from_dict(cls, d):
@@ -35,6 +36,8 @@ class ModelConfig:
                     "a whole number, 2 to 5 (64 px halved per layer)")
         check_value("res_blocks", self.res_blocks, lambda v: 0 <= v <= 8 and v == int(v), "a whole number, 0 to 8")
         check_choice("upsample", self.upsample, UPSAMPLE_MODES)
+        if not isinstance(self.decoder_noise, bool):
+            raise InputError(f"--decoder-noise {self.decoder_noise!r}: must be true or false")
         return self
 
 
@@ -67,6 +70,20 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
+class NoiseInjection(nn.Module):
+    """x + w_c * n with n ~ N(0, 1) one map per image, w one learned weight per channel, starting at 0
+    (Karras et al. 2019, StyleGAN): detail the latent cannot hold, such as where the faint field stars
+    fall, comes from the noise instead of being averaged into a blur. Drawn in eval mode too, from the
+    global torch generator, so a seed makes it repeatable."""
+    def __init__(self, channels):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x):
+        b, _, h, w = x.shape
+        return x + self.weight * torch.randn(b, 1, h, w, device=x.device, dtype=x.dtype)
+
+
 def upsampling_block(c_in, c_out, mode):
     """Double the resolution. transpose: kernel 4, stride 2, padding 1 doubles exactly; nearest or
     bilinear resize + 3x3 conv gives every output pixel the same number of taps, so no checkerboard
@@ -79,13 +96,13 @@ def upsampling_block(c_in, c_out, mode):
 
 class ConvVAE(nn.Module):
     def __init__(self, latent_dim=32, base_channels=32, n_layers=4, image_size=64, in_channels=3,
-                 upsample="transpose", res_blocks=0):
+                 upsample="transpose", res_blocks=0, decoder_noise=False):
         super().__init__()
         if image_size % 2 ** n_layers or image_size // 2 ** n_layers < 1:
             raise ValueError(f"n_layers={n_layers} halves a {image_size}px image below one pixel")
         self.latent_dim, self.base_channels, self.n_layers = latent_dim, base_channels, n_layers
         self.image_size, self.in_channels = image_size, in_channels
-        self.upsample, self.res_blocks = upsample, res_blocks
+        self.upsample, self.res_blocks, self.decoder_noise = upsample, res_blocks, decoder_noise
         channels = [base_channels * 2 ** i for i in range(n_layers)]
         self.bottom_size = image_size // 2 ** n_layers
         flat = channels[-1] * self.bottom_size ** 2
@@ -107,6 +124,8 @@ class ConvVAE(nn.Module):
         blocks = []
         for i, (c_in, c_out) in enumerate(zip(channels[::-1], outs)):
             blocks += upsampling_block(c_in, c_out, upsample)
+            if decoder_noise and c_out != in_channels:
+                blocks.append(NoiseInjection(c_out))
             if c_out != in_channels:
                 blocks += [nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2)]
             if i < n_layers - 1:  # below full resolution, where a 3x3 conv costs a quarter or less
@@ -200,7 +219,7 @@ def build_model(config, device="cpu"):
         config = ModelConfig.from_dict(config if isinstance(config, dict) else asdict(config))
     config.check()
     return ConvVAE(config.latent, config.base_channels, config.layers, upsample=config.upsample,
-                   res_blocks=config.res_blocks).to(device, memory_format=torch.channels_last)
+                   res_blocks=config.res_blocks, decoder_noise=config.decoder_noise).to(device, memory_format=torch.channels_last)
 
 
 def load_checkpoint(path, device="cpu"):

@@ -316,6 +316,25 @@ def test_new_residual_block_is_the_identity():
     assert torch.equal(block(x), x)
 
 
+def test_decoder_noise_starts_silent_and_is_repeatable_under_a_seed():
+    x = torch.randn(2, 4, 8, 8)
+    assert torch.equal(model_module.NoiseInjection(4)(x), x)  # weight 0: a new noise layer changes nothing
+    config = model_module.ModelConfig(latent=4, base_channels=4, layers=3, upsample="bilinear", decoder_noise=True)
+    vae = model_module.build_model(config).eval()
+    layers = [m for m in vae.decoder if isinstance(m, model_module.NoiseInjection)]
+    assert len(layers) == 3  # one per decoder block, 64 px included
+    for layer in layers:
+        torch.nn.init.constant_(layer.weight, 0.5)
+    z = torch.randn(3, 4)
+    torch.manual_seed(1)
+    a = model_module.decode_latents(vae, z)
+    torch.manual_seed(1)
+    b = model_module.decode_latents(vae, z)
+    assert torch.equal(a, b) and not torch.equal(a, model_module.decode_latents(vae, z))  # a fresh draw differs
+    plain = model_module.build_model(model_module.ModelConfig())
+    assert not any(isinstance(m, model_module.NoiseInjection) for m in plain.modules())
+
+
 def test_l1_mix_adds_alpha_times_mean_absolute_error():
     x, recon = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
     mu, logvar = torch.zeros(2, 4), torch.zeros(2, 4)
@@ -340,7 +359,7 @@ def test_hinge_loss_is_zero_once_the_discriminator_is_sure():
 
 
 VARIANTS = [{"upsample": "nearest"}, {"upsample": "bilinear", "res_blocks": 1}, {"l1_weight": 1.0},
-            {"adversarial": 0.5}]
+            {"adversarial": 0.5}, {"upsample": "bilinear", "decoder_noise": True, "adversarial": 0.5}]
 
 
 @pytest.mark.parametrize("overrides", VARIANTS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
@@ -363,6 +382,7 @@ def test_each_variant_trains_and_resumes_exactly(tmp_path, tiny_galaxies, overri
         assert all(np.isfinite(h["train_disc"]) and h["train_adv_weight"] > 0 for h in a["history"])
     vae, _ = model_module.load_checkpoint(tmp_path / "b" / "best.pt")  # what generate.py and the explorer do
     assert vae.upsample == a["config"]["upsample"] and vae.res_blocks == a["config"]["res_blocks"]
+    assert vae.decoder_noise == a["config"]["decoder_noise"]
 
 
 def test_adversarial_term_waits_for_the_warm_up(tmp_path, tiny_galaxies):
@@ -399,11 +419,15 @@ def test_adversarial_run_resumes_exactly_after_kill_9(tmp_path):
             assert torch.allclose(a[part][name].float(), b[part][name].float(), atol=1e-5), (part, name)
 
 
-def test_preset_sets_its_options_and_flags_beside_it_win():
-    args = train.parse_args(["--preset", "sharp"])
-    assert all(getattr(args, k) == v for k, v in train.PRESETS["sharp"].items())
-    assert train.parse_args(["--preset", "sharp", "--upsample", "nearest"]).upsample == "nearest"
+@pytest.mark.parametrize("preset", train.PRESETS)
+def test_preset_sets_its_options_and_flags_beside_it_win(preset):
+    args = train.parse_args(["--preset", preset])
+    assert all(getattr(args, k) == v for k, v in train.PRESETS[preset].items())
+    config = train.TrainConfig.from_dict(vars(args) | {"epochs": 1}).check()
+    assert all(getattr(config, k) == v for k, v in train.PRESETS[preset].items())
+    assert train.parse_args(["--preset", preset, "--upsample", "nearest"]).upsample == "nearest"
     assert train.parse_args([]).upsample == "transpose" and train.parse_args([]).adversarial == 0
+    assert train.parse_args([]).decoder_noise is False
 
 
 def test_checkpoint_of_an_unknown_variant_is_one_line_exit_2(tmp_path, tiny_galaxies):
@@ -421,14 +445,18 @@ def test_checkpoint_of_an_unknown_variant_is_one_line_exit_2(tmp_path, tiny_gala
 
 def test_grid_axes_cover_the_new_options():
     axes = gs.validate_axes({"lr": [1e-3], "latent": [16], "beta": [0.5], "upsample": ["transpose", "bilinear"],
-                             "res_blocks": [1], "l1_weight": [0.5], "adversarial": [0.1]})
+                             "res_blocks": [1], "l1_weight": [0.5], "adversarial": [0.1], "decoder_noise": [True]})
     configs = gs.expand_grid(axes)
     assert len(configs) == 2 and all(c["batch_size"] == gs.DEFAULT_GRID["batch_size"][0] for c in configs)
     ids = [gs.config_id(c) for c in configs]
     assert len(set(ids)) == 2 and "upsamplebilinear" in ids[0] + ids[1] and "adversarial0.1" in ids[0]
+    assert all("decoder_noiseTrue" in i for i in ids)
+    assert gs.parse_args(["--decoder-noise", "false", "yes"]).decoder_noise == [False, True]
     assert gs.config_id(gs.expand_grid({})[0]) == "bs64-lr0.001-ch32-z16-L4-beta0.5"  # old ids unchanged
     for bad, message in (({"upsample": ["cubic"]}, "--upsample 'cubic'"), ({"upsample": [3]}, "must be a name"),
-                         ({"adversarial": [-1.0]}, "--adversarial -1.0"), ({"l1_weight": [-1]}, "--l1-weight -1")):
+                         ({"adversarial": [-1.0]}, "--adversarial -1.0"), ({"l1_weight": [-1]}, "--l1-weight -1"),
+                         ({"decoder_noise": ["maybe"]}, "--decoder-noise 'maybe': must be true or false"),
+                         ({"latent": [1.5]}, "--latent 1.5: must be a whole number")):
         with pytest.raises(InputError, match=message):
             gs.validate_axes(bad)
 
@@ -1599,7 +1627,8 @@ def test_expand_shard_and_ids():
     configs = gs.expand_grid(axes)
     assert len(configs) == 6 and configs[0] == {"batch_size": 16, "lr": 1e-3, "base_channels": 4, "latent": 4,
                                                 "layers": 2, "beta": 0.5, "upsample": "transpose",
-                                                "res_blocks": 0, "l1_weight": 0.0, "adversarial": 0.0}
+                                                "res_blocks": 0, "l1_weight": 0.0, "adversarial": 0.0,
+                                                "decoder_noise": False}
     shares = [gs.shard(configs, k, 4) for k in range(1, 5)]
     assert sorted(map(gs.config_id, sum(shares, []))) == sorted(map(gs.config_id, configs))
     assert [len(s) for s in shares] == [2, 2, 1, 1]
@@ -1711,6 +1740,14 @@ def test_diverged_configuration_is_recorded_and_ranked_last(data_dir, tmp_path, 
     model, checkpoint = model_module.load_checkpoint(tmp_path / "best.pt")
     assert checkpoint["config"]["lr"] == rows[0]["lr"]
 
+    # Results written before the decoder_noise axis existed still summarize, at its default.
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "results-1-of-1.jsonl").write_text("".join(
+        json.dumps(r | {"config": {k: v for k, v in r["config"].items() if k != "decoder_noise"}}) + "\n"
+        for r in result_lines(tmp_path)))
+    assert all(row["decoder_noise"] is False for row in gs.rank(gs.load_results(old), gs.LOSS_WEIGHT))
+
     # The same folder with another grid (other epochs) is refused, and so is --summarize of two grids.
     with pytest.raises(data.InputError, match="results of another grid"):
         gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS | {"epochs": 2, "warmup_epochs": 1}, tmp_path,
@@ -1735,6 +1772,8 @@ def test_diverged_configuration_is_recorded_and_ranked_last(data_dir, tmp_path, 
     (["--grid", "GRID"], '{"learning_rate": [0.1]}', "grid.json: unknown axis 'learning_rate'"),
     (["--grid", "GRID"], '{"beta": []}', "--beta: give a non-empty list of values"),
     (["--grid", "GRID"], '{"base-channels": [0.5]}', "--base-channels 0.5: must be a whole number"),
+    (["--decoder-noise", "maybe"], None, "argument --decoder-noise: 'maybe': must be true or false"),
+    (["--grid", "GRID"], '{"decoder_noise": ["yes"]}', "--decoder-noise 'yes': must be true or false"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, grid_text, message, tmp_path, capsys):
     (tmp_path / "grid.json").write_text(grid_text or "")

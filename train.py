@@ -66,7 +66,10 @@ class TrainConfig(ModelConfig):
 
 
 # One flag for a tested set of options; flags given beside it still win. See the README's comparison.
-PRESETS = {"sharp": {"upsample": "bilinear", "res_blocks": 1, "l1_weight": 1.0, "adversarial": 0.1}}
+PRESETS = {"sharp": {"upsample": "bilinear", "res_blocks": 1, "l1_weight": 1.0, "adversarial": 0.1},
+           # VAE-GAN: pays off only after ~100 epochs (a GPU's hours, not the 15-minute CPU budget)
+           "vaegan": {"upsample": "bilinear", "res_blocks": 1, "l1_weight": 1.0, "adversarial": 0.5,
+                      "decoder_noise": True}}
 
 
 def save_checkpoint(path, model, optimizer, epoch, config, history, best_val_loss, galaxies, adversary=None):
@@ -153,7 +156,10 @@ def train(config, galaxies=None, progress=True, resume=False):
         with atomic_output(run_dir / "history.json") as tmp:
             tmp.write_text(json.dumps(history, indent=1))
         plot_history(history, run_dir)
-        plot_reconstructions(model, galaxies.val_x, galaxies.val_y, run_dir / "reconstructions.png")
+        # A noisy decoder draws from the RNG: the figure takes a fork of it, so that a run resumed from
+        # last.pt (saved above, RNG state included) goes on exactly as this one does.
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            plot_reconstructions(model, galaxies.val_x, galaxies.val_y, run_dir / "reconstructions.png")
 
     if not (run_dir / "best.pt").exists():  # warm-up longer than the run: the last epoch is the best we have
         save_checkpoint(run_dir / "best.pt", model, optimizer, config.epochs, config, history,
@@ -181,6 +187,8 @@ def parse_args(argv=None):
     p.add_argument("--base-channels", type=int, default=d.base_channels, help="channels of the first conv")
     p.add_argument("--upsample", default=d.upsample, help="decoder upsampling: transpose (default), nearest or bilinear")
     p.add_argument("--res-blocks", type=int, default=d.res_blocks, help="residual blocks per decoder block (default 0)")
+    p.add_argument("--decoder-noise", action="store_true",
+                   help="per-pixel noise into every decoder block (StyleGAN), for stochastic detail with --adversarial")
     p.add_argument("--layers", type=int, default=d.layers, help="conv blocks in encoder and decoder (2-5)")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")

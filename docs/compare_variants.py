@@ -1,5 +1,6 @@
 """Measure trained runs side by side for the README's variant table and draw one figure of the same
-test galaxies reconstructed by each: `python docs/compare_variants.py RUN... --out docs/variants`.
+test galaxies reconstructed by each: `python docs/compare_variants.py RUN... --out docs/variants`
+(`--figure-only`: just the figure).
 
 Per run (its best.pt): test SSIM of posterior-mean reconstructions, FID of those reconstructions and of
 N(0, I) samples against the test split (the first N test galaxies; N says how many), parameters, and the
@@ -30,6 +31,7 @@ def main():
     p.add_argument("--num", type=int, default=90, help="images per FID (capped by the test split)")
     p.add_argument("--show", type=int, default=10, help="test galaxies in the figure")
     p.add_argument("--out", default="docs/variants")
+    p.add_argument("--figure-only", action="store_true", help="draw OUT.png, measure nothing")
     args = p.parse_args()
     torch.set_grad_enabled(False)
     names = args.names or [Path(r).name for r in args.runs]
@@ -37,11 +39,13 @@ def main():
     measured = ({json.loads(line)["run"] for line in open(f"{args.out}.jsonl")}
                 if Path(f"{args.out}.jsonl").is_file() else set())
     for run, name in zip(args.runs, names):
+        torch.manual_seed(0)  # a --decoder-noise model draws its noise from the global RNG: same figure each time
         model, checkpoint = load_checkpoint(run)
         galaxies = checkpoint_galaxies(checkpoint, progress=False)
         test = galaxies.test_x[:args.num]
-        if str(run) in measured:  # already in OUT.jsonl: only its row of the figure
-            rows.append((name, decode_latents(model, encode_means(model, test[:args.show]))))
+        shown = galaxies.test_x[torch.linspace(0, len(galaxies.test_x) - 1, args.show).long()]  # every class
+        if str(run) in measured or args.figure_only:  # already in OUT.jsonl: only its row of the figure
+            rows.append((name, decode_latents(model, encode_means(model, shown))))
             continue
         if real is None:
             real = fid.calculate_statistics(fid.get_activations(test, inception, progress=False))
@@ -61,8 +65,8 @@ def main():
         print(json.dumps({k: v for k, v in row.items() if k != "config"}), flush=True)
         with open(f"{args.out}.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
-        rows.append((name, recon[:args.show]))
-    grids = [("test galaxies", galaxies.test_x[:args.show])] + rows
+        rows.append((name, decode_latents(model, encode_means(model, shown))))
+    grids = [("test galaxies", shown)] + rows
     fig, axes = plt.subplots(len(grids), 1, figsize=(args.show * 0.9, len(grids) * 1.05))
     for ax, (name, images) in zip(axes, grids):
         ax.imshow(make_grid(images, nrow=args.show, padding=1).permute(1, 2, 0).numpy())
