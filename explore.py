@@ -83,6 +83,9 @@ class Explorer:
 
     def decode(self, z):
         with self.lock, torch.inference_mode():
+            # A --decoder-noise model draws noise: the same draw for every request, so that a slider moves
+            # the galaxy, not its field stars, and one latent always shows one image.
+            torch.manual_seed(self.seed)
             return decode_latents(self.model, z)
 
     def info(self):

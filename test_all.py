@@ -353,13 +353,26 @@ def test_adaptive_weight_is_the_ratio_of_gradient_norms():
     assert not losses.adaptive_weight(rec, adv, w, 0.5).requires_grad
 
 
+def test_dihedral_is_one_of_the_eight_turns_and_mirrors_and_passes_gradients():
+    x = torch.rand(2, 3, 8, 8, requires_grad=True)
+    views = [torch.rot90(v, k, dims=(2, 3)) for v in (x, x.flip(3)) for k in range(4)]
+    seen = set()
+    for _ in range(64):
+        y = losses.dihedral(x)
+        seen.add(next(i for i, v in enumerate(views) if torch.equal(v, y)))
+    assert seen == set(range(8))  # every symmetry is drawn
+    losses.dihedral(x).sum().backward()
+    assert torch.equal(x.grad, torch.ones_like(x))  # a permutation: each pixel's gradient is 1
+
+
 def test_hinge_loss_is_zero_once_the_discriminator_is_sure():
     assert losses.hinge_discriminator_loss(torch.full((4,), 2.0), torch.full((4,), -3.0)).item() == 0
     assert losses.hinge_discriminator_loss(torch.zeros(4), torch.zeros(4)).item() == pytest.approx(1.0)
 
 
 VARIANTS = [{"upsample": "nearest"}, {"upsample": "bilinear", "res_blocks": 1}, {"l1_weight": 1.0},
-            {"adversarial": 0.5}, {"upsample": "bilinear", "decoder_noise": True, "adversarial": 0.5}]
+            {"adversarial": 0.5}, {"upsample": "bilinear", "decoder_noise": True, "adversarial": 0.5},
+            {"adversarial": 0.5, "disc_augment": True}]
 
 
 @pytest.mark.parametrize("overrides", VARIANTS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
@@ -385,10 +398,23 @@ def test_each_variant_trains_and_resumes_exactly(tmp_path, tiny_galaxies, overri
     assert vae.decoder_noise == a["config"]["decoder_noise"]
 
 
-def test_adversarial_term_waits_for_the_warm_up(tmp_path, tiny_galaxies):
-    history = train.train(tiny_config(tmp_path / "run", adversarial=0.5), galaxies=tiny_galaxies,
-                          progress=False)["history"]
+def test_adversarial_term_waits_for_the_warm_up_and_best_is_the_last_epoch(tmp_path, tiny_galaxies, monkeypatch):
+    real_run_epoch, validations = train.run_epoch, []
+
+    def rising_validation_loss(model, images, config, beta, optimizer=None, *args, **kwargs):
+        metrics = real_run_epoch(model, images, config, beta, optimizer, *args, **kwargs)
+        if optimizer is None:  # validation: make each epoch look worse than the one before
+            validations.append(1)
+            metrics["loss"] += 1e6 * len(validations)
+        return metrics
+
+    monkeypatch.setattr(train, "run_epoch", rising_validation_loss)
+    result = train.train(tiny_config(tmp_path / "run", adversarial=0.5, epochs=3), galaxies=tiny_galaxies,
+                         progress=False)
+    history = result["history"]
     assert "train_disc" not in history[0] and "train_disc" in history[1]
+    best = torch.load(result["best"], weights_only=True)
+    assert best["epoch"] == 3 and result["best_val_loss"] == history[-1]["val_loss"]
 
 
 def test_nan_discriminator_loss_stops_the_run(tmp_path, tiny_galaxies, monkeypatch):
@@ -452,6 +478,7 @@ def test_grid_axes_cover_the_new_options():
     assert len(set(ids)) == 2 and "upsamplebilinear" in ids[0] + ids[1] and "adversarial0.1" in ids[0]
     assert all("decoder_noiseTrue" in i for i in ids)
     assert gs.parse_args(["--decoder-noise", "false", "yes"]).decoder_noise == [False, True]
+    assert gs.parse_args(["--disc-augment", "on"]).disc_augment == [True]
     assert gs.config_id(gs.expand_grid({})[0]) == "bs64-lr0.001-ch32-z16-L4-beta0.5"  # old ids unchanged
     for bad, message in (({"upsample": ["cubic"]}, "--upsample 'cubic'"), ({"upsample": [3]}, "must be a name"),
                          ({"adversarial": [-1.0]}, "--adversarial -1.0"), ({"l1_weight": [-1]}, "--l1-weight -1"),
@@ -1628,7 +1655,7 @@ def test_expand_shard_and_ids():
     assert len(configs) == 6 and configs[0] == {"batch_size": 16, "lr": 1e-3, "base_channels": 4, "latent": 4,
                                                 "layers": 2, "beta": 0.5, "upsample": "transpose",
                                                 "res_blocks": 0, "l1_weight": 0.0, "adversarial": 0.0,
-                                                "decoder_noise": False}
+                                                "decoder_noise": False, "disc_augment": False}
     shares = [gs.shard(configs, k, 4) for k in range(1, 5)]
     assert sorted(map(gs.config_id, sum(shares, []))) == sorted(map(gs.config_id, configs))
     assert [len(s) for s in shares] == [2, 2, 1, 1]
@@ -1865,6 +1892,18 @@ def image_of(data_url):
 
 def eight_bit(images):
     return images.mul(255).add(0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def test_explorer_shows_one_image_per_latent_with_a_noisy_decoder(run):
+    config = model_module.ModelConfig(latent=4, base_channels=4, layers=2, upsample="bilinear", decoder_noise=True)
+    model = model_module.build_model(config).eval()
+    for layer in model.modules():
+        if isinstance(layer, model_module.NoiseInjection):
+            torch.nn.init.constant_(layer.weight, 1.0)
+    ex = explore.Explorer(model, run.galaxies, directions=2, name="noisy")
+    z = [0.5, -0.5, 0.0, 1.0]
+    assert ex.decode_one(torch.tensor(z))["image"] == ex.decode_one(torch.tensor(z))["image"]
+    assert ex.decode_one(torch.tensor(z))["image"] != ex.decode_one(torch.tensor([0.5, -0.5, 0.0, 1.1]))["image"]
 
 
 def test_explore_page_is_offline_and_api_answers_match_the_model(explorer):

@@ -32,6 +32,7 @@ class TrainConfig(ModelConfig):
     recon_weight: float | None = None  # None: number of pixel values (see losses.py)
     l1_weight: float = 0.0             # alpha in 1 - SSIM + alpha * L1 (see losses.py)
     adversarial: float = 0.0           # W of the adaptive adversarial term; 0: no discriminator
+    disc_augment: bool = False         # the discriminator sees random turns and mirrors (losses.dihedral)
     batch_size: int = 64
     lr: float = 1e-3
     epochs: int = 20
@@ -105,7 +106,7 @@ def train(config, galaxies=None, progress=True, resume=False):
     if config.adversarial > 0:  # built after the VAE, so the VAE starts from the same weights either way
         disc = PatchDiscriminator().to(device, memory_format=torch.channels_last)
         # Adam betas (0.5, 0.9) as in the GAN literature: a short momentum memory for a moving target.
-        adversary = {"disc": disc, "weight": config.adversarial,
+        adversary = {"disc": disc, "weight": config.adversarial, "augment": config.disc_augment,
                      "optimizer": torch.optim.Adam(disc.parameters(), lr=config.lr, betas=(0.5, 0.9))}
     history, best_val_loss, start_epoch = [], math.inf, 0
     if resume and (run_dir / "last.pt").exists():
@@ -146,8 +147,10 @@ def train(config, galaxies=None, progress=True, resume=False):
             print(f"epoch {epoch + 1:3d}  beta {beta:.4g}  train loss {h['train_loss']:.1f}  "
                   f"val loss {h['val_loss']:.1f}  val SSIM {h['val_ssim']:.4f}  val KLD {h['val_kld']:.1f}")
         # The best model is chosen only once beta has reached its target: during warm-up a small
-        # beta makes the loss look better than the model is.
-        if beta == config.beta and val_metrics["loss"] < best_val_loss:
+        # beta makes the loss look better than the model is. With a discriminator it is the last epoch: the
+        # validation loss does not see what the adversarial term buys (on gz1 the epoch it picked scored
+        # FID 194, the last 126), and a GAN's own losses are no guide either.
+        if beta == config.beta and (val_metrics["loss"] < best_val_loss or config.adversarial > 0):
             best_val_loss = val_metrics["loss"]
             save_checkpoint(run_dir / "best.pt", model, optimizer, epoch + 1, config, history,
                             best_val_loss, galaxies, adversary)
@@ -189,6 +192,8 @@ def parse_args(argv=None):
     p.add_argument("--res-blocks", type=int, default=d.res_blocks, help="residual blocks per decoder block (default 0)")
     p.add_argument("--decoder-noise", action="store_true",
                    help="per-pixel noise into every decoder block (StyleGAN), for stochastic detail with --adversarial")
+    p.add_argument("--disc-augment", action="store_true",
+                   help="show the discriminator random 90-degree turns and mirrors of both sides (with --adversarial)")
     p.add_argument("--layers", type=int, default=d.layers, help="conv blocks in encoder and decoder (2-5)")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
