@@ -68,7 +68,7 @@ class TrainConfig(ModelConfig):
 
 # One flag for a tested set of options; flags given beside it still win. See the README's comparison.
 PRESETS = {"sharp": {"upsample": "bilinear", "res_blocks": 1, "l1_weight": 1.0, "adversarial": 0.1},
-           # VAE-GAN: pays off only after ~100 epochs (a GPU's hours, not the 15-minute CPU budget)
+           # VAE-GAN: pays off only after ~100 epochs (minutes on a GPU, beyond the 15-minute CPU budget)
            "vaegan": {"upsample": "bilinear", "res_blocks": 1, "l1_weight": 1.0, "adversarial": 0.5,
                       "decoder_noise": True}}
 
