@@ -35,7 +35,7 @@ from PIL import Image
 
 from data import CLASS_NAMES, InputError, checkpoint_galaxies, exit_on_input_error
 from latent_map import CLASS_COLOURS, PROJECTIONS, principal_directions, project
-from model import decode_latents, encode_means, find_latest_checkpoint, load_checkpoint, pick_device
+from model import decode_latents, encode_means, find_latest_checkpoint, forked_rng, load_checkpoint, pick_device
 from priors import DEFAULT_PRIOR, check_kind, fit_prior
 
 PAGE = Path(__file__).resolve().parent / "explore.html"
@@ -82,10 +82,10 @@ class Explorer:
         return self.model.latent_dim
 
     def decode(self, z):
-        with self.lock, torch.inference_mode():
-            # A --decoder-noise model draws noise: the same draw for every request, so that a slider moves
-            # the galaxy, not its field stars, and one latent always shows one image.
-            torch.manual_seed(self.seed)
+        # A --decoder-noise model draws noise: the same draw for every request, so that a slider moves
+        # the galaxy, not its field stars, and one latent always shows one image.
+        device = next(self.model.parameters()).device
+        with self.lock, torch.inference_mode(), forked_rng(device, self.seed):
             return decode_latents(self.model, z)
 
     def info(self):

@@ -166,13 +166,13 @@ def dihedral(x):
 
 def train_step(model, x, optimizer, beta, recon_weight=None, l1_weight=0.0, precision="fp32", adversary=None):
     """One Adam step on batch x; returns its loss dict. With an adversary (discriminator, its optimizer,
-    weight W), the VAE's loss gains the adaptively weighted adversarial term, then the discriminator
+    weight W, whether it sees turns and mirrors), the VAE's loss gains the adaptively weighted adversarial term, then the discriminator
     takes one hinge-loss step on x against the same reconstructions (both in fp32)."""
     losses = batch_losses(model, x, beta, recon_weight, l1_weight, precision)
     total, recon = losses["total"], losses["decoded"]
     if adversary is not None:
         disc = adversary["disc"]
-        seen = dihedral if adversary.get("augment") else (lambda images: images)
+        seen = dihedral if adversary["augment"] else (lambda images: images)
         losses["adv"] = generator_loss(disc(seen(recon)))
         losses["adv_weight"] = adaptive_weight(losses["recon"], losses["adv"], model.last_layer(),
                                                adversary["weight"])

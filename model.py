@@ -2,6 +2,7 @@
 decoder that doubles the resolution per block (transposed convolutions, or resize + 3x3 convolution),
 optionally with residual blocks. Also how a model is built from a config, put on a device, and rebuilt from
 the config saved inside a checkpoint (as nanoGPT keeps GPTConfig beside the GPT)."""
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -36,8 +37,7 @@ class ModelConfig:
                     "a whole number, 2 to 5 (64 px halved per layer)")
         check_value("res_blocks", self.res_blocks, lambda v: 0 <= v <= 8 and v == int(v), "a whole number, 0 to 8")
         check_choice("upsample", self.upsample, UPSAMPLE_MODES)
-        if not isinstance(self.decoder_noise, bool):
-            raise InputError(f"--decoder-noise {self.decoder_noise!r}: must be true or false")
+        check_flag("decoder_noise", self.decoder_noise)
         return self
 
 
@@ -51,6 +51,12 @@ def check_choice(name, value, choices):
     """A named variant, reported as its flag: `--upsample 'cubic': choose transpose, nearest or bilinear`."""
     if not isinstance(value, str) or value not in choices:
         raise InputError(f"--{name.replace('_', '-')} {value!r}: choose {', '.join(choices[:-1])} or {choices[-1]}")
+
+
+def check_flag(name, value):
+    """An on/off option, reported as its flag: `--decoder-noise 'yes': must be true or false`."""
+    if not isinstance(value, bool):
+        raise InputError(f"--{name.replace('_', '-')} {value!r}: must be true or false")
 
 
 UPSAMPLE_MODES = ("transpose", "nearest", "bilinear")
@@ -124,9 +130,8 @@ class ConvVAE(nn.Module):
         blocks = []
         for i, (c_in, c_out) in enumerate(zip(channels[::-1], outs)):
             blocks += upsampling_block(c_in, c_out, upsample)
-            if decoder_noise and c_out != in_channels:
-                blocks.append(NoiseInjection(c_out))
             if c_out != in_channels:
+                blocks += [NoiseInjection(c_out)] if decoder_noise else []
                 blocks += [nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2)]
             if i < n_layers - 1:  # below full resolution, where a 3x3 conv costs a quarter or less
                 blocks += [ResidualBlock(c_out) for _ in range(res_blocks)]
@@ -173,6 +178,16 @@ def pick_device(name="auto"):
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise InputError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
+
+
+@contextmanager
+def forked_rng(device, seed=None):
+    """Random draws inside (optionally from `seed`) leave the RNG of the CPU and of `device` as they were:
+    a noisy decoder's figure or explorer image does not shift the draws of whatever runs next."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        if seed is not None:
+            torch.manual_seed(seed)
+        yield
 
 
 def cpu_info():

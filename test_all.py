@@ -333,6 +333,10 @@ def test_decoder_noise_starts_silent_and_is_repeatable_under_a_seed():
     assert torch.equal(a, b) and not torch.equal(a, model_module.decode_latents(vae, z))  # a fresh draw differs
     plain = model_module.build_model(model_module.ModelConfig())
     assert not any(isinstance(m, model_module.NoiseInjection) for m in plain.modules())
+    for bad in ({"decoder_noise": "yes"}, {"disc_augment": 1}):  # e.g. from a hand-edited checkpoint config
+        name = next(iter(bad))
+        with pytest.raises(InputError, match=f"--{name.replace('_', '-')} .*: must be true or false"):
+            train.TrainConfig(**bad).check()
 
 
 def test_l1_mix_adds_alpha_times_mean_absolute_error():

@@ -17,7 +17,8 @@ from tqdm import tqdm
 from data import DEFAULT_CLASSES, InputError, Parser, atomic_output, exit_on_input_error, load_galaxies
 from discriminator import PatchDiscriminator
 from losses import PRECISIONS, TrainingDiverged, beta_at, run_epoch
-from model import RUNS_DIR, ModelConfig, build_model, check_precision, check_value, load_checkpoint, pick_device
+from model import (RUNS_DIR, ModelConfig, build_model, check_flag, check_precision, check_value, forked_rng,
+                   load_checkpoint, pick_device)
 from plots import plot_history, plot_reconstructions
 
 
@@ -61,6 +62,7 @@ class TrainConfig(ModelConfig):
             check_value("recon_weight", self.recon_weight, lambda v: 0 < v < math.inf, "> 0")
         check_value("l1_weight", self.l1_weight, lambda v: 0 <= v < math.inf, ">= 0")
         check_value("adversarial", self.adversarial, lambda v: 0 <= v < math.inf, ">= 0 (0: off)")
+        check_flag("disc_augment", self.disc_augment)
         if self.precision not in PRECISIONS:
             raise InputError(f"--precision {self.precision!r}: must be one of {', '.join(PRECISIONS)}")
         return self
@@ -161,7 +163,7 @@ def train(config, galaxies=None, progress=True, resume=False):
         plot_history(history, run_dir)
         # A noisy decoder draws from the RNG: the figure takes a fork of it, so that a run resumed from
         # last.pt (saved above, RNG state included) goes on exactly as this one does.
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        with forked_rng(device):
             plot_reconstructions(model, galaxies.val_x, galaxies.val_y, run_dir / "reconstructions.png")
 
     if not (run_dir / "best.pt").exists():  # warm-up longer than the run: the last epoch is the best we have
