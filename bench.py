@@ -29,11 +29,14 @@ from torch.utils.flop_counter import FlopCounterMode
 import data
 import fid
 import losses
+from discriminator import PatchDiscriminator
 from data import InputError, Parser, exit_on_input_error
 from model import (ConvVAE, ModelConfig, build_model, cpu_flags, cpu_has_bf16, cpu_info, decode_latents,
                    standard_normal_latents)
 
 BATCH_SIZE, LR = 64, 1e-3  # train.py's defaults (TrainConfig; a test holds them equal)
+# train.py's --preset vaegan-cpu without its epochs (a test holds them equal)
+VAEGAN_CPU = {"decoder_noise": True, "adversarial": 0.5, "l1_weight": 1.0, "disc_augment": True, "disc_channels": 16}
 
 
 def best_seconds(fn, repeats, warmup=1):
@@ -117,6 +120,27 @@ def bench_train_step(galaxies, batch_size, repeats):
                      "reference": batch_size / t_ours, "reference_name": "our fp32 step",
                      "note": f"{t_plain / t_bf16:.2f}x the naive step"})
     return rows
+
+
+def bench_adversarial_step(galaxies, batch_size, repeats):
+    """A --preset vaegan-cpu step (VAE with a noisy decoder, L1, adaptive adversarial term, then the
+    16-channel discriminator's step) against the same step with the 32-channel discriminator: the width that
+    lets 40 epochs fit the 15-minute CPU budget."""
+    preset = VAEGAN_CPU
+    x = galaxies.train_x[:batch_size].contiguous(memory_format=torch.channels_last)
+
+    def step_seconds(disc_channels):
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(decoder_noise=preset["decoder_noise"]))
+        optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+        disc = PatchDiscriminator(disc_channels).to(memory_format=torch.channels_last)
+        adversary = {"disc": disc, "weight": preset["adversarial"], "augment": preset["disc_augment"],
+                     "optimizer": torch.optim.Adam(disc.parameters(), lr=LR, betas=(0.5, 0.9))}
+        return best_seconds(lambda: losses.train_step(model, x, optimizer, 1.0, l1_weight=preset["l1_weight"],
+                                                      adversary=adversary), repeats, warmup=2)
+    return {"name": f"adversarial step (vaegan-cpu), batch {batch_size} (images/s)",
+            "ours": batch_size / step_seconds(preset["disc_channels"]),
+            "reference": batch_size / step_seconds(32), "reference_name": "the same with a 32-channel discriminator"}
 
 
 # ---------------------------------------------------------------- 2. SSIM
@@ -322,7 +346,8 @@ def main(argv=None):
                "threads": torch.get_num_threads(), "torch": torch.__version__, "bf16": cpu_has_bf16(),
                "peak_gflops": peak or float("nan"), "peak_basis": basis, "sgemm_gflops": sgemm_gflops()}
     galaxies = data.load_galaxies("embedded", max_per_class=100, progress=False)
-    rows = [*bench_train_step(galaxies, args.batch_size, repeats), bench_ssim(galaxies, args.batch_size, repeats),
+    rows = [*bench_train_step(galaxies, args.batch_size, repeats),
+            bench_adversarial_step(galaxies, args.batch_size, repeats), bench_ssim(galaxies, args.batch_size, repeats),
             bench_fid_features(galaxies, 32 if args.quick else 64, 2 if args.quick else 3), bench_frechet(),
             *bench_default_run(100 if args.quick else None), bench_explorer()]
     for row in rows:

@@ -271,6 +271,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_galaxies, 
     (["--res-blocks", "-1"], "--res-blocks -1"),
     (["--l1-weight", "-0.5"], "--l1-weight -0.5"),
     (["--adversarial", "-1"], "--adversarial -1.0"),
+    (["--disc-channels", "0"], "--disc-channels 0: must be a whole number, at least 1"),
     (["--preset", "blurry"], "--preset 'blurry'"),
 ])
 def test_train_cli_bad_input_is_one_line_exit_2(args, message, tmp_path, data_dir):
@@ -376,7 +377,7 @@ def test_hinge_loss_is_zero_once_the_discriminator_is_sure():
 
 VARIANTS = [{"upsample": "nearest"}, {"upsample": "bilinear", "res_blocks": 1}, {"l1_weight": 1.0},
             {"adversarial": 0.5}, {"upsample": "bilinear", "decoder_noise": True, "adversarial": 0.5},
-            {"adversarial": 0.5, "disc_augment": True}]
+            {"adversarial": 0.5, "disc_augment": True}, {"adversarial": 0.5, "decoder_noise": True, "disc_channels": 8}]
 
 
 @pytest.mark.parametrize("overrides", VARIANTS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
@@ -395,6 +396,7 @@ def test_each_variant_trains_and_resumes_exactly(tmp_path, tiny_galaxies, overri
         for name in a[part]:
             assert torch.allclose(a[part][name].float(), b[part][name].float(), atol=1e-5), (part, name)
     if overrides.get("adversarial"):
+        assert a["discriminator"]["net.0.weight"].shape[0] == overrides.get("disc_channels", 32)
         assert a["disc_optimizer"]["state"][0]["step"] == b["disc_optimizer"]["state"][0]["step"] > 0
         assert all(np.isfinite(h["train_disc"]) and h["train_adv_weight"] > 0 for h in a["history"])
     vae, _ = model_module.load_checkpoint(tmp_path / "b" / "best.pt")  # what generate.py and the explorer do
@@ -453,11 +455,12 @@ def test_adversarial_run_resumes_exactly_after_kill_9(tmp_path):
 def test_preset_sets_its_options_and_flags_beside_it_win(preset):
     args = train.parse_args(["--preset", preset])
     assert all(getattr(args, k) == v for k, v in train.PRESETS[preset].items())
-    config = train.TrainConfig.from_dict(vars(args) | {"epochs": 1}).check()
+    config = train.TrainConfig.from_dict(vars(args) | {"epochs": args.epochs or 1}).check()
     assert all(getattr(config, k) == v for k, v in train.PRESETS[preset].items())
     assert train.parse_args(["--preset", preset, "--upsample", "nearest"]).upsample == "nearest"
     assert train.parse_args([]).upsample == "transpose" and train.parse_args([]).adversarial == 0
-    assert train.parse_args([]).decoder_noise is False
+    assert train.parse_args([]).decoder_noise is False and train.parse_args([]).epochs is None
+    assert train.parse_args(["--preset", "vaegan-cpu", "--epochs", "60"]).epochs == 60
 
 
 def test_checkpoint_of_an_unknown_variant_is_one_line_exit_2(tmp_path, tiny_galaxies):
@@ -483,11 +486,14 @@ def test_grid_axes_cover_the_new_options():
     assert all("decoder_noiseTrue" in i for i in ids)
     assert gs.parse_args(["--decoder-noise", "false", "yes"]).decoder_noise == [False, True]
     assert gs.parse_args(["--disc-augment", "on"]).disc_augment == [True]
+    assert gs.parse_args(["--disc-channels", "16", "32"]).disc_channels == [16, 32]
+    assert "disc_channels16" in gs.config_id(gs.expand_grid({"disc_channels": [16]})[0])
     assert gs.config_id(gs.expand_grid({})[0]) == "bs64-lr0.001-ch32-z16-L4-beta0.5"  # old ids unchanged
     for bad, message in (({"upsample": ["cubic"]}, "--upsample 'cubic'"), ({"upsample": [3]}, "must be a name"),
                          ({"adversarial": [-1.0]}, "--adversarial -1.0"), ({"l1_weight": [-1]}, "--l1-weight -1"),
                          ({"decoder_noise": ["maybe"]}, "--decoder-noise 'maybe': must be true or false"),
-                         ({"latent": [1.5]}, "--latent 1.5: must be a whole number")):
+                         ({"latent": [1.5]}, "--latent 1.5: must be a whole number"),
+                         ({"disc_channels": [0]}, "--disc-channels 0")):
         with pytest.raises(InputError, match=message):
             gs.validate_axes(bad)
 
@@ -534,6 +540,7 @@ def test_no_module_imports_a_script():
 def test_bench_uses_the_default_run_settings():
     import bench
     assert (bench.BATCH_SIZE, bench.LR) == (train.TrainConfig.batch_size, train.TrainConfig.lr)
+    assert bench.VAEGAN_CPU == {k: v for k, v in train.PRESETS["vaegan-cpu"].items() if k != "epochs"}
     assert bad_input("bench.py", "--batch-size", "x") == "bench.py: error: argument --batch-size: invalid int value: 'x'"
 
 
@@ -1659,7 +1666,7 @@ def test_expand_shard_and_ids():
     assert len(configs) == 6 and configs[0] == {"batch_size": 16, "lr": 1e-3, "base_channels": 4, "latent": 4,
                                                 "layers": 2, "beta": 0.5, "upsample": "transpose",
                                                 "res_blocks": 0, "l1_weight": 0.0, "adversarial": 0.0,
-                                                "decoder_noise": False, "disc_augment": False}
+                                                "decoder_noise": False, "disc_augment": False, "disc_channels": 32}
     shares = [gs.shard(configs, k, 4) for k in range(1, 5)]
     assert sorted(map(gs.config_id, sum(shares, []))) == sorted(map(gs.config_id, configs))
     assert [len(s) for s in shares] == [2, 2, 1, 1]
