@@ -29,8 +29,8 @@ from torch.utils.flop_counter import FlopCounterMode
 import data
 import fid
 import losses
-from discriminator import PatchDiscriminator
 from data import InputError, Parser, exit_on_input_error
+from discriminator import build_adversary
 from model import (ConvVAE, ModelConfig, build_model, cpu_flags, cpu_has_bf16, cpu_info, decode_latents,
                    standard_normal_latents)
 
@@ -133,9 +133,7 @@ def bench_adversarial_step(galaxies, batch_size, repeats):
         torch.manual_seed(0)
         model = build_model(ModelConfig(decoder_noise=preset["decoder_noise"]))
         optimizer = torch.optim.Adam(model.parameters(), lr=LR)
-        disc = PatchDiscriminator(disc_channels).to(memory_format=torch.channels_last)
-        adversary = {"disc": disc, "weight": preset["adversarial"], "augment": preset["disc_augment"],
-                     "optimizer": torch.optim.Adam(disc.parameters(), lr=LR, betas=(0.5, 0.9))}
+        adversary = build_adversary(preset["adversarial"], preset["disc_augment"], disc_channels, LR)
         return best_seconds(lambda: losses.train_step(model, x, optimizer, 1.0, l1_weight=preset["l1_weight"],
                                                       adversary=adversary), repeats, warmup=2)
     return {"name": f"adversarial step (vaegan-cpu), batch {batch_size} (images/s)",

@@ -2,6 +2,7 @@
 2021): strided 4x4 convolutions to a grid of logits, each judging one ~34 px patch of a 64 px galaxy as
 real or reconstructed. Trained from scratch beside the VAE; no pretrained weights, nothing of the FID
 network."""
+import torch
 import torch.nn as nn
 
 
@@ -23,3 +24,12 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, x):
         return self.net(x)
+
+
+def build_adversary(weight, augment=False, channels=32, lr=1e-3, device="cpu"):
+    """What losses.train_step needs to add the adversarial term: a fresh PatchDiscriminator of `channels`, its
+    optimizer, the term's weight W and whether the discriminator sees turns and mirrors."""
+    disc = PatchDiscriminator(channels).to(device, memory_format=torch.channels_last)
+    # Adam betas (0.5, 0.9) as in the GAN literature: a short momentum memory for a moving target.
+    return {"disc": disc, "weight": weight, "augment": augment,
+            "optimizer": torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.5, 0.9))}

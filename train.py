@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from data import DEFAULT_CLASSES, InputError, Parser, atomic_output, exit_on_input_error, load_galaxies
-from discriminator import PatchDiscriminator
+from discriminator import build_adversary
 from losses import PRECISIONS, TrainingDiverged, beta_at, run_epoch
 from model import (RUNS_DIR, ModelConfig, build_model, check_flag, check_precision, check_value, forked_rng,
                    load_checkpoint, pick_device)
@@ -112,10 +112,7 @@ def train(config, galaxies=None, progress=True, resume=False):
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     adversary = None
     if config.adversarial > 0:  # built after the VAE, so the VAE starts from the same weights either way
-        disc = PatchDiscriminator(config.disc_channels).to(device, memory_format=torch.channels_last)
-        # Adam betas (0.5, 0.9) as in the GAN literature: a short momentum memory for a moving target.
-        adversary = {"disc": disc, "weight": config.adversarial, "augment": config.disc_augment,
-                     "optimizer": torch.optim.Adam(disc.parameters(), lr=config.lr, betas=(0.5, 0.9))}
+        adversary = build_adversary(config.adversarial, config.disc_augment, config.disc_channels, config.lr, device)
     history, best_val_loss, start_epoch = [], math.inf, 0
     if resume and (run_dir / "last.pt").exists():
         checkpoint = torch.load(run_dir / "last.pt", map_location=device, weights_only=True)
