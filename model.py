@@ -24,6 +24,7 @@ class ModelConfig:
     upsample: str = "transpose"  # decoder's doubling: transpose (ConvTranspose2d 4x4), nearest or bilinear + 3x3 conv
     res_blocks: int = 0       # residual blocks after each decoder block below full resolution
     decoder_noise: bool = False  # per-pixel noise into every decoder block (StyleGAN), for --adversarial
+    sky_noise: float = 0.0    # images drawn with this fraction of the training sky's noise (ConvVAE.decode)
 
     @classmethod
     def from_dict(cls, d):
@@ -38,6 +39,7 @@ class ModelConfig:
         check_value("res_blocks", self.res_blocks, lambda v: 0 <= v <= 8 and v == int(v), "a whole number, 0 to 8")
         check_choice("upsample", self.upsample, UPSAMPLE_MODES)
         check_flag("decoder_noise", self.decoder_noise)
+        check_value("sky_noise", self.sky_noise, lambda v: 0 <= v <= 4, "a fraction of the sky's noise, 0 to 4 (0: off)")
         return self
 
 
@@ -102,13 +104,16 @@ def upsampling_block(c_in, c_out, mode):
 
 class ConvVAE(nn.Module):
     def __init__(self, latent_dim=32, base_channels=32, n_layers=4, image_size=64, in_channels=3,
-                 upsample="transpose", res_blocks=0, decoder_noise=False):
+                 upsample="transpose", res_blocks=0, decoder_noise=False, sky_noise=0.0):
         super().__init__()
         if image_size % 2 ** n_layers or image_size // 2 ** n_layers < 1:
             raise ValueError(f"n_layers={n_layers} halves a {image_size}px image below one pixel")
         self.latent_dim, self.base_channels, self.n_layers = latent_dim, base_channels, n_layers
         self.image_size, self.in_channels = image_size, in_channels
         self.upsample, self.res_blocks, self.decoder_noise = upsample, res_blocks, decoder_noise
+        self.sky_noise = sky_noise
+        if sky_noise:  # the training split's sky noise per band, set by train.py (morphology.band_sky_noise)
+            self.register_buffer("sky_sigma", torch.zeros(1, in_channels, 1, 1))
         channels = [base_channels * 2 ** i for i in range(n_layers)]
         self.bottom_size = image_size // 2 ** n_layers
         flat = channels[-1] * self.bottom_size ** 2
@@ -152,9 +157,16 @@ class ConvVAE(nn.Module):
         return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
 
     def decode(self, z):
+        """The decoder's image; in eval mode with sky_noise F, drawn with F times the survey's sky noise.
+        The decoder learns the mean image, which is what SSIM and L1 reward and what training sees; a
+        survey image is that plus sky noise (Lanusse et al. 2021 add it the same way), which a smooth mean
+        lacks and Inception notices. F trades SSIM for realism (Blau & Michaeli 2018): README."""
         h = self.from_latent(z).view(-1, self.base_channels * 2 ** (self.n_layers - 1),
                                      self.bottom_size, self.bottom_size)
-        return self.decoder(h)
+        x = self.decoder(h)
+        if self.sky_noise and not self.training:
+            x = (x + self.sky_noise * self.sky_sigma * torch.randn_like(x)).clamp(0, 1)
+        return x
 
     def forward(self, x):
         mu, logvar = self.encode(x)
@@ -234,7 +246,8 @@ def build_model(config, device="cpu"):
         config = ModelConfig.from_dict(config if isinstance(config, dict) else asdict(config))
     config.check()
     return ConvVAE(config.latent, config.base_channels, config.layers, upsample=config.upsample,
-                   res_blocks=config.res_blocks, decoder_noise=config.decoder_noise).to(device, memory_format=torch.channels_last)
+                   res_blocks=config.res_blocks, decoder_noise=config.decoder_noise,
+                   sky_noise=config.sky_noise).to(device, memory_format=torch.channels_last)
 
 
 def load_checkpoint(path, device="cpu"):

@@ -7,6 +7,7 @@ spans a few to a few tens of pixels, where photutils' or statmorph's model fits 
 install. Everything is measured on the displayed (asinh-stretched, 0-1) pixel values, identically
 for real and embedded cutouts, so the numbers compare the two rather than the physical galaxies."""
 import numpy as np
+import torch
 from scipy import ndimage
 
 # (name, what it is) in the order tables print them
@@ -44,6 +45,14 @@ def _sky(gray, mask=None):
         keep = keep & (gray < level + 3 * noise)
         keep = ~ndimage.binary_dilation(~keep, iterations=1)
     return level, noise, keep
+
+
+def band_sky_noise(images, max_images=500):
+    """The sky's noise in each band (N x 3 x 64 x 64 in [0, 1] -> tensor of 3): _sky's robust noise of one
+    band of one cutout, median over the first max_images cutouts (500 give it to about 1%)."""
+    cutouts = np.asarray(images[:max_images], np.float64)
+    noise = [[_sky(cutout[band])[1] for band in range(cutout.shape[0])] for cutout in cutouts]
+    return torch.tensor(np.median(noise, axis=0), dtype=torch.float32)
 
 
 def _radii_of_growth(r, flux, fractions):

@@ -272,6 +272,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_galaxies, 
     (["--l1-weight", "-0.5"], "--l1-weight -0.5"),
     (["--adversarial", "-1"], "--adversarial -1.0"),
     (["--disc-channels", "0"], "--disc-channels 0: must be a whole number, at least 1"),
+    (["--sky-noise", "-0.5"], "--sky-noise -0.5: must be a fraction of the sky's noise"),
     (["--preset", "blurry"], "--preset 'blurry'"),
 ])
 def test_train_cli_bad_input_is_one_line_exit_2(args, message, tmp_path, data_dir):
@@ -340,6 +341,36 @@ def test_decoder_noise_starts_silent_and_is_repeatable_under_a_seed():
             train.TrainConfig(**bad).check()
 
 
+def test_band_sky_noise_finds_the_noise_of_each_band_beside_galaxies_and_stars():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:64, :64]
+    galaxy = 0.5 * np.exp(-((yy - 32) ** 2 + (xx - 30) ** 2) / (2 * 6 ** 2))
+    star = 0.8 * np.exp(-((yy - 10) ** 2 + (xx - 50) ** 2) / 2)
+    sigma = np.array([0.02, 0.01, 0.015])[:, None, None]
+    images = 0.1 + galaxy + star + sigma * rng.standard_normal((60, 3, 64, 64))
+    found = morphology.band_sky_noise(torch.tensor(images, dtype=torch.float32))
+    assert found.shape == (3,) and np.allclose(found.numpy(), sigma.ravel(), rtol=0.05)
+
+
+def test_sky_noise_is_drawn_in_eval_mode_only_at_its_fraction_of_the_sky():
+    vae = model_module.build_model(model_module.ModelConfig(latent=4, base_channels=4, layers=2, sky_noise=0.5))
+    vae.sky_sigma.fill_(0.04)
+    z = torch.randn(64, 4)
+    vae.train()
+    mean = vae.decode(z).detach()
+    assert torch.equal(vae.decode(z), mean)  # training sees the mean: what SSIM and L1 score
+    torch.manual_seed(3)
+    drawn = model_module.decode_latents(vae, z)
+    torch.manual_seed(3)
+    assert torch.equal(drawn, model_module.decode_latents(vae, z))  # a seed repeats the draw
+    vae.eval()
+    vae.sky_noise = 0
+    clean = vae.decode(z).detach()
+    inside = (clean > 0.1) & (clean < 0.9)  # where clamping to [0, 1] cannot bite
+    assert (drawn - clean)[inside].std().item() == pytest.approx(0.5 * 0.04, rel=0.1)
+    assert "sky_sigma" not in model_module.build_model(model_module.ModelConfig()).state_dict()  # old checkpoints load
+
+
 def test_l1_mix_adds_alpha_times_mean_absolute_error():
     x, recon = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
     mu, logvar = torch.zeros(2, 4), torch.zeros(2, 4)
@@ -377,7 +408,8 @@ def test_hinge_loss_is_zero_once_the_discriminator_is_sure():
 
 VARIANTS = [{"upsample": "nearest"}, {"upsample": "bilinear", "res_blocks": 1}, {"l1_weight": 1.0},
             {"adversarial": 0.5}, {"upsample": "bilinear", "decoder_noise": True, "adversarial": 0.5},
-            {"adversarial": 0.5, "disc_augment": True}, {"adversarial": 0.5, "decoder_noise": True, "disc_channels": 8}]
+            {"adversarial": 0.5, "disc_augment": True}, {"adversarial": 0.5, "decoder_noise": True, "disc_channels": 8},
+            {"sky_noise": 0.5}]
 
 
 @pytest.mark.parametrize("overrides", VARIANTS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
@@ -402,6 +434,9 @@ def test_each_variant_trains_and_resumes_exactly(tmp_path, tiny_galaxies, overri
     vae, _ = model_module.load_checkpoint(tmp_path / "b" / "best.pt")  # what generate.py and the explorer do
     assert vae.upsample == a["config"]["upsample"] and vae.res_blocks == a["config"]["res_blocks"]
     assert vae.decoder_noise == a["config"]["decoder_noise"]
+    if overrides.get("sky_noise"):  # measured on the training split when training began, kept in the weights
+        expected = morphology.band_sky_noise(tiny_galaxies.train_x).view(1, -1, 1, 1)
+        assert torch.allclose(vae.sky_sigma, expected) and vae.sky_noise == 0.5 and expected.min() > 0
 
 
 def test_adversarial_term_waits_for_the_warm_up_and_best_is_the_last_epoch(tmp_path, tiny_galaxies, monkeypatch):
@@ -487,6 +522,8 @@ def test_grid_axes_cover_the_new_options():
     assert gs.parse_args(["--decoder-noise", "false", "yes"]).decoder_noise == [False, True]
     assert gs.parse_args(["--disc-augment", "on"]).disc_augment == [True]
     assert gs.parse_args(["--disc-channels", "16", "32"]).disc_channels == [16, 32]
+    assert "sky_noise0.5" in gs.config_id(gs.expand_grid({"sky_noise": [0.5]})[0])
+    assert gs.parse_args(["--sky-noise", "0", "0.5"]).sky_noise == [0.0, 0.5]
     assert "disc_channels16" in gs.config_id(gs.expand_grid({"disc_channels": [16]})[0])
     assert gs.config_id(gs.expand_grid({})[0]) == "bs64-lr0.001-ch32-z16-L4-beta0.5"  # old ids unchanged
     for bad, message in (({"upsample": ["cubic"]}, "--upsample 'cubic'"), ({"upsample": [3]}, "must be a name"),
@@ -1666,7 +1703,8 @@ def test_expand_shard_and_ids():
     assert len(configs) == 6 and configs[0] == {"batch_size": 16, "lr": 1e-3, "base_channels": 4, "latent": 4,
                                                 "layers": 2, "beta": 0.5, "upsample": "transpose",
                                                 "res_blocks": 0, "l1_weight": 0.0, "adversarial": 0.0,
-                                                "decoder_noise": False, "disc_augment": False, "disc_channels": 32}
+                                                "decoder_noise": False, "disc_augment": False, "disc_channels": 32,
+                                                "sky_noise": 0.0}
     shares = [gs.shard(configs, k, 4) for k in range(1, 5)]
     assert sorted(map(gs.config_id, sum(shares, []))) == sorted(map(gs.config_id, configs))
     assert [len(s) for s in shares] == [2, 2, 1, 1]
