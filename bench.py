@@ -132,7 +132,7 @@ def bench_adversarial_step(galaxies, batch_size, repeats):
 
     def step_seconds(disc_channels):
         torch.manual_seed(0)
-        model = build_model(ModelConfig.from_dict(preset))
+        model = build_model(preset)
         optimizer = torch.optim.Adam(model.parameters(), lr=LR)
         adversary = build_adversary(preset["adversarial"], preset["disc_augment"], disc_channels, LR)
         return best_seconds(lambda: losses.train_step(model, x, optimizer, preset["beta"], l1_weight=preset["l1_weight"],

@@ -7,7 +7,6 @@ spans a few to a few tens of pixels, where photutils' or statmorph's model fits 
 install. Everything is measured on the displayed (asinh-stretched, 0-1) pixel values, identically
 for real and embedded cutouts, so the numbers compare the two rather than the physical galaxies."""
 import numpy as np
-import torch
 from scipy import ndimage
 
 # (name, what it is) in the order tables print them
@@ -48,11 +47,11 @@ def _sky(gray, mask=None):
 
 
 def band_sky_noise(images, max_images=500):
-    """The sky's noise in each band (N x 3 x 64 x 64 in [0, 1] -> tensor of 3): _sky's robust noise of one
+    """The sky's noise in each band (N x 3 x 64 x 64 in [0, 1] -> array of 3): _sky's robust noise of one
     band of one cutout, median over the first max_images cutouts (500 give it to about 1%)."""
     cutouts = np.asarray(images[:max_images], np.float64)
     noise = [[_sky(cutout[band])[1] for band in range(cutout.shape[0])] for cutout in cutouts]
-    return torch.tensor(np.median(noise, axis=0), dtype=torch.float32)
+    return np.median(noise, axis=0).astype(np.float32)
 
 
 def _radii_of_growth(r, flux, fractions):

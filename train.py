@@ -112,8 +112,6 @@ def train(config, galaxies=None, progress=True, resume=False):
                                          seed=config.seed, progress=progress)
     torch.manual_seed(config.seed)
     model = build_model(config, device)
-    if config.sky_noise:  # measured on the training split alone, like every other fitted thing
-        model.sky_sigma.copy_(band_sky_noise(galaxies.train_x).view(1, -1, 1, 1))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     adversary = None
     if config.adversarial > 0:  # built after the VAE, so the VAE starts from the same weights either way
@@ -131,6 +129,8 @@ def train(config, galaxies=None, progress=True, resume=False):
         history, best_val_loss = checkpoint["history"], checkpoint["best_val_loss"]
         start_epoch = checkpoint["epoch"]
         torch.set_rng_state(checkpoint["torch_rng"])
+    elif config.sky_noise:  # measured on the training split alone (a resumed run loaded it with the weights)
+        model.sky_sigma.copy_(torch.as_tensor(band_sky_noise(galaxies.train_x)).view(1, -1, 1, 1))
     if progress:
         print(f"training on {device} ({config.precision}): {len(galaxies.train_x)} train / {len(galaxies.val_x)} validation "
               f"images from {galaxies.source}; run folder {run_dir}")
