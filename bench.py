@@ -37,7 +37,7 @@ from model import (ConvVAE, ModelConfig, build_model, cpu_flags, cpu_has_bf16, c
 BATCH_SIZE, LR = 64, 1e-3  # train.py's defaults (TrainConfig; a test holds them equal)
 # train.py's --preset vaegan-cpu without its epochs (a test holds them equal)
 VAEGAN_CPU = {"decoder_noise": True, "adversarial": 0.5, "l1_weight": 1.0, "disc_augment": True, "disc_channels": 16,
-              "latent": 128, "beta": 0.5, "sky_noise": 0.5}
+              "lecam": 0.1, "latent": 128, "beta": 0.5, "sky_noise": 0.5}
 
 
 def best_seconds(fn, repeats, warmup=1):
@@ -134,7 +134,8 @@ def bench_adversarial_step(galaxies, batch_size, repeats):
         torch.manual_seed(0)
         model = build_model(preset)
         optimizer = torch.optim.Adam(model.parameters(), lr=LR)
-        adversary = build_adversary(preset["adversarial"], preset["disc_augment"], disc_channels, LR)
+        adversary = build_adversary(preset["adversarial"], preset["disc_augment"], disc_channels, LR,
+                                    lecam=preset["lecam"])
         return best_seconds(lambda: losses.train_step(model, x, optimizer, preset["beta"], l1_weight=preset["l1_weight"],
                                                       adversary=adversary), repeats, warmup=2)
     return {"name": f"adversarial step (vaegan-cpu), batch {batch_size} (images/s)",

@@ -16,7 +16,8 @@ Reductions, and why the two terms are on comparable scales:
 - The adversarial term (optional) is -D(recon), averaged over the discriminator's patches and the batch,
   times an adaptive weight: W * |grad of the reconstruction term| / |grad of the adversarial term| at the
   decoder's last layer (Esser et al. 2021), so it pushes as hard as W times the reconstruction term
-  whatever their scales. The discriminator minimises the hinge loss.
+  whatever their scales. The discriminator minimises the hinge loss, plus lambda times the LeCam penalty
+  when `--lecam lambda` is on (Tseng et al. 2021).
 
 The objective on a model: batch_losses (one batch), train_step (one Adam step) and run_epoch (one pass,
 training or measuring) are the step that train.train() repeats and that bench.py times. With
@@ -108,6 +109,15 @@ def hinge_discriminator_loss(real_logits, fake_logits):
     return 0.5 * (torch.relu(1 - real_logits).mean() + torch.relu(1 + fake_logits).mean())
 
 
+def lecam_penalty(real_logits, fake_logits, logit_ema):
+    """mean relu(D(real) - ema_fake)^2 + mean relu(ema_real - D(fake))^2 (Tseng et al. 2021, "Regularizing
+    GANs under limited data"), logit_ema = (moving mean of D(real), of D(fake)). On a few thousand galaxies
+    the discriminator learns them by heart (its hinge loss falls to ~0.01) and its verdicts on the decoder
+    swing; the penalty keeps each verdict within reach of the other side's history."""
+    return (torch.relu(real_logits - logit_ema[1]).pow(2).mean()
+            + torch.relu(logit_ema[0] - fake_logits).pow(2).mean())
+
+
 def generator_loss(fake_logits):
     """-mean D(recon): the decoder's adversarial term."""
     return -fake_logits.mean()
@@ -166,8 +176,9 @@ def dihedral(x):
 
 def train_step(model, x, optimizer, beta, recon_weight=None, l1_weight=0.0, precision="fp32", adversary=None):
     """One Adam step on batch x; returns its loss dict. With an adversary (discriminator, its optimizer,
-    weight W, whether it sees turns and mirrors), the VAE's loss gains the adaptively weighted adversarial term, then the discriminator
-    takes one hinge-loss step on x against the same reconstructions (both in fp32)."""
+    weight W, whether it sees turns and mirrors, LeCam's lambda), the VAE's loss gains the adaptively weighted
+    adversarial term, then the discriminator takes one step of its hinge loss (+ lambda x LeCam) on x against
+    the same reconstructions (both in fp32)."""
     losses = batch_losses(model, x, beta, recon_weight, l1_weight, precision)
     total, recon = losses["total"], losses["decoded"]
     if adversary is not None:
@@ -182,10 +193,15 @@ def train_step(model, x, optimizer, beta, recon_weight=None, l1_weight=0.0, prec
     total.backward()
     optimizer.step()
     if adversary is not None:
-        losses["disc"] = hinge_discriminator_loss(disc(seen(x)), disc(seen(recon.detach())))
-        check_finite(losses["disc"], "discriminator loss")
+        real_logits, fake_logits = disc(seen(x)), disc(seen(recon.detach()))
+        losses["disc"] = disc_total = hinge_discriminator_loss(real_logits, fake_logits)
+        if adversary["lecam"]:
+            disc_total = disc_total + adversary["lecam"] * lecam_penalty(real_logits, fake_logits, disc.logit_ema)
+            with torch.no_grad():  # decay 0.99, as Tseng et al.
+                disc.logit_ema.lerp_(torch.stack([real_logits.mean(), fake_logits.mean()]), 0.01)
+        check_finite(disc_total, "discriminator loss")
         adversary["optimizer"].zero_grad(set_to_none=True)  # also drops what the VAE's backward left in D
-        losses["disc"].backward()
+        disc_total.backward()
         adversary["optimizer"].step()
     return losses
 

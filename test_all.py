@@ -273,6 +273,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_galaxies, 
     (["--adversarial", "-1"], "--adversarial -1.0"),
     (["--disc-channels", "0"], "--disc-channels 0: must be a whole number, at least 1"),
     (["--sky-noise", "-0.5"], "--sky-noise -0.5: must be a fraction of the sky's noise"),
+    (["--lecam", "-0.1"], "--lecam -0.1: must be >= 0 (0: off)"),
     (["--preset", "blurry"], "--preset 'blurry'"),
 ])
 def test_train_cli_bad_input_is_one_line_exit_2(args, message, tmp_path, data_dir):
@@ -406,10 +407,19 @@ def test_hinge_loss_is_zero_once_the_discriminator_is_sure():
     assert losses.hinge_discriminator_loss(torch.zeros(4), torch.zeros(4)).item() == pytest.approx(1.0)
 
 
+def test_lecam_penalty_pulls_each_verdict_towards_the_other_sides_history():
+    ema = torch.tensor([0.5, -0.5])  # moving means of D(real), D(fake)
+    # real logits at or below the fakes' history, fakes at or above the reals': nothing to pull
+    assert losses.lecam_penalty(torch.tensor([-0.5, -1.0]), torch.tensor([0.5, 2.0]), ema).item() == 0
+    # a real patch 1.5 above the fakes' mean, a fake 2.5 below the reals': (1.5^2 + 0) / 2 + (0 + 2.5^2) / 2
+    penalty = losses.lecam_penalty(torch.tensor([1.0, -1.0]), torch.tensor([1.0, -2.0]), ema)
+    assert penalty.item() == pytest.approx((1.5 ** 2 + 2.5 ** 2) / 2)
+
+
 VARIANTS = [{"upsample": "nearest"}, {"upsample": "bilinear", "res_blocks": 1}, {"l1_weight": 1.0},
             {"adversarial": 0.5}, {"upsample": "bilinear", "decoder_noise": True, "adversarial": 0.5},
             {"adversarial": 0.5, "disc_augment": True}, {"adversarial": 0.5, "decoder_noise": True, "disc_channels": 8},
-            {"sky_noise": 0.5}]
+            {"sky_noise": 0.5}, {"adversarial": 0.5, "lecam": 0.1}]
 
 
 @pytest.mark.parametrize("overrides", VARIANTS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
@@ -431,6 +441,9 @@ def test_each_variant_trains_and_resumes_exactly(tmp_path, tiny_galaxies, overri
         assert a["discriminator"]["net.0.weight"].shape[0] == overrides.get("disc_channels", 32)
         assert a["disc_optimizer"]["state"][0]["step"] == b["disc_optimizer"]["state"][0]["step"] > 0
         assert all(np.isfinite(h["train_disc"]) and h["train_adv_weight"] > 0 for h in a["history"])
+        # LeCam's moving means of the logits travel with the discriminator's weights (compared above)
+        assert ("logit_ema" in a["discriminator"]) == bool(overrides.get("lecam"))
+        assert not overrides.get("lecam") or a["discriminator"]["logit_ema"].abs().min() > 0
     vae, _ = model_module.load_checkpoint(tmp_path / "b" / "best.pt")  # what generate.py and the explorer do
     assert vae.upsample == a["config"]["upsample"] and vae.res_blocks == a["config"]["res_blocks"]
     assert vae.decoder_noise == a["config"]["decoder_noise"]
@@ -523,6 +536,7 @@ def test_grid_axes_cover_the_new_options():
     assert gs.parse_args(["--disc-augment", "on"]).disc_augment == [True]
     assert gs.parse_args(["--disc-channels", "16", "32"]).disc_channels == [16, 32]
     assert "sky_noise0.5" in gs.config_id(gs.expand_grid({"sky_noise": [0.5]})[0])
+    assert gs.parse_args(["--lecam", "0", "0.1"]).lecam == [0.0, 0.1]
     assert gs.parse_args(["--sky-noise", "0", "0.5"]).sky_noise == [0.0, 0.5]
     assert "disc_channels16" in gs.config_id(gs.expand_grid({"disc_channels": [16]})[0])
     assert gs.config_id(gs.expand_grid({})[0]) == "bs64-lr0.001-ch32-z16-L4-beta0.5"  # old ids unchanged
@@ -1704,7 +1718,7 @@ def test_expand_shard_and_ids():
                                                 "layers": 2, "beta": 0.5, "upsample": "transpose",
                                                 "res_blocks": 0, "l1_weight": 0.0, "adversarial": 0.0,
                                                 "decoder_noise": False, "disc_augment": False, "disc_channels": 32,
-                                                "sky_noise": 0.0}
+                                                "lecam": 0.0, "sky_noise": 0.0}
     shares = [gs.shard(configs, k, 4) for k in range(1, 5)]
     assert sorted(map(gs.config_id, sum(shares, []))) == sorted(map(gs.config_id, configs))
     assert [len(s) for s in shares] == [2, 2, 1, 1]
