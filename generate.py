@@ -12,7 +12,8 @@ latents and decodes samples of class K drawn from it; --save-images DIR also wri
 --evaluate decomposes FID against the test split, at equal N on both sides, per class (N / classes each)
 and pooled: the floor (real training galaxies), reconstructions of test galaxies (what the decoder can
 express) and each sampler; and it reports the accuracy of a judge chosen by validation accuracy alone on
-real test galaxies, on their reconstructions and on each sampler's class-targeted samples. Cost:
+real test galaxies, on their reconstructions and on each sampler's class-targeted samples, and whether each
+sampler copies the training galaxies (copying_z: nearer them than new galaxies lie). Cost:
 Inception-v3 runs at only ~4-7 images/s on a 2-core CPU; it embeds N real test and N real training
 galaxies once (cached), then N reconstructions and N samples per sampler; the judge trains once per data
 set (cached), each fitted sampler takes seconds to a minute. On the default data (183 test galaxies per
@@ -153,6 +154,26 @@ def fid_table(per_class_acts, real):
     return table
 
 
+def nearest_distances(points, reference, batch_size=1024):
+    """Each point's Euclidean distance to its nearest point in `reference` (both N x d). Computed directly,
+    not through the matrix product cdist uses for large sets, which rounds a copy's 0 to ~1e-3."""
+    return torch.cat([torch.cdist(b, reference, compute_mode="donot_use_mm_for_euclid_dist").min(1).values
+                      for b in points.split(batch_size)]).numpy()
+
+
+def copying_z(generated, held_out):
+    """Meehan, Chaudhuri & Dasgupta 2020 ("A non-parametric test to detect data-copying in generative
+    models"), their Z_U in one cell: the Mann-Whitney U of the generated images' distances to the training
+    set against held-out images' distances, standardised. Near 0: the generated galaxies lie as far from
+    the training galaxies as new galaxies do; far below 0 (the paper's data-copying): nearer, copies;
+    above 0: farther. Far below 0 can also mean samples crowded into the data's dense middle, where every
+    point has near neighbours: read it beside the ratio of the median distances."""
+    from scipy.stats import mannwhitneyu
+    m, n = len(generated), len(held_out)
+    u = mannwhitneyu(np.asarray(generated), np.asarray(held_out)).statistic
+    return float((u - m * n / 2) / np.sqrt(m * n * (m + n + 1) / 12))
+
+
 def judge_accuracy(judge, images, labels, classes):
     """Accuracy of the judge on images of known class: one key per class id and `overall`, the mean of the
     classes (they are balanced)."""
@@ -166,7 +187,9 @@ def evaluate(model, galaxies, num_samples=256, seed=0, prior=DEFAULT_PRIOR, samp
     """All test metrics as one JSON-ready dict. FIDs against the test split, each at equal N on both sides:
     n_k = min(N / classes, test and training galaxies of class k) per class, and the classes pooled
     (n = sum of n_k) overall. The floor is real training galaxies, then reconstructions of the test
-    galaxies, then each sampler's class-targeted samples (N(0, I) has no classes: overall only)."""
+    galaxies, then each sampler's class-targeted samples (N(0, I) has no classes: overall only).
+    Copying, per sampler: the latents of the FID's samples against the test galaxies' latents (the same
+    n_k of each class), each point's distance to the nearest training galaxy's latent (copying_z)."""
     classes, test_x, test_y = list(galaxies.classes), galaxies.test_x, galaxies.test_y
     inception = fid.load_inception(device=device)
 
@@ -180,22 +203,34 @@ def evaluate(model, galaxies, num_samples=256, seed=0, prior=DEFAULT_PRIOR, samp
                          f"need at least 2 (use at least {2 * len(classes)})")
     real = {k: real_activations(galaxies, "test", k, n, seed, inception, device, progress) for k, n in counts.items()}
     floor = {k: real_activations(galaxies, "train", k, n, seed, inception, device, progress) for k, n in counts.items()}
-    test_recon = decode_latents(model, encode_means(model, test_x))
+    test_mu = encode_means(model, test_x)
+    test_recon = decode_latents(model, test_mu)
     recon = {k: acts_of(test_recon[class_subset(test_y, k, n, seed)]) for k, n in counts.items()}
     fids = {"floor": fid_table(floor, real), "reconstructions": fid_table(recon, real), "samplers": {}}
 
     train_mu, fit_seconds, class_samples = encode_means(model, galaxies.train_x), {}, {}
+    held_out = nearest_distances(torch.cat([test_mu[class_subset(test_y, k, n, seed)] for k, n in counts.items()]),
+                                 train_mu)
+    copying = {"held_out_median": float(np.median(held_out)), "samplers": {}}
+
+    def copying_of(latents):
+        distances = nearest_distances(latents, train_mu)
+        return {"z": copying_z(distances, held_out), "median_ratio": float(np.median(distances) / np.median(held_out))}
+
     for kind in samplers:
         fitted = fit_prior(kind, train_mu, galaxies.train_y, seed, components, prior_epochs)
         fit_seconds[kind] = round(fitted.fit_seconds, 2)
         if kind == "normal":  # no classes: as many N(0, I) galaxies as all classes' real ones together
-            acts = acts_of(decode_latents(model, fitted.sample(sum(counts.values()), seed)))
+            latents = fitted.sample(sum(counts.values()), seed)
+            acts = acts_of(decode_latents(model, latents))
             fids["samplers"][kind] = {"overall": fid.feature_distance(acts, np.concatenate(list(real.values())))}
+            copying["samplers"][kind] = copying_of(latents)
             continue
         # num_samples galaxies per class for the judge; the first n_k of them for the FID.
-        samples = class_samples[kind] = {k: decode_latents(model, fitted.sample(num_samples, seed, label=k))
-                                         for k in classes}
+        latents = {k: fitted.sample(num_samples, seed, label=k) for k in classes}
+        samples = class_samples[kind] = {k: decode_latents(model, z) for k, z in latents.items()}
         fids["samplers"][kind] = fid_table({k: acts_of(samples[k][:n]) for k, n in counts.items()}, real)
+        copying["samplers"][kind] = copying_of(torch.cat([latents[k][:n] for k, n in counts.items()]))
 
     judge = load_or_train_classifier(galaxies, judge_epochs, seed, device, progress=progress)
     accuracy = {"judge_val": judge.selection["chosen"]["val_accuracy"],
@@ -208,7 +243,7 @@ def evaluate(model, galaxies, num_samples=256, seed=0, prior=DEFAULT_PRIOR, samp
     accuracy["samples"] = accuracy["samplers"].get(prior)
     return {"num_samples": num_samples, "seed": seed, "prior": prior,
             "ssim": reconstruction_ssim(model, test_x, test_y, classes),
-            "fid": arrange_fids(fids, counts), "accuracy": accuracy,
+            "fid": arrange_fids(fids, counts), "accuracy": accuracy, "copying": copying,
             "samplers": {"fit_seconds": fit_seconds, "prior_epochs": prior_epochs, "components": components},
             "judge": judge.selection}
 
@@ -245,6 +280,9 @@ def format_table(result, classes):
         lines.append(f"{name[:40]:40}{cell(overall):>10}" + "".join(f"{cell(by_class.get(str(k))):>22}" for k in classes))
     lines.append(f"judge: width {chosen['width']}, epoch {chosen['epoch']}, chosen by validation accuracy "
                  f"{chosen['val_accuracy']:.4g} (class samples drawn {result['num_samples']} per class)")
+    for kind, copy in result["copying"]["samplers"].items():
+        lines.append(f"copying, {kind}: Z_U {copy['z']:+.1f}, median distance to the nearest training latent "
+                     f"{copy['median_ratio']:.2f} x the test galaxies' (Z_U far below 0: nearer than new galaxies)")
     return "\n".join(lines)
 
 

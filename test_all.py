@@ -1576,6 +1576,17 @@ def test_class_with_the_mixture_prior_defaults_to_the_newest_run(isolated, monke
     assert images.shape == (4, 3, 64, 64) and prior.mixtures[6].n_components == 2
 
 
+def test_copying_z_tells_copies_from_new_points():
+    rng = np.random.default_rng(0)
+    train, held_out, new = (torch.from_numpy(rng.standard_normal((n, 8))).float() for n in (500, 200, 200))
+    copies = train[:200] + 0.05 * torch.from_numpy(rng.standard_normal((200, 8))).float()
+    held = generate.nearest_distances(held_out, train)
+    assert generate.nearest_distances(train[:3], train).tolist() == [0, 0, 0]
+    assert generate.copying_z(generate.nearest_distances(copies, train), held) < -10
+    assert abs(generate.copying_z(generate.nearest_distances(new, train), held)) < 3
+    assert generate.copying_z(generate.nearest_distances(3 * new, train), held) > 10  # farther than new points
+
+
 def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
     # Inception runs for real; only its 2048 features are cut to 64, because a Frechet distance of 2048-d
     # statistics costs ~1-2 s on this CPU, and evaluate computes many.
@@ -1586,7 +1597,8 @@ def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
                    "--num-samples", "8", "--judge-epochs", "1", "--prior-epochs", "2"])
     table = capsys.readouterr().out
     for row in ("test SSIM", "FID floor", "FID reconstructions", "FID normal samples", "FID flow samples",
-                "judge accuracy, vae2 class samples", "6 Unbarred Tight Spi", "chosen by validation accuracy"):
+                "judge accuracy, vae2 class samples", "6 Unbarred Tight Spi", "chosen by validation accuracy",
+                "copying, gmm: Z_U", "copying, normal: Z_U"):
         assert row in table, row
     result = json.loads((out / "evaluation.json").read_text())
     assert result["num_samples"] == 8 and result["checkpoint"] == str(isolated.best)
@@ -1610,6 +1622,9 @@ def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
         assert table["overall"] == pytest.approx(np.mean([table[k] for k in classes]))
     assert accuracy["samples"] == accuracy["samplers"][priors.DEFAULT_PRIOR] and accuracy["samplers"]["normal"] is None
     assert set(result["samplers"]["fit_seconds"]) == set(priors.PRIORS)
+    copying = result["copying"]
+    assert copying["held_out_median"] > 0 and set(copying["samplers"]) == set(priors.PRIORS)
+    assert all(np.isfinite(c["z"]) and c["median_ratio"] > 0 for c in copying["samplers"].values())
     # The real side is the test split: its cached class-6 features are those of the 2 test galaxies of class 6.
     [test_acts] = (isolated.data_dir / "cache").glob("acts-*-test-class6-*.npy")
     test_6 = isolated.galaxies.test_x[isolated.galaxies.test_y == 6]
