@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from scipy.stats import mannwhitneyu
 
 import fid
 from data import CLASS_NAMES, InputError, Parser, atomic_output, checkpoint_galaxies, exit_on_input_error
@@ -163,12 +164,11 @@ def nearest_distances(points, reference, batch_size=1024):
 
 def copying_z(generated, held_out):
     """Meehan, Chaudhuri & Dasgupta 2020 ("A non-parametric test to detect data-copying in generative
-    models"), their Z_U in one cell: the Mann-Whitney U of the generated images' distances to the training
-    set against held-out images' distances, standardised. Near 0: the generated galaxies lie as far from
+    models"), their Z_U in one cell: the Mann-Whitney U of the generated points' distances to the training
+    set against held-out points' distances, standardised. Near 0: the generated galaxies lie as far from
     the training galaxies as new galaxies do; far below 0 (the paper's data-copying): nearer, copies;
     above 0: farther. Far below 0 can also mean samples crowded into the data's dense middle, where every
     point has near neighbours: read it beside the ratio of the median distances."""
-    from scipy.stats import mannwhitneyu
     m, n = len(generated), len(held_out)
     u = mannwhitneyu(np.asarray(generated), np.asarray(held_out)).statistic
     return float((u - m * n / 2) / np.sqrt(m * n * (m + n + 1) / 12))
