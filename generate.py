@@ -205,12 +205,12 @@ def evaluate(model, galaxies, num_samples=256, seed=0, prior=DEFAULT_PRIOR, samp
     floor = {k: real_activations(galaxies, "train", k, n, seed, inception, device, progress) for k, n in counts.items()}
     test_mu = encode_means(model, test_x)
     test_recon = decode_latents(model, test_mu)
-    recon = {k: acts_of(test_recon[class_subset(test_y, k, n, seed)]) for k, n in counts.items()}
+    subsets = {k: class_subset(test_y, k, n, seed) for k, n in counts.items()}  # the test galaxies the FID sees
+    recon = {k: acts_of(test_recon[subset]) for k, subset in subsets.items()}
     fids = {"floor": fid_table(floor, real), "reconstructions": fid_table(recon, real), "samplers": {}}
 
     train_mu, fit_seconds, class_samples = encode_means(model, galaxies.train_x), {}, {}
-    held_out = nearest_distances(torch.cat([test_mu[class_subset(test_y, k, n, seed)] for k, n in counts.items()]),
-                                 train_mu)
+    held_out = nearest_distances(torch.cat([test_mu[subset] for subset in subsets.values()]), train_mu)
     copying = {"held_out_median": float(np.median(held_out)), "samplers": {}}
 
     def copying_of(latents):
