@@ -35,7 +35,8 @@ from PIL import Image
 
 from data import CLASS_NAMES, InputError, checkpoint_galaxies, exit_on_input_error
 from latent_map import CLASS_COLOURS, PROJECTIONS, principal_directions, project
-from model import decode_latents, encode_means, find_latest_checkpoint, forked_rng, load_checkpoint, pick_device
+from model import (DEFAULT_REFINE_STEPS, decode_latents, encode_means, find_latest_checkpoint, forked_rng,
+                   load_checkpoint, pick_device, refine_latents)
 from priors import DEFAULT_PRIOR, check_kind, fit_prior
 
 PAGE = Path(__file__).resolve().parent / "explore.html"
@@ -64,8 +65,9 @@ class Explorer:
     """Everything the page asks of a model, in plain JSON-ready values. Priors, directions and the PCA
     map are computed once here; the t-SNE map on first request."""
 
-    def __init__(self, model, galaxies, directions=10, prior=DEFAULT_PRIOR, components=4, seed=0, name=""):
-        self.model, self.galaxies, self.name, self.seed = model, galaxies, name, seed
+    def __init__(self, model, galaxies, directions=10, prior=DEFAULT_PRIOR, components=4, seed=0, name="",
+                 refine_steps=DEFAULT_REFINE_STEPS):
+        self.model, self.galaxies, self.name, self.seed, self.refine_steps = model, galaxies, name, seed, refine_steps
         self.classes = [int(k) for k in galaxies.classes]
         # One decode at a time: the CPU's cores are better spent inside one convolution than split
         # between racing requests, and it keeps the model's use simple to reason about.
@@ -87,6 +89,12 @@ class Explorer:
         device = next(self.model.parameters()).device
         with self.lock, torch.inference_mode(), forked_rng(device, self.seed):
             return decode_latents(self.model, z)
+
+    def refine(self, z):
+        """z after --refine-steps decode-encode round trips, as generate.py --class, with decode's noise."""
+        device = next(self.model.parameters()).device
+        with self.lock, torch.inference_mode(), forked_rng(device, self.seed):
+            return refine_latents(self.model, z, self.refine_steps)
 
     def info(self):
         return {"name": self.name, "latent_dim": self.latent_dim, "data": self.galaxies.source,
@@ -115,7 +123,7 @@ class Explorer:
         return {"image": png_data_url(self.decode(z.unsqueeze(0))[0])}
 
     def sample(self, k, n, seed):
-        z = self.prior.sample(n, seed, label=k)
+        z = self.refine(self.prior.sample(n, seed, label=k))
         return {"class": k, "seed": seed, "galaxies": [{"latent": zi.tolist(), "image": png_data_url(x)}
                                                       for zi, x in zip(z, self.decode(z))]}
 
@@ -352,6 +360,8 @@ def parse_args(argv=None):
     p.add_argument("--prior", default=DEFAULT_PRIOR, help="class sampler fitted to the training latents, as "
                    "generate.py --class: gmm, vae2 or flow")
     p.add_argument("--components", type=int, default=4, help="most mixture components")
+    p.add_argument("--refine-steps", type=int, default=DEFAULT_REFINE_STEPS, help="decode-encode round trips of "
+                   f"the sampled latents, as generate.py (default {DEFAULT_REFINE_STEPS}: as drawn)")
     p.add_argument("--seed", type=int, default=0, help="seed of the prior fits and the t-SNE map")
     return p.parse_args(argv)
 
@@ -363,6 +373,8 @@ def main(argv=None):
         raise InputError(f"--port {args.port}: must be 0 to 65535")
     if args.directions < 1 or args.components < 1:
         raise InputError(f"--directions {args.directions} --components {args.components}: must be at least 1")
+    if args.refine_steps < 0:
+        raise InputError(f"--refine-steps {args.refine_steps}: must be at least 0")
     check_kind(args.prior)
     if args.prior == "normal":
         raise InputError("--prior normal: N(0, I) knows no classes; choose gmm, vae2 or flow")
@@ -370,7 +382,8 @@ def main(argv=None):
     model, checkpoint = load_checkpoint(path, pick_device(args.device))
     galaxies = checkpoint_galaxies(checkpoint, progress=False)
     name = f"{path.parent.name}/{path.name}" if path.is_file() else f"{path.name}/best.pt"
-    explorer = Explorer(model, galaxies, args.directions, args.prior, args.components, args.seed, name)
+    explorer = Explorer(model, galaxies, args.directions, args.prior, args.components, args.seed, name,
+                        args.refine_steps)
     server = make_server(explorer, args.host, args.port)
     # One decode is ~2 ms of work on one core; splitting it over a second thread costs more in
     # hand-offs than it saves, and on a busy machine each hand-off waits for a core (300 ms measured

@@ -7,7 +7,10 @@ galaxies and the test metrics; several actions may be given at once:
 The checkpoint defaults to the newest best.pt under runs/; figures and evaluation.json go into its run
 folder (or --out). An unconditional VAE has no class input, so --class fits a sampler (--prior: a
 Gaussian mixture per class by default, or a second-stage VAE or a flow) to the encoder's training
-latents and decodes samples of class K drawn from it; --save-images DIR also writes them as PNGs.
+latents and decodes samples of class K drawn from it; --save-images DIR also writes them as PNGs. Every
+sampler's latents (--samples, --class, --evaluate) can take --refine-steps K decode-encode round trips
+(model.refine_latents; default 0, as drawn), which move draws that fell between the galaxies to where the
+encoder puts galaxies.
 
 --evaluate decomposes FID against the test split, at equal N on both sides, per class (N / classes each)
 and pooled: the floor (real training galaxies), reconstructions of test galaxies (what the decoder can
@@ -35,7 +38,8 @@ from data import CLASS_NAMES, InputError, Parser, atomic_output, checkpoint_gala
 from judge import classify, load_or_train_classifier
 from latent_map import PROJECTIONS, draw_latent_map
 from losses import ssim
-from model import decode_latents, encode_means, find_latest_checkpoint, load_checkpoint, pick_device
+from model import (DEFAULT_REFINE_STEPS, decode_latents, encode_means, find_latest_checkpoint, load_checkpoint,
+                   pick_device, refine_latents)
 from plots import plot_grid, plot_interpolation, plot_reconstructions
 from priors import DEFAULT_PRIOR, PRIORS, NormalPrior, check_kind, fit_prior
 
@@ -77,10 +81,12 @@ def draw_interpolation(model, galaxies, a, b, index=None, steps=8, seed=0):
     return originals[0], decode_latents(model, interpolate_latents(mu[0], mu[1], steps)), originals[1]
 
 
-def draw_class(model, galaxies, k, n, prior=DEFAULT_PRIOR, components=4, seed=0, prior_epochs=None):
-    """n decoded galaxies of class k from a prior fitted to the training latents, and that prior."""
+def draw_class(model, galaxies, k, n, prior=DEFAULT_PRIOR, components=4, seed=0, prior_epochs=None,
+               refine_steps=DEFAULT_REFINE_STEPS):
+    """n decoded galaxies of class k from a prior fitted to the training latents (its draws refined by
+    refine_steps decode-encode round trips), and that prior."""
     fitted = fit_prior(prior, encode_means(model, galaxies.train_x), galaxies.train_y, seed, components, prior_epochs)
-    return decode_latents(model, fitted.sample(n, seed, label=k)), fitted
+    return decode_latents(model, refine_latents(model, fitted.sample(n, seed, label=k), refine_steps)), fitted
 
 
 def save_images(images, folder, prefix):
@@ -183,34 +189,36 @@ def judge_accuracy(judge, images, labels, classes):
 
 
 def evaluate(model, galaxies, num_samples=256, seed=0, prior=DEFAULT_PRIOR, samplers=PRIORS, components=4,
-             judge_epochs=30, prior_epochs=None, device="cpu", progress=True):
-    """All test metrics as one JSON-ready dict. FIDs against the test split, each at equal N on both sides:
-    n_k = min(N / classes, test and training galaxies of class k) per class, and the classes pooled
-    (n = sum of n_k) overall. The floor is real training galaxies, then reconstructions of the test
-    galaxies, then each sampler's class-targeted samples (N(0, I) has no classes: overall only).
-    Copying, per sampler: the latents of the FID's samples against the test galaxies' latents (the same
+             judge_epochs=30, prior_epochs=None, device="cpu", progress=True, refine_steps=DEFAULT_REFINE_STEPS, split="test"):
+    """All metrics on a held-out split (the test split; "val" to choose settings without touching it) as
+    one JSON-ready dict. FIDs against that split, each at equal N on both sides: n_k = min(N / classes,
+    held-out and training galaxies of class k) per class, and the classes pooled (n = sum of n_k) overall.
+    The floor is real training galaxies, then reconstructions of the held-out galaxies, then each sampler's
+    class-targeted samples (N(0, I) has no classes: overall only), every sampler's draws refined by
+    refine_steps decode-encode round trips.
+    Copying, per sampler: the latents of the FID's samples against the held-out galaxies' latents (the same
     n_k of each class), each point's distance to the nearest training galaxy's latent (copying_z)."""
-    classes, test_x, test_y = list(galaxies.classes), galaxies.test_x, galaxies.test_y
+    classes, (held_x, held_y) = list(galaxies.classes), galaxies.split(split)
     inception = fid.load_inception(device=device)
 
     def acts_of(images):
         return fid.get_activations(images, inception, 50, device, progress)
 
-    counts = {k: min(num_samples // len(classes), int((test_y == k).sum()), int((galaxies.train_y == k).sum()))
+    counts = {k: min(num_samples // len(classes), int((held_y == k).sum()), int((galaxies.train_y == k).sum()))
               for k in classes}
     if min(counts.values()) < 2:
         raise InputError(f"--num-samples {num_samples}: gives {min(counts.values())} image(s) of a class per FID, "
                          f"need at least 2 (use at least {2 * len(classes)})")
-    real = {k: real_activations(galaxies, "test", k, n, seed, inception, device, progress) for k, n in counts.items()}
+    real = {k: real_activations(galaxies, split, k, n, seed, inception, device, progress) for k, n in counts.items()}
     floor = {k: real_activations(galaxies, "train", k, n, seed, inception, device, progress) for k, n in counts.items()}
-    test_mu = encode_means(model, test_x)
-    test_recon = decode_latents(model, test_mu)
-    subsets = {k: class_subset(test_y, k, n, seed) for k, n in counts.items()}  # the test galaxies the FID sees
-    recon = {k: acts_of(test_recon[subset]) for k, subset in subsets.items()}
+    held_mu = encode_means(model, held_x)
+    held_recon = decode_latents(model, held_mu)
+    subsets = {k: class_subset(held_y, k, n, seed) for k, n in counts.items()}  # the galaxies the FID sees
+    recon = {k: acts_of(held_recon[subset]) for k, subset in subsets.items()}
     fids = {"floor": fid_table(floor, real), "reconstructions": fid_table(recon, real), "samplers": {}}
 
     train_mu, fit_seconds, class_samples = encode_means(model, galaxies.train_x), {}, {}
-    held_out = nearest_distances(torch.cat([test_mu[subset] for subset in subsets.values()]), train_mu)
+    held_out = nearest_distances(torch.cat([held_mu[subset] for subset in subsets.values()]), train_mu)
     copying = {"held_out_median": float(np.median(held_out)), "samplers": {}}
 
     def copying_of(latents):
@@ -221,30 +229,31 @@ def evaluate(model, galaxies, num_samples=256, seed=0, prior=DEFAULT_PRIOR, samp
         fitted = fit_prior(kind, train_mu, galaxies.train_y, seed, components, prior_epochs)
         fit_seconds[kind] = round(fitted.fit_seconds, 2)
         if kind == "normal":  # no classes: as many N(0, I) galaxies as all classes' real ones together
-            latents = fitted.sample(sum(counts.values()), seed)
+            latents = refine_latents(model, fitted.sample(sum(counts.values()), seed), refine_steps)
             acts = acts_of(decode_latents(model, latents))
             fids["samplers"][kind] = {"overall": fid.feature_distance(acts, np.concatenate(list(real.values())))}
             copying["samplers"][kind] = copying_of(latents)
             continue
         # num_samples galaxies per class for the judge; the first n_k of them for the FID.
-        latents = {k: fitted.sample(num_samples, seed, label=k) for k in classes}
+        latents = {k: refine_latents(model, fitted.sample(num_samples, seed, label=k), refine_steps) for k in classes}
         samples = class_samples[kind] = {k: decode_latents(model, z) for k, z in latents.items()}
         fids["samplers"][kind] = fid_table({k: acts_of(samples[k][:n]) for k, n in counts.items()}, real)
         copying["samplers"][kind] = copying_of(torch.cat([latents[k][:n] for k, n in counts.items()]))
 
     judge = load_or_train_classifier(galaxies, judge_epochs, seed, device, progress=progress)
     accuracy = {"judge_val": judge.selection["chosen"]["val_accuracy"],
-                "real_test": judge_accuracy(judge, test_x, test_y, classes),
-                "reconstructions": judge_accuracy(judge, test_recon, test_y, classes),
+                f"real_{split}": judge_accuracy(judge, held_x, held_y, classes),
+                "reconstructions": judge_accuracy(judge, held_recon, held_y, classes),
                 "samplers": {kind: None for kind in samplers}}
     for kind, samples in class_samples.items():
         accuracy["samplers"][kind] = judge_accuracy(judge, torch.cat(list(samples.values())),
                                                     torch.tensor(classes).repeat_interleave(num_samples), classes)
     accuracy["samples"] = accuracy["samplers"].get(prior)
-    return {"num_samples": num_samples, "seed": seed, "prior": prior,
-            "ssim": reconstruction_ssim(model, test_x, test_y, classes),
+    return {"split": split, "num_samples": num_samples, "seed": seed, "prior": prior,
+            "ssim": reconstruction_ssim(model, held_x, held_y, classes),
             "fid": arrange_fids(fids, counts), "accuracy": accuracy, "copying": copying,
-            "samplers": {"fit_seconds": fit_seconds, "prior_epochs": prior_epochs, "components": components},
+            "samplers": {"fit_seconds": fit_seconds, "prior_epochs": prior_epochs, "components": components,
+                         "refine_steps": refine_steps},
             "judge": judge.selection}
 
 
@@ -261,16 +270,16 @@ def format_table(result, classes):
     """The evaluation as a plain-text table: one column overall, one per class."""
     def cell(value):
         return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
-    fids, acc, chosen = result["fid"], result["accuracy"], result["judge"]["chosen"]
+    fids, acc, chosen, split = result["fid"], result["accuracy"], result["judge"]["chosen"], result.get("split", "test")
     per_class = lambda get: {str(k): get(fids["per_class"][str(k)]) for k in classes}
-    rows = [("test SSIM (posterior mean)", result["ssim"]["mean"], result["ssim"]["per_class"]),
+    rows = [(f"{split} SSIM (posterior mean)", result["ssim"]["mean"], result["ssim"]["per_class"]),
             ("images per FID side (N)", fids["n"], per_class(lambda e: e["n"])),
             ("FID floor: real training galaxies", fids["floor"], per_class(lambda e: e["floor"])),
-            ("FID reconstructions of test galaxies", fids["reconstructions"], per_class(lambda e: e["reconstructions"]))]
+            (f"FID reconstructions of {split} galaxies", fids["reconstructions"], per_class(lambda e: e["reconstructions"]))]
     for kind in fids["samplers"]:
         rows.append((f"FID {kind} samples ({result['samplers']['fit_seconds'][kind]:.3g} s fit)",
                      fids["samplers"][kind], per_class(lambda e: e["samplers"][kind])))
-    rows += [("judge accuracy, real test galaxies", acc["real_test"]["overall"], acc["real_test"]),
+    rows += [(f"judge accuracy, real {split} galaxies", acc[f"real_{split}"]["overall"], acc[f"real_{split}"]),
              ("judge accuracy, reconstructions", acc["reconstructions"]["overall"], acc["reconstructions"])]
     for kind, table in acc["samplers"].items():
         if table is not None:
@@ -279,10 +288,11 @@ def format_table(result, classes):
     for name, overall, by_class in rows:
         lines.append(f"{name[:40]:40}{cell(overall):>10}" + "".join(f"{cell(by_class.get(str(k))):>22}" for k in classes))
     lines.append(f"judge: width {chosen['width']}, epoch {chosen['epoch']}, chosen by validation accuracy "
-                 f"{chosen['val_accuracy']:.4g} (class samples drawn {result['num_samples']} per class)")
+                 f"{chosen['val_accuracy']:.4g} (class samples drawn {result['num_samples']} per class, each "
+                 f"sampler's latents refined by {result['samplers']['refine_steps']} decode-encode step(s))")
     for kind, copy in result["copying"]["samplers"].items():
         lines.append(f"copying, {kind}: Z_U {copy['z']:+.1f}, median distance to the nearest training latent "
-                     f"{copy['median_ratio']:.2f} x the test galaxies' (Z_U far below 0: nearer than new galaxies)")
+                     f"{copy['median_ratio']:.2f} x the {split} galaxies' (Z_U far below 0: nearer than new galaxies)")
     return "\n".join(lines)
 
 
@@ -316,6 +326,12 @@ def parse_args(argv=None):
                    "vae2 (a second-stage VAE), flow (a RealNVP flow); all but normal fitted to the training latents")
     o.add_argument("--save-images", metavar="DIR", help="--class, --samples: also write each galaxy as a 64x64 "
                    "PNG into DIR (class_K_PRIOR_0000.png..., samples_PRIOR_0000.png...), e.g. for fid.py DIR test")
+    o.add_argument("--split", choices=("test", "val"), default="test", help="--evaluate: the held-out split to "
+                   "measure against (default test; val, to choose settings such as --refine-steps without "
+                   "touching the test split: writes evaluation_val.json)")
+    o.add_argument("--refine-steps", type=int, default=DEFAULT_REFINE_STEPS, help="--samples, --class, --evaluate: "
+                   "decode-encode round trips of every sampler's latents before they are decoded (default "
+                   f"{DEFAULT_REFINE_STEPS}: as the sampler drew them; see the README)")
     o.add_argument("--components", type=int, default=4, help="gmm: most components (fewer for few latents)")
     o.add_argument("--prior-epochs", type=int, help="vae2, flow: training epochs on the latents (default 200)")
     o.add_argument("--num-samples", type=int, default=256, help="--evaluate: N, images per FID side, N / classes "
@@ -340,7 +356,8 @@ def check_args(args):
         raise InputError(f"--latent-map {args.latent_map}: choose {' or '.join(PROJECTIONS)}")
     for flag, value, least in (("--samples", args.samples, 1), ("--steps", args.steps, 2), ("--n", args.n, 1),
                                ("--components", args.components, 1), ("--num-samples", args.num_samples, 2),
-                               ("--judge-epochs", args.judge_epochs, 1), ("--prior-epochs", args.prior_epochs, 1)):
+                               ("--judge-epochs", args.judge_epochs, 1), ("--prior-epochs", args.prior_epochs, 1),
+                               ("--refine-steps", args.refine_steps, 0)):
         if value is not None and value < least:
             raise InputError(f"{flag} {value}: must be at least {least}")
     if args.index and not args.interpolate:
@@ -373,9 +390,10 @@ def main(argv=None):
         fitted = (NormalPrior(model.latent_dim) if sample_prior == "normal" else
                   fit_prior(sample_prior, encode_means(model, galaxies.train_x), galaxies.train_y, args.seed,
                             args.components, args.prior_epochs))
-        images = decode_latents(model, fitted.sample(args.samples, args.seed))
+        images = decode_latents(model, refine_latents(model, fitted.sample(args.samples, args.seed), args.refine_steps))
         where = "z ~ N(0, I)" if sample_prior == "normal" else f"the {sample_prior} prior of the training latents"
-        plot_grid(images, out / "samples.png", f"{args.samples} galaxies decoded from {where} (seed {args.seed})")
+        plot_grid(images, out / "samples.png", f"{args.samples} galaxies decoded from {where} (seed {args.seed}, "
+                  f"{args.refine_steps} decode-encode step(s))")
         print(f"wrote {out / 'samples.png'}")
         if args.save_images:
             count = save_images(images, args.save_images, f"samples_{sample_prior}")
@@ -387,9 +405,11 @@ def main(argv=None):
         print(f"wrote {out / name}")
     if args.target_class is not None:
         k, prior = args.target_class, args.prior or DEFAULT_PRIOR
-        images, fitted = draw_class(model, galaxies, k, args.n, prior, args.components, args.seed, args.prior_epochs)
+        images, fitted = draw_class(model, galaxies, k, args.n, prior, args.components, args.seed, args.prior_epochs,
+                                    args.refine_steps)
         plot_grid(images, out / f"class_{k}_{prior}.png", f"class {k} {CLASS_NAMES[k]}: {prior} prior fitted to "
-                  f"the training latents in {fitted.fit_seconds:.1f} s (seed {args.seed})")
+                  f"the training latents in {fitted.fit_seconds:.1f} s (seed {args.seed}, {args.refine_steps} "
+                  "decode-encode step(s))")
         print(f"wrote {out / f'class_{k}_{prior}.png'}")
         if args.save_images:
             count = save_images(images, args.save_images, f"class_{k}_{prior}")
@@ -403,11 +423,12 @@ def main(argv=None):
         samplers = list(dict.fromkeys(args.samplers + [prior]))  # the reported prior is always measured
         result = {"checkpoint": str(path), "data": {"source": galaxies.source, "key": galaxies.key}} | evaluate(
             model, galaxies, args.num_samples, args.seed, prior, samplers, args.components, args.judge_epochs,
-            args.prior_epochs, device, progress)
+            args.prior_epochs, device, progress, args.refine_steps, args.split)
         print(format_table(result, galaxies.classes))
-        with atomic_output(out / "evaluation.json") as tmp:
+        name = "evaluation.json" if args.split == "test" else f"evaluation_{args.split}.json"
+        with atomic_output(out / name) as tmp:
             tmp.write_text(json.dumps(result, indent=1))
-        print(f"wrote {out / 'evaluation.json'}")
+        print(f"wrote {out / name}")
 
 
 if __name__ == "__main__":

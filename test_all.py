@@ -1574,6 +1574,25 @@ def test_class_with_the_mixture_prior_defaults_to_the_newest_run(isolated, monke
     assert_png(isolated.run_dir / "class_6_gmm.png")
     images, prior = generate.draw_class(isolated.model, isolated.galaxies, 6, 4, "gmm", components=2)
     assert images.shape == (4, 3, 64, 64) and prior.mixtures[6].n_components == 2
+    # By default the mixture's draws are decoded as drawn; refine_steps=1: after one decode-encode step.
+    drawn = prior.sample(4, 0, label=6)
+    assert torch.allclose(images, model_module.decode_latents(isolated.model, drawn), atol=1e-6)
+    refined_images, _ = generate.draw_class(isolated.model, isolated.galaxies, 6, 4, "gmm", components=2, refine_steps=1)
+    refined = model_module.encode_means(isolated.model, model_module.decode_latents(isolated.model, drawn))
+    assert torch.allclose(refined_images, model_module.decode_latents(isolated.model, refined), atol=1e-6)
+    assert not torch.allclose(refined, drawn, atol=1e-3)
+
+
+def test_refine_latents_takes_decode_encode_round_trips():
+    vae = model_module.build_model(model_module.ModelConfig(latent=4, base_channels=4, layers=2)).eval()
+    z = 5 * torch.randn(6, 4)  # far out, where no galaxy is encoded
+    round_trip = lambda latents: model_module.encode_means(vae, model_module.decode_latents(vae, latents))
+    assert torch.equal(model_module.refine_latents(vae, z, 0), z)
+    assert torch.allclose(model_module.refine_latents(vae, z, 1), round_trip(z), atol=1e-6)
+    assert torch.allclose(model_module.refine_latents(vae, z, 2), round_trip(round_trip(z)), atol=1e-6)
+    # the round trip lands among the encoder's own outputs: no farther from them than images' codes lie
+    codes = model_module.encode_means(vae, torch.rand(64, 3, 64, 64))
+    assert (model_module.refine_latents(vae, z, 1) - codes.mean(0)).norm(dim=1).max() < (z - codes.mean(0)).norm(dim=1).min()
 
 
 def test_copying_z_tells_copies_from_new_points():
@@ -1594,11 +1613,11 @@ def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
     monkeypatch.setattr(fid, "get_activations", lambda *a, **k: get_activations(*a, **k)[:, :64])
     out = isolated.dir / "evaluation"
     generate.main(["--quiet", "--checkpoint", str(isolated.best), "--out", str(out), "--evaluate",
-                   "--num-samples", "8", "--judge-epochs", "1", "--prior-epochs", "2"])
+                   "--num-samples", "8", "--judge-epochs", "1", "--prior-epochs", "2", "--refine-steps", "1"])
     table = capsys.readouterr().out
     for row in ("test SSIM", "FID floor", "FID reconstructions", "FID normal samples", "FID flow samples",
                 "judge accuracy, vae2 class samples", "6 Unbarred Tight Spi", "chosen by validation accuracy",
-                "copying, gmm: Z_U", "copying, normal: Z_U"):
+                "copying, gmm: Z_U", "copying, normal: Z_U", "refined by 1 decode-encode step(s)"):
         assert row in table, row
     result = json.loads((out / "evaluation.json").read_text())
     assert result["num_samples"] == 8 and result["checkpoint"] == str(isolated.best)
@@ -1622,6 +1641,7 @@ def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
         assert table["overall"] == pytest.approx(np.mean([table[k] for k in classes]))
     assert accuracy["samples"] == accuracy["samplers"][priors.DEFAULT_PRIOR] and accuracy["samplers"]["normal"] is None
     assert set(result["samplers"]["fit_seconds"]) == set(priors.PRIORS)
+    assert result["samplers"]["refine_steps"] == 1
     copying = result["copying"]
     assert copying["held_out_median"] > 0 and set(copying["samplers"]) == set(priors.PRIORS)
     assert all(np.isfinite(c["z"]) and c["median_ratio"] > 0 for c in copying["samplers"].values())
@@ -1631,6 +1651,25 @@ def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
     expected = fid.get_activations(test_6, fid.load_inception(), progress=False)
     np.testing.assert_allclose(np.sort(np.load(test_acts), 0), np.sort(expected, 0), atol=1e-3)
     assert list((isolated.data_dir / "cache").glob("acts-*-train-class6-*.npy"))
+
+
+def test_evaluate_on_the_validation_split_leaves_the_test_split_alone(isolated, monkeypatch, capsys):
+    get_activations = fid.get_activations
+    monkeypatch.setattr(fid, "get_activations", lambda *a, **k: get_activations(*a, **k)[:, :64])
+    out = isolated.dir / "evaluation-on-val"
+    generate.main(["--quiet", "--checkpoint", str(isolated.best), "--out", str(out), "--evaluate", "--split", "val",
+                   "--samplers", "gmm", "--num-samples", "6", "--judge-epochs", "1"])
+    table = capsys.readouterr().out
+    for row in ("val SSIM", "FID reconstructions of val galaxies", "judge accuracy, real val galaxies", "x the val galaxies'"):
+        assert row in table, row
+    assert not (out / "evaluation.json").exists()  # a test-split evaluation is never overwritten by this one
+    result = json.loads((out / "evaluation_val.json").read_text())
+    galaxies, classes = isolated.galaxies, isolated.galaxies.classes
+    assert result["split"] == "val" and "real_test" not in result["accuracy"]
+    assert result["ssim"] == generate.reconstruction_ssim(isolated.model, galaxies.val_x, galaxies.val_y, classes)
+    # the real side is the validation split: its class-6 features are cached under its name
+    assert [np.load(f).shape[0] for f in (isolated.data_dir / "cache").glob("acts-*-val-class6-*.npy")] == \
+        [result["fid"]["per_class"]["6"]["n"]]
 
 
 # ---------------------------------------------------------------- bad input
@@ -1652,6 +1691,8 @@ def test_missing_checkpoint_is_one_line_exit_2(run):
     (["--evaluate", "--samplers", "gmm", "bogus"], "--prior bogus: choose normal, gmm, vae2, flow"),
     (["--class", "6", "--prior", "normal"], "--prior normal: N(0, I) knows no classes"),
     (["--class", "6", "--n", "0"], "--n 0: must be at least 1"),
+    (["--class", "6", "--refine-steps", "-1"], "--refine-steps -1: must be at least 0"),
+    (["--evaluate", "--split", "train"], "argument --split: invalid choice: 'train'"),
     (["--evaluate", "--num-samples", "5"], "--num-samples 5: gives 1 image(s) of a class per FID"),
     (["--reconstruct", "--save-images", "x"], "--save-images DIR: only with --class K or --samples N"),
     ([], "nothing to do"),
@@ -2017,6 +2058,13 @@ def test_explore_page_is_offline_and_api_answers_match_the_model(explorer):
     status, sampled = call(explorer, "POST", "/api/sample", {"class": 6, "n": 3, "seed": 5})
     expected = ex.prior.sample(3, seed=5, label=6)
     assert status == 200 and np.allclose([g["latent"] for g in sampled["galaxies"]], expected.numpy(), atol=1e-6)
+    for g in sampled["galaxies"]:  # each image is its latent's, as /api/decode draws it
+        assert (image_of(g["image"]) == eight_bit(model_module.decode_latents(run.model, torch.tensor([g["latent"]])))[0]).all()
+    # --refine-steps 1: the class sampler's draws after one decode-encode step, as generate.py --class
+    refining = explore.Explorer(run.model, run.galaxies, name="tiny", refine_steps=1).sample(6, 3, 5)
+    refined = model_module.refine_latents(run.model, expected, 1)
+    assert np.allclose([g["latent"] for g in refining["galaxies"]], refined.numpy(), atol=1e-5)
+    assert not np.allclose(refined.numpy(), expected.numpy(), atol=1e-3)
     # The class's sampler is the prior fitted to that class's training latents.
     train_mu = model_module.encode_means(run.model, run.galaxies.train_x[run.galaxies.train_y == 6])
     mixture = ex.prior.mixtures[6]
@@ -2086,6 +2134,9 @@ def test_explore_cli_serves_and_rejects_bad_input(run, capsys):
     with pytest.raises(SystemExit) as e:
         explore.main(["--port", "70000"])
     assert e.value.code == 2 and capsys.readouterr().err.strip().endswith("error: --port 70000: must be 0 to 65535")
+    with pytest.raises(SystemExit) as e:
+        explore.main(["--refine-steps", "-1"])
+    assert e.value.code == 2 and capsys.readouterr().err.strip().endswith("error: --refine-steps -1: must be at least 0")
     with pytest.raises(SystemExit) as e:
         explore.main(["--checkpoint", str(run.dir / "missing.pt")])
     assert e.value.code == 2 and capsys.readouterr().err.strip().endswith("missing.pt: no such checkpoint")
