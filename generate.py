@@ -10,7 +10,7 @@ Gaussian mixture per class by default, or a second-stage VAE or a flow) to the e
 latents and decodes samples of class K drawn from it; --save-images DIR also writes them as PNGs. Every
 sampler's latents (--samples, --class, --evaluate) can take --refine-steps K decode-encode round trips
 (model.refine_latents; default 0, as drawn), which move draws that fell between the galaxies to where the
-encoder puts galaxies.
+encoder puts galaxies; --refine-steps auto chooses 0 or 1 on the validation split, once per checkpoint.
 
 --evaluate decomposes FID against the test split, at equal N on both sides, per class (N / classes each)
 and pooled: the floor (real training galaxies), reconstructions of test galaxies (what the decoder can
@@ -34,7 +34,7 @@ from PIL import Image
 from scipy.stats import mannwhitneyu
 
 import fid
-from data import CLASS_NAMES, InputError, Parser, atomic_output, checkpoint_galaxies, exit_on_input_error
+from data import CLASS_NAMES, InputError, Parser, atomic_output, checkpoint_galaxies, exit_on_input_error, sha256_of
 from judge import classify, load_or_train_classifier
 from latent_map import PROJECTIONS, draw_latent_map
 from losses import ssim
@@ -178,6 +178,53 @@ def copying_z(generated, held_out):
     m, n = len(generated), len(held_out)
     u = mannwhitneyu(np.asarray(generated), np.asarray(held_out)).statistic
     return float((u - m * n / 2) / np.sqrt(m * n * (m + n + 1) / 12))
+
+
+def choose_refine_steps(model, galaxies, prior=DEFAULT_PRIOR, num_samples=256, seed=0, components=4,
+                        prior_epochs=None, device="cpu", progress=True):
+    """--refine-steps auto: 0 or 1 decode-encode steps, whichever gives the prior's class samples the lower FID
+    against the validation split (n_k = N / classes a class, as --evaluate's); the test split plays no part.
+    Returns (steps, {steps: FID})."""
+    classes = list(galaxies.classes)
+    counts = {k: min(num_samples // len(classes), int((galaxies.val_y == k).sum())) for k in classes}
+    if min(counts.values()) < 2:
+        raise InputError(f"--refine-steps auto: --num-samples {num_samples} gives {min(counts.values())} validation "
+                         f"image(s) of a class, need at least 2")
+    inception = fid.load_inception(device=device)
+    real = {k: real_activations(galaxies, "val", k, n, seed, inception, device, progress) for k, n in counts.items()}
+    fitted = fit_prior(prior, encode_means(model, galaxies.train_x), galaxies.train_y, seed, components, prior_epochs)
+    fids = {}
+    for steps in (0, 1):
+        acts = {k: fid.get_activations(decode_latents(model, refine_latents(model, fitted.sample(n, seed, label=k), steps)),
+                                       inception, 50, device, progress) for k, n in counts.items()}
+        fids[steps] = fid_table(acts, real)["overall"]
+    return min(fids, key=fids.get), fids
+
+
+def resolve_refine_steps(args, model, galaxies, checkpoint_path, out, device, progress):
+    """(steps, the choice's record or None): --refine-steps as given, or for auto the validation choice, kept in
+    out/refine_steps.json for this checkpoint and these settings so that later calls draw the same way."""
+    if args.refine_steps != "auto":
+        return int(args.refine_steps), None
+    prior = args.prior if args.prior not in (None, "normal") else DEFAULT_PRIOR
+    key = {"checkpoint_sha256": sha256_of(checkpoint_path), "prior": prior, "components": args.components,
+           "seed": args.seed, "num_samples": args.num_samples, "prior_epochs": args.prior_epochs}
+    cache = out / "refine_steps.json"
+    try:
+        record = json.loads(cache.read_text())
+        if record["key"] == key:
+            return record["chosen"], record
+    except (OSError, ValueError, KeyError, TypeError):  # none yet, or unreadable: choose again
+        pass
+    chosen, fids = choose_refine_steps(model, galaxies, prior, args.num_samples, args.seed, args.components,
+                                       args.prior_epochs, device, progress)
+    record = {"key": key, "split": "val", "validation_fid": {str(k): v for k, v in fids.items()}, "chosen": chosen}
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_output(cache) as tmp:
+        tmp.write_text(json.dumps(record, indent=1))
+    print(f"--refine-steps auto: {chosen} (validation FID of {prior} class samples: "
+          f"{fids[0]:.1f} as drawn, {fids[1]:.1f} after one step; kept in {cache})")
+    return chosen, record
 
 
 def judge_accuracy(judge, images, labels, classes):
@@ -329,9 +376,10 @@ def parse_args(argv=None):
     o.add_argument("--split", choices=("test", "val"), default="test", help="--evaluate: the held-out split to "
                    "measure against (default test; val, to choose settings such as --refine-steps without "
                    "touching the test split: writes evaluation_val.json)")
-    o.add_argument("--refine-steps", type=int, default=DEFAULT_REFINE_STEPS, help="--samples, --class, --evaluate: "
-                   "decode-encode round trips of every sampler's latents before they are decoded (default "
-                   f"{DEFAULT_REFINE_STEPS}: as the sampler drew them; see the README)")
+    o.add_argument("--refine-steps", default=str(DEFAULT_REFINE_STEPS), metavar="K|auto", help="--samples, --class, "
+                   "--evaluate: decode-encode round trips of every sampler's latents before they are decoded (default "
+                   f"{DEFAULT_REFINE_STEPS}: as the sampler drew them); auto: 0 or 1, whichever scores the lower FID "
+                   "on the validation split (minutes, once per checkpoint: kept in refine_steps.json; see the README)")
     o.add_argument("--components", type=int, default=4, help="gmm: most components (fewer for few latents)")
     o.add_argument("--prior-epochs", type=int, help="vae2, flow: training epochs on the latents (default 200)")
     o.add_argument("--num-samples", type=int, default=256, help="--evaluate: N, images per FID side, N / classes "
@@ -356,10 +404,11 @@ def check_args(args):
         raise InputError(f"--latent-map {args.latent_map}: choose {' or '.join(PROJECTIONS)}")
     for flag, value, least in (("--samples", args.samples, 1), ("--steps", args.steps, 2), ("--n", args.n, 1),
                                ("--components", args.components, 1), ("--num-samples", args.num_samples, 2),
-                               ("--judge-epochs", args.judge_epochs, 1), ("--prior-epochs", args.prior_epochs, 1),
-                               ("--refine-steps", args.refine_steps, 0)):
+                               ("--judge-epochs", args.judge_epochs, 1), ("--prior-epochs", args.prior_epochs, 1)):
         if value is not None and value < least:
             raise InputError(f"{flag} {value}: must be at least {least}")
+    if args.refine_steps != "auto" and not (args.refine_steps.isdigit() and args.refine_steps.isascii()):
+        raise InputError(f"--refine-steps {args.refine_steps}: must be a whole number >= 0, or auto")
     if args.index and not args.interpolate:
         raise InputError("--index I J: only with --interpolate A B")
     if args.save_images and not (args.samples or args.target_class is not None):
@@ -380,9 +429,13 @@ def main(argv=None):
     if args.save_images:
         check_writable_folder(args.save_images)
     sample_prior = args.prior or "normal"
+    draws = args.samples or args.target_class is not None or args.evaluate
     needs_data = (args.reconstruct or args.interpolate or args.target_class is not None or args.evaluate
-                  or args.latent_map or (args.samples and sample_prior != "normal"))
+                  or args.latent_map or (args.samples and sample_prior != "normal")
+                  or (draws and args.refine_steps == "auto"))
     galaxies = checkpoint_galaxies(checkpoint, progress) if needs_data else None
+    refine_steps, refine_choice = (resolve_refine_steps(args, model, galaxies, path, out, device, progress) if draws
+                                   else (0, None))
     if args.reconstruct:
         plot_reconstructions(model, galaxies.test_x, galaxies.test_y, out / "reconstructions_test.png", "test")
         print(f"wrote {out / 'reconstructions_test.png'}")
@@ -390,10 +443,10 @@ def main(argv=None):
         fitted = (NormalPrior(model.latent_dim) if sample_prior == "normal" else
                   fit_prior(sample_prior, encode_means(model, galaxies.train_x), galaxies.train_y, args.seed,
                             args.components, args.prior_epochs))
-        images = decode_latents(model, refine_latents(model, fitted.sample(args.samples, args.seed), args.refine_steps))
+        images = decode_latents(model, refine_latents(model, fitted.sample(args.samples, args.seed), refine_steps))
         where = "z ~ N(0, I)" if sample_prior == "normal" else f"the {sample_prior} prior of the training latents"
         plot_grid(images, out / "samples.png", f"{args.samples} galaxies decoded from {where} (seed {args.seed}, "
-                  f"{args.refine_steps} decode-encode step(s))")
+                  f"{refine_steps} decode-encode step(s))")
         print(f"wrote {out / 'samples.png'}")
         if args.save_images:
             count = save_images(images, args.save_images, f"samples_{sample_prior}")
@@ -406,9 +459,9 @@ def main(argv=None):
     if args.target_class is not None:
         k, prior = args.target_class, args.prior or DEFAULT_PRIOR
         images, fitted = draw_class(model, galaxies, k, args.n, prior, args.components, args.seed, args.prior_epochs,
-                                    args.refine_steps)
+                                    refine_steps)
         plot_grid(images, out / f"class_{k}_{prior}.png", f"class {k} {CLASS_NAMES[k]}: {prior} prior fitted to "
-                  f"the training latents in {fitted.fit_seconds:.1f} s (seed {args.seed}, {args.refine_steps} "
+                  f"the training latents in {fitted.fit_seconds:.1f} s (seed {args.seed}, {refine_steps} "
                   "decode-encode step(s))")
         print(f"wrote {out / f'class_{k}_{prior}.png'}")
         if args.save_images:
@@ -423,7 +476,8 @@ def main(argv=None):
         samplers = list(dict.fromkeys(args.samplers + [prior]))  # the reported prior is always measured
         result = {"checkpoint": str(path), "data": {"source": galaxies.source, "key": galaxies.key}} | evaluate(
             model, galaxies, args.num_samples, args.seed, prior, samplers, args.components, args.judge_epochs,
-            args.prior_epochs, device, progress, args.refine_steps, args.split)
+            args.prior_epochs, device, progress, refine_steps, args.split)
+        result["samplers"]["refine_choice"] = refine_choice
         print(format_table(result, galaxies.classes))
         name = "evaluation.json" if args.split == "test" else f"evaluation_{args.split}.json"
         with atomic_output(out / name) as tmp:

@@ -1672,6 +1672,34 @@ def test_evaluate_on_the_validation_split_leaves_the_test_split_alone(isolated, 
         [result["fid"]["per_class"]["6"]["n"]]
 
 
+def test_refine_steps_auto_chooses_on_the_validation_split_once(isolated, monkeypatch, capsys):
+    get_activations, real_activations, embedded, splits = fid.get_activations, generate.real_activations, [], []
+    def counting(images, *a, **k):
+        embedded.append(len(images))
+        return get_activations(images, *a, **k)[:, :64]
+    monkeypatch.setattr(fid, "get_activations", counting)
+    monkeypatch.setattr(generate, "real_activations", lambda g, split, *a, **k: splits.append(split) or
+                        real_activations(g, split, *a, **k))
+    out = isolated.dir / "auto"
+    argv = ["--quiet", "--checkpoint", str(isolated.best), "--out", str(out), "--class", "6", "--n", "2",
+            "--refine-steps", "auto", "--num-samples", "6"]
+    generate.main(argv)
+    record = json.loads((out / "refine_steps.json").read_text())
+    fids = {int(k): v for k, v in record["validation_fid"].items()}
+    assert record["split"] == "val" and set(fids) == {0, 1} and record["chosen"] == min(fids, key=fids.get)
+    assert record["key"]["checkpoint_sha256"] == data.sha256_of(isolated.best) and record["key"]["prior"] == "gmm"
+    assert f"--refine-steps auto: {record['chosen']}" in capsys.readouterr().out
+    assert splits == ["val"] * 3  # the real side: each class's validation galaxies, never the test split's
+    assert embedded.count(2) >= 6  # 2 samples a class as drawn and 2 after one step (+ the reals, once)
+    assert_png(out / "class_6_gmm.png")
+    embedded.clear()
+    generate.main(argv)  # the choice is kept beside the figures: no second FID
+    assert embedded == [] and "--refine-steps auto" not in capsys.readouterr().out
+    (out / "refine_steps.json").write_text("{not json")  # a damaged record is chosen again, not trusted
+    generate.main(argv)
+    assert json.loads((out / "refine_steps.json").read_text())["chosen"] == record["chosen"]
+
+
 # ---------------------------------------------------------------- bad input
 
 def test_missing_checkpoint_is_one_line_exit_2(run):
@@ -1691,7 +1719,8 @@ def test_missing_checkpoint_is_one_line_exit_2(run):
     (["--evaluate", "--samplers", "gmm", "bogus"], "--prior bogus: choose normal, gmm, vae2, flow"),
     (["--class", "6", "--prior", "normal"], "--prior normal: N(0, I) knows no classes"),
     (["--class", "6", "--n", "0"], "--n 0: must be at least 1"),
-    (["--class", "6", "--refine-steps", "-1"], "--refine-steps -1: must be at least 0"),
+    (["--class", "6", "--refine-steps", "-1"], "--refine-steps -1: must be a whole number >= 0, or auto"),
+    (["--class", "6", "--refine-steps", "1.5"], "--refine-steps 1.5: must be a whole number >= 0, or auto"),
     (["--evaluate", "--split", "train"], "argument --split: invalid choice: 'train'"),
     (["--evaluate", "--num-samples", "5"], "--num-samples 5: gives 1 image(s) of a class per FID"),
     (["--reconstruct", "--save-images", "x"], "--save-images DIR: only with --class K or --samples N"),
