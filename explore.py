@@ -25,6 +25,7 @@ import json
 import math
 import socket
 import threading
+from contextlib import contextmanager
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -83,17 +84,21 @@ class Explorer:
     def latent_dim(self):
         return self.model.latent_dim
 
-    def decode(self, z):
+    @contextmanager
+    def drawing(self):
         # A --decoder-noise model draws noise: the same draw for every request, so that a slider moves
         # the galaxy, not its field stars, and one latent always shows one image.
         device = next(self.model.parameters()).device
         with self.lock, torch.inference_mode(), forked_rng(device, self.seed):
+            yield
+
+    def decode(self, z):
+        with self.drawing():
             return decode_latents(self.model, z)
 
     def refine(self, z):
-        """z after --refine-steps decode-encode round trips, as generate.py --class, with decode's noise."""
-        device = next(self.model.parameters()).device
-        with self.lock, torch.inference_mode(), forked_rng(device, self.seed):
+        """z after --refine-steps decode-encode round trips, as generate.py --class."""
+        with self.drawing():
             return refine_latents(self.model, z, self.refine_steps)
 
     def info(self):

@@ -150,6 +150,18 @@ def real_activations(galaxies, split, k, n, seed, inception, device, progress):
     return acts
 
 
+def fid_counts(galaxies, split, num_samples):
+    """n_k per class for FIDs against `split` at N = num_samples: N / classes, capped by the split's and the
+    training split's galaxies of class k (the floor draws that many training galaxies); InputError below 2."""
+    held_y = galaxies.split(split)[1]
+    counts = {k: min(num_samples // len(galaxies.classes), int((held_y == k).sum()), int((galaxies.train_y == k).sum()))
+              for k in galaxies.classes}
+    if min(counts.values()) < 2:
+        raise InputError(f"--num-samples {num_samples}: gives {min(counts.values())} image(s) of a class per FID, "
+                         f"need at least 2 (use at least {2 * len(counts)})")
+    return counts
+
+
 def fid_table(per_class_acts, real):
     """FID of generated features against real ones, per class and of all classes pooled: {"overall": x,
     k: x, ...}."""
@@ -185,18 +197,15 @@ def choose_refine_steps(model, galaxies, prior=DEFAULT_PRIOR, num_samples=256, s
     """--refine-steps auto: 0 or 1 decode-encode steps, whichever gives the prior's class samples the lower FID
     against the validation split (n_k = N / classes a class, as --evaluate's); the test split plays no part.
     Returns (steps, {steps: FID})."""
-    classes = list(galaxies.classes)
-    counts = {k: min(num_samples // len(classes), int((galaxies.val_y == k).sum())) for k in classes}
-    if min(counts.values()) < 2:
-        raise InputError(f"--refine-steps auto: --num-samples {num_samples} gives {min(counts.values())} validation "
-                         f"image(s) of a class, need at least 2")
+    counts = fid_counts(galaxies, "val", num_samples)
     inception = fid.load_inception(device=device)
     real = {k: real_activations(galaxies, "val", k, n, seed, inception, device, progress) for k, n in counts.items()}
     fitted = fit_prior(prior, encode_means(model, galaxies.train_x), galaxies.train_y, seed, components, prior_epochs)
     fids = {}
     for steps in (0, 1):
-        acts = {k: fid.get_activations(decode_latents(model, refine_latents(model, fitted.sample(n, seed, label=k), steps)),
-                                       inception, 50, device, progress) for k, n in counts.items()}
+        samples = {k: decode_latents(model, refine_latents(model, fitted.sample(n, seed, label=k), steps))
+                   for k, n in counts.items()}
+        acts = {k: fid.get_activations(x, inception, 50, device, progress) for k, x in samples.items()}
         fids[steps] = fid_table(acts, real)["overall"]
     return min(fids, key=fids.get), fids
 
@@ -236,7 +245,8 @@ def judge_accuracy(judge, images, labels, classes):
 
 
 def evaluate(model, galaxies, num_samples=256, seed=0, prior=DEFAULT_PRIOR, samplers=PRIORS, components=4,
-             judge_epochs=30, prior_epochs=None, device="cpu", progress=True, refine_steps=DEFAULT_REFINE_STEPS, split="test"):
+             judge_epochs=30, prior_epochs=None, device="cpu", progress=True, refine_steps=DEFAULT_REFINE_STEPS,
+             split="test"):
     """All metrics on a held-out split (the test split; "val" to choose settings without touching it) as
     one JSON-ready dict. FIDs against that split, each at equal N on both sides: n_k = min(N / classes,
     held-out and training galaxies of class k) per class, and the classes pooled (n = sum of n_k) overall.
@@ -251,11 +261,7 @@ def evaluate(model, galaxies, num_samples=256, seed=0, prior=DEFAULT_PRIOR, samp
     def acts_of(images):
         return fid.get_activations(images, inception, 50, device, progress)
 
-    counts = {k: min(num_samples // len(classes), int((held_y == k).sum()), int((galaxies.train_y == k).sum()))
-              for k in classes}
-    if min(counts.values()) < 2:
-        raise InputError(f"--num-samples {num_samples}: gives {min(counts.values())} image(s) of a class per FID, "
-                         f"need at least 2 (use at least {2 * len(classes)})")
+    counts = fid_counts(galaxies, split, num_samples)
     real = {k: real_activations(galaxies, split, k, n, seed, inception, device, progress) for k, n in counts.items()}
     floor = {k: real_activations(galaxies, "train", k, n, seed, inception, device, progress) for k, n in counts.items()}
     held_mu = encode_means(model, held_x)
