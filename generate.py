@@ -295,7 +295,7 @@ def parse_args(argv=None):
     o.add_argument("--refine-steps", default="auto", metavar="K|auto", help="--samples, --class, --evaluate: "
                    "decode-encode round trips of every sampler's latents before they are decoded (0: as the sampler "
                    "drew them); default auto: 0 or 1, whichever gives the class sampler's samples the lower FID on "
-                   f"the validation split (once per checkpoint, about 2 minutes on a CPU; kept in {REFINE_RECORD} "
+                   f"the validation split (once per checkpoint, 2-3 minutes on a CPU; kept in {REFINE_RECORD} "
                    "beside it; see the README)")
     o.add_argument("--components", type=int, default=4, help="gmm: most components (fewer for few latents)")
     o.add_argument("--prior-epochs", type=int, help="vae2, flow: training epochs on the latents (default 200)")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import fid
 from data import InputError, atomic_output, sha256_of
-from model import decode_latents, encode_means, refine_latents
+from model import decode_latents, encode_means, forked_rng, refine_latents
 from priors import DEFAULT_PRIOR, fit_prior
 
 REFINE_RECORD = "refine_steps.json"  # beside the checkpoint: generate.py and explore.py draw alike
@@ -31,15 +31,20 @@ def choose_refine_steps(model, galaxies, prior=DEFAULT_PRIOR, components=4, prio
                         progress=True, num_samples=REFINE_CHOICE_SAMPLES, seed=0):
     """--refine-steps auto: 0 or 1 decode-encode steps, whichever gives the prior's class samples the lower FID
     against the validation split (n_k = N / classes a class, as --evaluate's); the test split plays no part.
-    Returns (steps, {steps: FID})."""
-    counts = fid.fid_counts(galaxies, "val", num_samples)
+    Returns (steps, {steps: FID}). A noisy decoder draws its noise from `seed` here, so that one checkpoint
+    always makes one choice."""
+    try:
+        counts = fid.fid_counts(galaxies, "val", num_samples)
+    except InputError:
+        raise InputError("the validation split has fewer than 2 galaxies of a class") from None
     inception = fid.load_inception(device=device)
     real = {k: fid.real_activations(galaxies, "val", k, n, seed, inception, device, progress) for k, n in counts.items()}
     fitted = fit_prior(prior, encode_means(model, galaxies.train_x), galaxies.train_y, seed, components, prior_epochs)
     fids = {}
     for steps in (0, 1):
-        samples = {k: decode_latents(model, refine_latents(model, fitted.sample(n, seed, label=k), steps))
-                   for k, n in counts.items()}
+        with forked_rng(next(model.parameters()).device, seed):
+            samples = {k: decode_latents(model, refine_latents(model, fitted.sample(n, seed, label=k), steps))
+                       for k, n in counts.items()}
         acts = {k: fid.get_activations(x, inception, 50, device, progress) for k, x in samples.items()}
         fids[steps] = fid.fid_table(acts, real)["overall"]
     return min(fids, key=fids.get), fids

@@ -47,6 +47,7 @@ import model as model_module
 import morphology
 import priors
 import procedural
+import refine
 import train
 from data import InputError, load_galaxies
 from model import ConvVAE
@@ -1717,6 +1718,22 @@ def test_refine_steps_auto_is_the_default_chosen_on_the_validation_split_once(is
     generate.main(argv + ["--components", "2"])  # another sampler: its own choice, kept beside the first
     choices = json.loads((tmp_path / "run" / "refine_steps.json").read_text())["choices"]
     assert [c["key"]["components"] for c in choices] == [4, 2]
+
+
+def test_refine_choice_is_repeatable_with_a_noisy_decoder(run, monkeypatch):
+    # A --decoder-noise model draws noise as it decodes: the choice draws it from its own seed, so one
+    # checkpoint always makes one choice.
+    get_activations = fid.get_activations
+    monkeypatch.setattr(fid, "get_activations", lambda *a, **k: get_activations(*a, **k)[:, :64])
+    config = model_module.ModelConfig(latent=4, base_channels=4, layers=2, upsample="bilinear", decoder_noise=True)
+    model = model_module.build_model(config).eval()
+    for layer in model.modules():
+        if isinstance(layer, model_module.NoiseInjection):
+            torch.nn.init.constant_(layer.weight, 1.0)
+    torch.manual_seed(5)
+    first = refine.choose_refine_steps(model, run.galaxies, components=2, progress=False)
+    torch.manual_seed(6)  # another state of the global generator: the same noise, the same FIDs
+    assert refine.choose_refine_steps(model, run.galaxies, components=2, progress=False) == first
 
 
 def test_refine_steps_auto_without_the_fid_weights_draws_as_drawn(isolated, tmp_path, monkeypatch, capsys):
