@@ -36,8 +36,8 @@ from PIL import Image
 
 from data import CLASS_NAMES, InputError, checkpoint_galaxies, exit_on_input_error
 from latent_map import CLASS_COLOURS, PROJECTIONS, principal_directions, project
-from model import (DEFAULT_REFINE_STEPS, decode_latents, encode_means, find_latest_checkpoint, forked_rng,
-                   load_checkpoint, pick_device, refine_latents)
+from model import (DEFAULT_REFINE_STEPS, checkpoint_file, decode_latents, encode_means, find_latest_checkpoint,
+                   forked_rng, load_checkpoint, pick_device, refine_latents)
 from priors import DEFAULT_PRIOR, check_kind, fit_prior
 from refine import parse_refine_steps, resolve_refine_steps
 
@@ -383,10 +383,9 @@ def main(argv=None):
     check_kind(args.prior)
     if args.prior == "normal":
         raise InputError("--prior normal: N(0, I) knows no classes; choose gmm, vae2 or flow")
-    path = Path(args.checkpoint) if args.checkpoint else find_latest_checkpoint()
+    path = checkpoint_file(args.checkpoint) if args.checkpoint else find_latest_checkpoint()
     device = pick_device(args.device)
     model, checkpoint = load_checkpoint(path, device)
-    path = path / "best.pt" if path.is_dir() else path
     galaxies = checkpoint_galaxies(checkpoint, progress=False)
     refine_steps, _ = resolve_refine_steps(args.refine_steps, model, galaxies, path, args.prior, args.components,
                                            device=device)

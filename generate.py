@@ -39,8 +39,8 @@ from data import CLASS_NAMES, InputError, Parser, atomic_output, checkpoint_gala
 from judge import classify, load_or_train_classifier
 from latent_map import PROJECTIONS, draw_latent_map
 from losses import ssim
-from model import (DEFAULT_REFINE_STEPS, decode_latents, encode_means, find_latest_checkpoint, load_checkpoint,
-                   pick_device, refine_latents)
+from model import (DEFAULT_REFINE_STEPS, checkpoint_file, decode_latents, encode_means, find_latest_checkpoint,
+                   load_checkpoint, pick_device, refine_latents)
 from plots import plot_grid, plot_interpolation, plot_reconstructions
 from priors import DEFAULT_PRIOR, PRIORS, NormalPrior, check_kind, fit_prior
 from refine import REFINE_RECORD, parse_refine_steps, resolve_refine_steps
@@ -336,9 +336,8 @@ def main(argv=None):
     args = parse_args(argv)
     check_args(args)
     device, progress = pick_device(args.device), not args.quiet
-    path = Path(args.checkpoint) if args.checkpoint else find_latest_checkpoint()
+    path = checkpoint_file(args.checkpoint) if args.checkpoint else find_latest_checkpoint()
     model, checkpoint = load_checkpoint(path, device)
-    path = path / "best.pt" if path.is_dir() else path
     out = Path(args.out) if args.out else path.parent
     for k in (args.interpolate or []) + ([] if args.target_class is None else [args.target_class]):
         check_class(k, tuple(checkpoint["config"]["classes"]))  # before the data is loaded: fail fast

@@ -250,12 +250,16 @@ def build_model(config, device="cpu"):
                    sky_noise=config.sky_noise).to(device, memory_format=torch.channels_last)
 
 
+def checkpoint_file(path):
+    """The checkpoint file `path` names: itself, or a run folder's best.pt."""
+    path = Path(path)
+    return path / "best.pt" if path.is_dir() else path
+
+
 def load_checkpoint(path, device="cpu"):
     """Rebuild the model from the config saved inside a checkpoint file or run folder (its best.pt):
     (model in eval mode, checkpoint dict). weights_only: a checkpoint someone hands you is data, not code."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "best.pt"
+    path = checkpoint_file(path)
     if not path.is_file():
         raise InputError(f"{path}: no such checkpoint")
     try:

@@ -1720,16 +1720,22 @@ def test_refine_steps_auto_is_the_default_chosen_on_the_validation_split_once(is
     assert [c["key"]["components"] for c in choices] == [4, 2]
 
 
-def test_refine_choice_is_repeatable_with_a_noisy_decoder(run, monkeypatch):
-    # A --decoder-noise model draws noise as it decodes: the choice draws it from its own seed, so one
-    # checkpoint always makes one choice.
-    get_activations = fid.get_activations
-    monkeypatch.setattr(fid, "get_activations", lambda *a, **k: get_activations(*a, **k)[:, :64])
+def noisy_tiny_model():
+    """A tiny --decoder-noise model whose noise is switched fully on (trained ones start it at zero)."""
     config = model_module.ModelConfig(latent=4, base_channels=4, layers=2, upsample="bilinear", decoder_noise=True)
     model = model_module.build_model(config).eval()
     for layer in model.modules():
         if isinstance(layer, model_module.NoiseInjection):
             torch.nn.init.constant_(layer.weight, 1.0)
+    return model
+
+
+def test_refine_choice_is_repeatable_with_a_noisy_decoder(run, monkeypatch):
+    # A --decoder-noise model draws noise as it decodes: the choice draws it from its own seed, so one
+    # checkpoint always makes one choice.
+    get_activations = fid.get_activations
+    monkeypatch.setattr(fid, "get_activations", lambda *a, **k: get_activations(*a, **k)[:, :64])
+    model = noisy_tiny_model()
     torch.manual_seed(5)
     first = refine.choose_refine_steps(model, run.galaxies, components=2, progress=False)
     torch.manual_seed(6)  # another state of the global generator: the same noise, the same FIDs
@@ -2092,11 +2098,7 @@ def eight_bit(images):
 
 
 def test_explorer_shows_one_image_per_latent_with_a_noisy_decoder(run):
-    config = model_module.ModelConfig(latent=4, base_channels=4, layers=2, upsample="bilinear", decoder_noise=True)
-    model = model_module.build_model(config).eval()
-    for layer in model.modules():
-        if isinstance(layer, model_module.NoiseInjection):
-            torch.nn.init.constant_(layer.weight, 1.0)
+    model = noisy_tiny_model()
     ex = explore.Explorer(model, run.galaxies, directions=2, name="noisy")
     z = [0.5, -0.5, 0.0, 1.0]
     assert ex.decode_one(torch.tensor(z))["image"] == ex.decode_one(torch.tensor(z))["image"]
