@@ -19,7 +19,6 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -29,15 +28,15 @@ from torch.utils.flop_counter import FlopCounterMode
 import data
 import fid
 import losses
-from data import InputError, Parser, exit_on_input_error
+from cli import InputError, Parser, exit_on_input_error
+from config import PRESETS, TrainConfig
+from devices import cpu_flags, cpu_has_bf16, cpu_info
 from discriminator import build_adversary
-from model import (ConvVAE, ModelConfig, build_model, cpu_flags, cpu_has_bf16, cpu_info, decode_latents,
-                   standard_normal_latents)
+from files import atomic_output
+from model import ConvVAE, ModelConfig, build_model, decode_latents, standard_normal_latents
 
-BATCH_SIZE, LR = 64, 1e-3  # train.py's defaults (TrainConfig; a test holds them equal)
-# train.py's --preset vaegan-cpu without its epochs (a test holds them equal)
-VAEGAN_CPU = {"decoder_noise": True, "adversarial": 0.5, "l1_weight": 1.0, "disc_augment": True, "disc_channels": 16,
-              "lecam": 0.1, "latent": 128, "beta": 0.5, "sky_noise": 0.5}
+DEFAULT_RUN = TrainConfig()  # train.py's defaults: batch size, learning rate
+BATCH_SIZE, LR = DEFAULT_RUN.batch_size, DEFAULT_RUN.lr
 
 
 def best_seconds(fn, repeats, warmup=1):
@@ -127,19 +126,18 @@ def bench_adversarial_step(galaxies, batch_size, repeats):
     """A --preset vaegan-cpu step (VAE with a noisy decoder, L1, adaptive adversarial term, then the
     16-channel discriminator's step) against the same step with the 32-channel discriminator: the width that
     lets 40 epochs fit the 15-minute CPU budget."""
-    preset = VAEGAN_CPU
+    preset = TrainConfig.from_dict(PRESETS["vaegan-cpu"])
     x = galaxies.train_x[:batch_size].contiguous(memory_format=torch.channels_last)
 
     def step_seconds(disc_channels):
         torch.manual_seed(0)
         model = build_model(preset)
         optimizer = torch.optim.Adam(model.parameters(), lr=LR)
-        adversary = build_adversary(preset["adversarial"], preset["disc_augment"], disc_channels, LR,
-                                    lecam=preset["lecam"])
-        return best_seconds(lambda: losses.train_step(model, x, optimizer, preset["beta"], l1_weight=preset["l1_weight"],
+        adversary = build_adversary(preset.adversarial, preset.disc_augment, disc_channels, LR, lecam=preset.lecam)
+        return best_seconds(lambda: losses.train_step(model, x, optimizer, preset.beta, l1_weight=preset.l1_weight,
                                                       adversary=adversary), repeats, warmup=2)
     return {"name": f"adversarial step (vaegan-cpu), batch {batch_size} (images/s)",
-            "ours": batch_size / step_seconds(preset["disc_channels"]),
+            "ours": batch_size / step_seconds(preset.disc_channels),
             "reference": batch_size / step_seconds(32), "reference_name": "the same with a 32-channel discriminator"}
 
 
@@ -228,9 +226,9 @@ def bench_default_run(max_per_class):
         start = time.perf_counter()
         galaxies = data.load_galaxies("embedded", max_per_class=max_per_class, cache_dir=cache, progress=False)
         t_build = time.perf_counter() - start
-    config = SimpleNamespace(batch_size=BATCH_SIZE, recon_weight=None, precision="fp32")  # the default run's
+    config = DEFAULT_RUN
     torch.manual_seed(0)
-    model = build_model(ModelConfig())
+    model = build_model(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
     start = time.perf_counter()
     losses.run_epoch(model, galaxies.train_x, config, 1.0, optimizer, torch.Generator().manual_seed(0))
@@ -355,7 +353,7 @@ def main(argv=None):
         if "reference" in row:
             row["ratio"] = row["reference"] / row["ours"] if row.get("lower_is_better") else row["ours"] / row["reference"]
     print_table(machine, rows)
-    with data.atomic_output(args.out) as tmp:
+    with atomic_output(args.out) as tmp:
         tmp.write_text(json.dumps({"machine": machine, "quick": args.quick, "rows": rows,
                                    "seconds": time.perf_counter() - started}, indent=1))
     print(f"wrote {args.out}; the bench took {time.perf_counter() - started:.0f} s")

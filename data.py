@@ -1,13 +1,11 @@
 """Where galaxies come from: the Galaxy10 DECals file, its downloader, an embedded procedural set,
 or a folder of your own images — all reduced to balanced, split, 64x64 float tensors."""
 import argparse
-import functools
 import hashlib
 import http.client
 import json
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -20,69 +18,12 @@ import torch
 from tqdm import tqdm
 
 import procedural
+from classes import CLASS_NAMES, DEFAULT_CLASSES, class_from_name
+from cli import InputError, Parser, exit_on_input_error
+import files
+from files import atomic_output, default_cache_dir, sha256_of
+from images import IMAGE_SUFFIXES
 
-DATA_DIR = Path(os.environ.get("GALAXY_VAE_DATA", Path(__file__).resolve().parent / "data"))
-
-
-class InputError(Exception):
-    """Bad input from the user: reported as one line naming the file or value, exit code 2."""
-
-
-class Parser(argparse.ArgumentParser):
-    """Every script's argument parser: a bad argument (`--latent x`) is bad input like any other, so it
-    raises InputError and ends, through exit_on_input_error, in one line and exit code 2."""
-
-    def error(self, message):
-        raise InputError(message)
-
-
-def exit_on_input_error(main):
-    """Wrap a script's main() so that bad input ends in one clear line and exit code 2, no traceback."""
-    @functools.wraps(main)
-    def wrapper(*args, **kwargs):
-        try:
-            return main(*args, **kwargs)
-        except InputError as e:
-            print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
-            sys.exit(2)
-    return wrapper
-
-
-def default_cache_dir():
-    """Where prepared arrays, FID statistics and the judge are cached: DATA_DIR/cache (read at call time,
-    so GALAXY_VAE_DATA or a patched DATA_DIR moves every cache at once)."""
-    return DATA_DIR / "cache"
-
-
-def sha256_of(path):
-    """Hex SHA-256 of a file, read 1 MiB at a time (the 2.5 GB Galaxy10 file never sits in memory)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-@contextmanager
-def atomic_output(path):
-    """Yield a temporary path beside `path`; rename it into place only if the block succeeds, so a
-    crash or kill never leaves a half-written file under the real name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-CLASS_NAMES = {0: "Disturbed", 1: "Merging", 2: "Round Smooth", 3: "In-between Round Smooth",
-               4: "Cigar Round Smooth", 5: "Barred Spiral", 6: "Unbarred Tight Spiral",
-               7: "Unbarred Loose Spiral", 8: "Edge-on without Bulge", 9: "Edge-on with Bulge"}
-DEFAULT_CLASSES = (2, 6, 9)
 GALAXY10_URL = "https://zenodo.org/records/10845026/files/Galaxy10_DECals.h5"
 GALAXY10_SHA256 = "19aefc477c41bb7f77ff07599a6b82a038dc042f889a111b0d4d98bb755c1571"
 GALAXY10_FILE = "Galaxy10_DECals.h5"
@@ -210,20 +151,6 @@ def read_galaxy10(path, classes=DEFAULT_CLASSES, max_per_class=None, seed=0, pro
 
 # ---------------------------------------------------------------- your own images
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}   # what image folders may hold (here and in fid.py)
-
-
-def _norm(name):
-    return name.lower().replace("_", " ").replace("-", " ").strip()
-
-
-def class_from_name(name):
-    """Galaxy10 id from a folder name: '6', 'Unbarred Tight Spiral' or 'unbarred_tight_spiral'."""
-    if name.strip().isdigit() and int(name) in CLASS_NAMES:
-        return int(name)
-    return {_norm(v): k for k, v in CLASS_NAMES.items()}.get(_norm(name))
-
-
 def read_image_folder(path, classes=DEFAULT_CLASSES):
     """All PNG/JPEG images under path/<class>/ as 64x64 float32 (area-averaged), with class ids."""
     from PIL import Image, UnidentifiedImageError
@@ -313,14 +240,14 @@ def load_galaxies(source=None, classes=DEFAULT_CLASSES, max_per_class=None, seed
     fractions = tuple(float(f) for f in fractions)
     _check_options(classes, max_per_class, fractions)
     if source is None:
-        default = DATA_DIR / GALAXY10_FILE
+        default = files.DATA_DIR / GALAXY10_FILE
         source = verified(default, GALAXY10_SHA256) if default.is_file() else "embedded"
     if str(source) == "embedded":
         kind, path, name = "embedded", None, "embedded procedural set"
         _check_embedded_classes(classes)
         if progress:
             print(f"data: using the embedded procedural set, not the real Galaxy10 DECals; to use the real "
-                  f"file, run `python data.py --download` (saves {DATA_DIR / GALAXY10_FILE})", file=sys.stderr)
+                  f"file, run `python data.py --download` (saves {files.DATA_DIR / GALAXY10_FILE})", file=sys.stderr)
     else:
         path = Path(source).expanduser()
         if not path.exists():
@@ -405,11 +332,11 @@ def verified(path, sha256):
     return path
 
 
-def download(url=GALAXY10_URL, dest_dir=DATA_DIR, sha256=GALAXY10_SHA256, progress=True):
+def download(url=GALAXY10_URL, dest_dir=None, sha256=GALAXY10_SHA256, progress=True):
     """Fetch url into dest_dir, resuming a partial <name>.part with an HTTP Range request; the file
     gets its real name only once its SHA-256 matches. An existing file is hash-checked once before it is
     trusted (see verified). Returns the final path."""
-    dest = Path(dest_dir) / Path(urllib.parse.urlparse(url).path).name
+    dest = Path(dest_dir or files.DATA_DIR) / Path(urllib.parse.urlparse(url).path).name
     part = dest.with_name(dest.name + ".part")
     if dest.is_file():
         return verified(dest, sha256)
@@ -459,158 +386,36 @@ def download(url=GALAXY10_URL, dest_dir=DATA_DIR, sha256=GALAXY10_SHA256, progre
     return dest
 
 
-# ---------------------------------------------------------------- the embedded set against real galaxies
-
-COMPARE_DRAWS = 10   # embedded draws averaged by --compare
-COMPARE_MIN_PER_CLASS = 10   # fewer, and an FID (and its half-against-half floor) says nothing
-
-
-def compare(folder, classes=DEFAULT_CLASSES, max_per_class=None, seed=0, device=None, progress=True):
-    """How far the embedded set is from the real galaxies in `folder` (one subfolder per class), per
-    class: FID of embedded test galaxies against the folder's at the same N (the folder's count, capped
-    by the embedded test split), the floor (FID of one half of the folder against the other half), and
-    the medians of morphology's statistics on both sides. Returns a JSON-ready dict and the images."""
-    import fid
-    import morphology
-    folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        raise InputError(f"{folder}: no such folder")
-    x, y = read_image_folder(folder, classes)
-    for c in classes:
-        if (y == c).sum() < COMPARE_MIN_PER_CLASS:
-            raise InputError(f"{folder}: class {c} ({CLASS_NAMES[c]}) has {(y == c).sum()} images, "
-                             f"need at least {COMPARE_MIN_PER_CLASS}")
-    test_x, test_y = load_galaxies("embedded", classes, max_per_class, seed, progress=progress).split("test")
-    rng = np.random.default_rng(seed)
-    model = fid.load_inception(device=device)
-    features = functools.partial(fid.get_activations, model=model, device=device, progress=progress)
-
-    def summary(fids):
-        return {"fid": float(np.mean(fids)), "fid_sd": float(np.std(fids, ddof=1)) if len(fids) > 1 else 0.0,
-                "draws": len(fids)}
-
-    # At DIR's small N one draw of embedded galaxies moves the FID by several points, so the embedded
-    # side is averaged over disjoint draws of the same N (up to COMPARE_DRAWS); the real side is all of DIR.
-    ns = {c: int(min((y == c).sum(), (test_y == c).sum())) for c in classes}
-    draws = int(min(COMPARE_DRAWS, *((test_y == c).sum() // ns[c] for c in classes)))
-    report, shown, all_real, all_emb = {}, {}, [], []
-    for c, n in ns.items():
-        real = x[rng.permutation(np.flatnonzero(y == c))[:n]]
-        emb = test_x[test_y == c][:n * draws].numpy()
-        real_f, emb_f = features(torch.from_numpy(real)), features(torch.from_numpy(emb)).reshape(draws, n, -1)
-        all_real.append(real_f)
-        all_emb.append(emb_f)
-        real_s, emb_s = morphology.medians(morphology.measure_all(real)), morphology.medians(morphology.measure_all(emb))
-        report[str(c)] = {"name": CLASS_NAMES[c], "n": n,
-                          **summary([fid.feature_distance(real_f, f) for f in emb_f]),
-                          "floor": fid.feature_distance(real_f[:n // 2], real_f[n // 2:]), "floor_n": n // 2,
-                          "statistics": {k: {"real": real_s[k], "embedded": emb_s[k]} for k in real_s}}
-        shown[c] = (real, emb[:n])
-    all_real, all_emb = np.concatenate(all_real), np.concatenate(all_emb, axis=1)
-    report["overall"] = {"n": len(all_real), **summary([fid.feature_distance(all_real, f) for f in all_emb])}
-    return {"folder": str(folder), "seed": seed, "classes": report}, shown
-
-
-def _print_comparison(result):
-    import morphology
-    classes = [k for k in result["classes"] if k != "overall"]
-    print(f"embedded test split against {result['folder']} (FID, standard Inception weights, same N both sides)")
-    draws = result["classes"]["overall"]["draws"]
-    print(f"FID: mean ± sd over {draws} disjoint draw{'s' * (draws > 1)} of N embedded test galaxies; "
-          "floor: one half of DIR against the other")
-    print(f"{'class':<28}{'N':>5}{'FID':>15}{'floor':>9}")
-    for k in classes + ["overall"]:
-        r = result["classes"][k]
-        name = k + " " + r["name"] if k != "overall" else k
-        floor = f"{r['floor']:>9.1f}   (N = {r['floor_n']} halves)" if "floor" in r else ""
-        spread = f" ± {r['fid_sd']:<4.1f}" if r["draws"] > 1 else " " * 7
-        print(f"{name:<28}{r['n']:>5}{r['fid']:>9.1f}{spread}{floor}")
-    print(f"\nmedians, real / embedded {'':<18}" + "".join(f"{'class ' + k:>20}" for k in classes))
-    for name, what in morphology.STATISTICS:
-        cells = "".join(f"{result['classes'][k]['statistics'][name]['real']:>9.3g} /"
-                        f"{result['classes'][k]['statistics'][name]['embedded']:>9.3g}" for k in classes)
-        print(f"{name:<20}{what[:23]:<24}{cells}")
-
-
-def _draw_comparison(shown, out, per_class=8):
-    """Per class, a row of real galaxies above a row of embedded ones."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(2 * len(shown), per_class, squeeze=False, figsize=(1.2 * per_class, 2.6 * len(shown)))
-    for i, (c, pair) in enumerate(shown.items()):
-        for row, images, label in zip(axes[2 * i:2 * i + 2], pair, ("real", "embedded")):
-            for j, ax in enumerate(row):
-                ax.set_axis_off()
-                if j < len(images):
-                    ax.imshow(images[j].transpose(1, 2, 0))
-            row[0].set_title(f"{c} {CLASS_NAMES[c]}: {label}", loc="left", fontsize=9)
-    fig.tight_layout()
-    with atomic_output(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-
-
 # ---------------------------------------------------------------- command line
-
-def _preview(galaxies, out, per_class=8):
-    """A labelled grid: one row per class, the first per_class training galaxies of each."""
-    from plots import save_figure  # here, not at the top: plots imports data (and selects the Agg backend)
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(len(galaxies.classes), per_class, squeeze=False,
-                             figsize=(1.2 * per_class, 1.35 * len(galaxies.classes)))
-    for row, c in zip(axes, galaxies.classes):
-        images = galaxies.train_x[galaxies.train_y == c][:per_class]
-        for j, ax in enumerate(row):
-            ax.set_axis_off()
-            if j < len(images):
-                ax.imshow(images[j].permute(1, 2, 0).numpy())
-        row[0].set_title(f"{c} {CLASS_NAMES[c]}", loc="left", fontsize=9)
-    fig.suptitle(galaxies.source, fontsize=9)
-    save_figure(fig, out, dpi=100)
-
 
 @exit_on_input_error
 def main(argv=None):
     parser = Parser(description=__doc__)
     parser.add_argument("source", nargs="?", default=None,
                         help="Galaxy10 .h5, image folder or 'embedded' (default: DATA_DIR file if present)")
-    parser.add_argument("--download", nargs="?", const=str(DATA_DIR), metavar="DIR",
-                        help=f"fetch Galaxy10_DECals.h5 (2.5 GB) into DIR (default {DATA_DIR})")
-    parser.add_argument("--info", action="store_true", help="print the source and per-class/per-split counts")
-    parser.add_argument("--preview", metavar="OUT.png", help="write a labelled grid of a few galaxies per class")
-    parser.add_argument("--compare", metavar="DIR", help="FID and statistics of the embedded set against the "
-                        "real galaxies in DIR (one subfolder per class); writes --out and its .json")
-    parser.add_argument("--out", metavar="FILE.png", default="comparison.png",
-                        help="--compare's figure (real above embedded); the JSON goes beside it")
-    parser.add_argument("--device", default=None, help="--compare's Inception device (default: cuda if available)")
+    parser.add_argument("--download", nargs="?", const=str(files.DATA_DIR), metavar="DIR",
+                        help=f"fetch Galaxy10_DECals.h5 (2.5 GB) into DIR (default {files.DATA_DIR})")
+    parser.add_argument("--info", action="store_true", help="print the source and per-class/per-split counts "
+                        "(the default action)")
+    for moved in ("--preview", "--compare"):  # realism.py's now: say where they went
+        parser.add_argument(moved, help=argparse.SUPPRESS)
     parser.add_argument("--classes", type=int, nargs="+", default=list(DEFAULT_CLASSES))
     parser.add_argument("--max-per-class", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.compare or args.preview:
+        action = f"--compare {args.compare}" if args.compare else f"--preview {args.preview}"
+        raise InputError(f"{action}: moved to realism.py, run `python realism.py {action}`")
     if args.download:
         print(f"Galaxy10 DECals is ready: {download(dest_dir=args.download)}")
         return
-    if args.compare:
-        result, shown = compare(args.compare, tuple(sorted(args.classes)), args.max_per_class, args.seed, args.device)
-        _print_comparison(result)
-        out = Path(args.out)
-        with atomic_output(out.with_suffix(".json")) as tmp:
-            tmp.write_text(json.dumps(result, indent=1))
-        _draw_comparison(shown, out)
-        print(f"wrote {out} and {out.with_suffix('.json')}")
-        return
     galaxies = load_galaxies(args.source, args.classes, args.max_per_class, args.seed)
-    if args.preview:
-        _preview(galaxies, args.preview)
-        print(f"wrote {args.preview}")
-    if args.info or not args.preview:
-        print(f"source: {galaxies.source}  key: {galaxies.key}  embedded: {galaxies.embedded}")
-        print(f"{'class':<28}{'train':>7}{'val':>7}{'test':>7}")
-        for c in galaxies.classes:
-            counts = [int((galaxies.split(s)[1] == c).sum()) for s in ("train", "val", "test")]
-            print(f"{f'{c} {CLASS_NAMES[c]}':<28}" + "".join(f"{n:>7}" for n in counts))
-        print(f"{'total':<28}" + "".join(f"{len(galaxies.split(s)[1]):>7}" for s in ("train", "val", "test")))
+    print(f"source: {galaxies.source}  key: {galaxies.key}  embedded: {galaxies.embedded}")
+    print(f"{'class':<28}{'train':>7}{'val':>7}{'test':>7}")
+    for c in galaxies.classes:
+        counts = [int((galaxies.split(s)[1] == c).sum()) for s in ("train", "val", "test")]
+        print(f"{f'{c} {CLASS_NAMES[c]}':<28}" + "".join(f"{n:>7}" for n in counts))
+    print(f"{'total':<28}" + "".join(f"{len(galaxies.split(s)[1]):>7}" for s in ("train", "val", "test")))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ it sends is evaluated:
   GET  /api/map?projection=pca|tsne  the test galaxies' latent means in 2-D, with their classes
   GET  /api/galaxy?index=I           test galaxy I: its latent mean, the image and its reconstruction
   POST /api/decode      {"latent": [d numbers]}                  -> {"image": PNG data URL}
-  POST /api/sample      {"class": K, "n": N, "seed": S}          -> N galaxies from class K's prior
+  POST /api/sample      {"class": K, "n": N, "seed": S}          -> N galaxies from class K's sampler
   POST /api/interpolate {"a": [...], "b": [...], "steps": N}     -> N galaxies from a to b
 
 Bad requests get a 4xx and a one-line JSON {"error": ...}, and the server keeps serving.
@@ -34,12 +34,16 @@ from urllib.parse import parse_qs, urlsplit
 import torch
 from PIL import Image
 
-from data import CLASS_NAMES, InputError, checkpoint_galaxies, exit_on_input_error
+from checkpoint import checkpoint_file, find_latest_checkpoint, load_checkpoint
+from classes import CLASS_NAMES
+from cli import InputError, Parser, check_at_least, exit_on_input_error
+from data import checkpoint_galaxies
+from devices import forked_rng, pick_device
+from evaluation import parse_refine_steps, refine_choice
+from images import to_uint8
 from latent_map import CLASS_COLOURS, PROJECTIONS, principal_directions, project
-from model import (DEFAULT_REFINE_STEPS, checkpoint_file, decode_latents, encode_means, find_latest_checkpoint,
-                   forked_rng, load_checkpoint, pick_device, refine_latents)
-from priors import DEFAULT_PRIOR, check_kind, fit_prior
-from refine import parse_refine_steps, resolve_refine_steps
+from model import decode_latents, encode_means, interpolate_latents, refine_latents
+from samplers import DEFAULT_SAMPLER, check_kind, fit_training_sampler
 
 PAGE = Path(__file__).resolve().parent / "explore.html"
 MAX_BODY = 1 << 20        # bytes; every legal request is a few kB (a latent vector or two)
@@ -54,21 +58,20 @@ class BadRequest(Exception):
 
 
 def png_data_url(image):
-    """A 3 x H x W image in [0, 1] as a PNG data URL, rounded to 8 bits as torchvision's save_image does."""
-    pixels = image.clamp(0, 1).mul(255).add(0.5).to(torch.uint8).permute(1, 2, 0).numpy()
+    """A 3 x H x W image in [0, 1] as a PNG data URL."""
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)  # speed over size: ~10 kB anyway
+    Image.fromarray(to_uint8(image)).save(buffer, format="PNG", compress_level=1)  # speed over size: ~10 kB anyway
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 # ---------------------------------------------------------------- the model side
 
 class Explorer:
-    """Everything the page asks of a model, in plain JSON-ready values. Priors, directions and the PCA
+    """Everything the page asks of a model, in plain JSON-ready values. The sampler, directions and the PCA
     map are computed once here; the t-SNE map on first request."""
 
-    def __init__(self, model, galaxies, directions=10, prior=DEFAULT_PRIOR, components=4, seed=0, name="",
-                 refine_steps=DEFAULT_REFINE_STEPS):
+    def __init__(self, model, galaxies, directions=10, sampler=DEFAULT_SAMPLER, components=4, seed=0, name="",
+                 refine_steps=0):
         self.model, self.galaxies, self.name, self.seed, self.refine_steps = model, galaxies, name, seed, refine_steps
         self.classes = [int(k) for k in galaxies.classes]
         # One decode at a time: the CPU's cores are better spent inside one convolution than split
@@ -78,7 +81,7 @@ class Explorer:
         self.test_mu = encode_means(model, galaxies.test_x)
         self.mean, self.directions, self.spread = principal_directions(train_mu.numpy(), directions)
         self.explained = (self.spread ** 2 / train_mu.numpy().var(0, ddof=1).sum()).tolist()
-        self.prior = fit_prior(prior, train_mu, galaxies.train_y, seed, components)  # as generate.py --class
+        self.sampler = fit_training_sampler(sampler, model, galaxies, seed, components)  # as generate.py --class
         self.maps = {"pca": (self.test_mu.numpy() - self.mean) @ self.directions[:2].T}
 
     @property
@@ -129,15 +132,14 @@ class Explorer:
         return {"image": png_data_url(self.decode(z.unsqueeze(0))[0])}
 
     def sample(self, k, n, seed):
-        z = self.refine(self.prior.sample(n, seed, label=k))
+        z = self.refine(self.sampler.sample(n, seed, label=k))
         return {"class": k, "seed": seed, "galaxies": [{"latent": zi.tolist(), "image": png_data_url(x)}
                                                       for zi, x in zip(z, self.decode(z))]}
 
     def interpolate(self, a, b, steps):
-        t = torch.linspace(0, 1, steps).unsqueeze(1)
-        z = (1 - t) * a + t * b
-        return {"galaxies": [{"t": ti.item(), "latent": zi.tolist(), "image": png_data_url(x)}
-                             for ti, zi, x in zip(t[:, 0], z, self.decode(z))]}
+        z = interpolate_latents(a, b, steps)
+        return {"galaxies": [{"t": i / (steps - 1), "latent": zi.tolist(), "image": png_data_url(x)}
+                             for i, (zi, x) in enumerate(zip(z, self.decode(z)))]}
 
 
 # ---------------------------------------------------------------- checking what the client sends
@@ -357,18 +359,19 @@ def server_url(server):
 # ---------------------------------------------------------------- command line
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", help="checkpoint file or run folder (default: the newest runs/**/best.pt)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (0: any free one)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--directions", type=int, default=10, help="sliders: principal directions of the training latents")
-    p.add_argument("--prior", default=DEFAULT_PRIOR, help="class sampler fitted to the training latents, as "
+    p.add_argument("--sampler", default=DEFAULT_SAMPLER, help="class sampler fitted to the training latents, as "
                    "generate.py --class: gmm, vae2 or flow")
+    p.add_argument("--prior", dest="sampler", help=argparse.SUPPRESS)  # the flag's name before
     p.add_argument("--components", type=int, default=4, help="most mixture components")
     p.add_argument("--refine-steps", default="auto", metavar="K|auto", help="decode-encode round trips of the "
-                   "sampled latents, as generate.py (default auto: the checkpoint's choice, made on first use)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the prior fits and the t-SNE map")
+                   "sampled latents, as generate.py (default auto: the checkpoint's recorded choice, else 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampler fit and the t-SNE map")
     return p.parse_args(argv)
 
 
@@ -377,20 +380,18 @@ def main(argv=None):
     args = parse_args(argv)
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port {args.port}: must be 0 to 65535")
-    if args.directions < 1 or args.components < 1:
-        raise InputError(f"--directions {args.directions} --components {args.components}: must be at least 1")
+    check_at_least({"--directions": (args.directions, 1), "--components": (args.components, 1)})
     args.refine_steps = parse_refine_steps(args.refine_steps)
-    check_kind(args.prior)
-    if args.prior == "normal":
-        raise InputError("--prior normal: N(0, I) knows no classes; choose gmm, vae2 or flow")
+    check_kind(args.sampler)
+    if args.sampler == "normal":
+        raise InputError("--sampler normal: N(0, I) knows no classes; choose gmm, vae2 or flow")
     path = checkpoint_file(args.checkpoint) if args.checkpoint else find_latest_checkpoint()
     device = pick_device(args.device)
     model, checkpoint = load_checkpoint(path, device)
     galaxies = checkpoint_galaxies(checkpoint, progress=False)
-    refine_steps, _ = resolve_refine_steps(args.refine_steps, model, galaxies, path, args.prior, args.components,
-                                           device=device)
+    refine_steps, _ = refine_choice(args.refine_steps, path, args.sampler, args.components)
     name = f"{path.parent.name}/{path.name}"
-    explorer = Explorer(model, galaxies, args.directions, args.prior, args.components, args.seed, name, refine_steps)
+    explorer = Explorer(model, galaxies, args.directions, args.sampler, args.components, args.seed, name, refine_steps)
     server = make_server(explorer, args.host, args.port)
     # One decode is ~2 ms of work on one core; splitting it over a second thread costs more in
     # hand-offs than it saves, and on a busy machine each hand-off waits for a core (300 ms measured

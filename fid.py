@@ -25,8 +25,10 @@ from torchvision.models.inception import (BasicConv2d, Inception3, InceptionA, I
                                           InceptionE)
 from tqdm import tqdm
 
-from data import IMAGE_SUFFIXES, InputError, Parser, atomic_output, default_cache_dir, exit_on_input_error, sha256_of
-from model import pick_device
+from cli import InputError, Parser, exit_on_input_error
+from devices import pick_device
+from files import atomic_output, default_cache_dir, sha256_of
+from images import IMAGE_SUFFIXES
 
 WEIGHTS_FILE = "default_1.pt"
 WEIGHTS_SIZE = 87_335_461
@@ -431,56 +433,6 @@ def real_statistics(galaxies, split="test", num_samples=None, seed=0, batch_size
     return mu, sigma
 
 
-# ----------------------------------------------------------------------------- per class, at equal N
-
-def class_subset(labels, k, n, seed):
-    """Positions of a seeded random n of the images of class k."""
-    positions = torch.nonzero(labels == k).flatten()
-    return positions[torch.randperm(len(positions), generator=torch.Generator().manual_seed(seed + k))[:n]]
-
-
-def real_activations(galaxies, split, k, n, seed, inception, device, progress):
-    """Inception features of n real galaxies of class k from a split (a seeded subset), cached in
-    the data cache beside real_statistics': features, not statistics, because the overall FID pools
-    the classes' features."""
-    path = statistics_cache_path(galaxies, f"{split}-class{k}", n, seed)
-    path = path.with_name(path.name.replace("fid-", "acts-").replace(".npz", ".npy"))
-    try:
-        acts = np.load(path, allow_pickle=False)
-        if acts.shape[0] == n:
-            return acts
-    except (OSError, ValueError):  # not there yet, or unreadable: compute it
-        pass
-    x, y = galaxies.split(split)
-    acts = get_activations(x[class_subset(y, k, n, seed)], inception, 50, device, progress)
-    with atomic_output(path) as tmp, open(tmp, "wb") as f:
-        np.save(f, acts)
-    return acts
-
-
-def fid_counts(galaxies, split, num_samples):
-    """n_k per class for FIDs against `split` at N = num_samples: N / classes, capped by the split's and the
-    training split's galaxies of class k (the floor draws that many training galaxies); InputError below 2."""
-    held_y = galaxies.split(split)[1]
-    counts = {k: min(num_samples // len(galaxies.classes), int((held_y == k).sum()), int((galaxies.train_y == k).sum()))
-              for k in galaxies.classes}
-    if min(counts.values()) < 2:
-        raise InputError(f"--num-samples {num_samples}: gives {min(counts.values())} image(s) of a class per FID, "
-                         f"need at least 2 (use at least {2 * len(counts)})")
-    return counts
-
-
-def fid_table(per_class_acts, real):
-    """FID of generated features against real ones, per class and of all classes pooled: {"overall": x,
-    k: x, ...}."""
-    table = {k: None if acts is None else feature_distance(acts, real[k])
-             for k, acts in per_class_acts.items()}
-    if all(a is not None for a in per_class_acts.values()):
-        table["overall"] = feature_distance(np.concatenate(list(per_class_acts.values())),
-                                            np.concatenate(list(real.values())))
-    return table
-
-
 # ----------------------------------------------------------------------------- command line
 
 def image_files(folder, num_samples=None, seed=0):
@@ -542,8 +494,7 @@ def input_statistics(spec, args, get_model):
 
 @exit_on_input_error
 def main(argv=None):
-    parser = Parser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="image folder, .npz statistics, or data split: train|val|test|SOURCE:SPLIT")
     parser.add_argument("--save-stats", metavar="OUT.npz", help="with one input: write its statistics here")

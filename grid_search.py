@@ -36,22 +36,26 @@ import os
 import re
 import shutil
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import torch
 from tqdm import tqdm
 
 import train
-from data import InputError, Parser, atomic_output, exit_on_input_error, load_galaxies
-from model import RUNS_DIR, decode_latents, load_checkpoint, pick_device, standard_normal_latents
+from checkpoint import belongs_to, load_checkpoint
+from cli import InputError, Parser, exit_on_input_error, flag
+from config import TrainConfig
+from data import load_galaxies
+from devices import pick_device
+from files import RUNS_DIR, atomic_output
+from losses import TrainingDiverged
+from model import decode_latents, standard_normal_latents
 from plots import save_figure
 
 LOSS_WEIGHT = 300 / (3 * 64 * 64)  # see the module docstring
-# name: type; the values' validity rules are train.TrainConfig.check's, the same as train.py's
+# name: type; the values' validity rules are TrainConfig.check's, the same as train.py's
 AXES = {"batch_size": int, "lr": float, "base_channels": int, "latent": int, "layers": int, "beta": float,
         "upsample": str, "res_blocks": int, "l1_weight": float, "adversarial": float, "decoder_noise": bool,
         "disc_augment": bool, "disc_channels": int, "lecam": float, "sky_noise": float}
@@ -64,10 +68,6 @@ DEFAULT_GRID = {"batch_size": [64], "lr": [1e-3, 3e-3], "base_channels": [32], "
 EXTRA_AXES = ("upsample", "res_blocks", "l1_weight", "adversarial", "decoder_noise", "disc_augment",
               "disc_channels", "lecam", "sky_noise")
 RESULTS_GLOB = "results-*-of-*.jsonl"
-
-
-def flag(name):
-    return "--" + name.replace("_", "-")
 
 
 def boolean(text):
@@ -96,7 +96,7 @@ def validate_axes(axes):
             if not ok_type:
                 rule = {str: "a name", bool: "true or false", int: "a whole number", float: "a number"}[kind]
                 raise InputError(f"{flag(key)} {v!r}: must be {rule}")
-            train.TrainConfig(**{key: kind(v)}).check()
+            TrainConfig(**{key: kind(v)}).check()
         # Sorting makes the grid, its id and its shards independent of the order values were typed in.
         clean[key] = sorted({kind(v) for v in values})
     return clean
@@ -292,25 +292,15 @@ def fid_scorer(galaxies, num_samples, seed, device):
     return score
 
 
-def matches(last_checkpoint, config):
-    """Does an interrupted run's last.pt belong to this very configuration (so it may be resumed)?"""
-    try:
-        saved = torch.load(last_checkpoint, map_location="cpu", weights_only=True)["config"]
-    except Exception:
-        return False
-    wanted = asdict(config) | {"classes": list(config.classes)}
-    return all(saved.get(k) == v for k, v in wanted.items() if k not in ("out", "device"))
-
-
 def run_config(config, out, galaxies, score_fid):
     """Train one configuration and measure it; returns the metrics for its results line."""
     run_dir = Path(config.out)
-    resume = matches(run_dir / "last.pt", config)
+    resume = belongs_to(run_dir / "last.pt", config)
     if not resume and run_dir.exists():
         shutil.rmtree(run_dir)  # leftovers of another configuration or of a half-saved first epoch
     try:
         result = train.train(config, galaxies=galaxies, progress=False, resume=resume)
-    except train.TrainingDiverged as e:
+    except TrainingDiverged as e:
         return {"status": "failed", "error": str(e), "val_loss": None, "fid": None, "checkpoint": None}
     model, _ = load_checkpoint(result["best"], pick_device(config.device))
     fid_value = float(score_fid(model))
@@ -345,7 +335,7 @@ def run_grid(axes, settings, out, shard_k=1, shard_n=1, loss_weight=LOSS_WEIGHT,
     shared = {k: settings[k] for k in ("data", "max_per_class", "epochs", "warmup_epochs", "seed", "device")}
     for i, config in enumerate(tqdm(todo, desc="configurations", unit="config", disable=not progress), 1):
         cid, start = config_id(config), time.time()
-        train_config = train.TrainConfig(**config, **shared, out=str(out / "runs" / cid))
+        train_config = TrainConfig(**config, **shared, out=str(out / "runs" / cid))
         metrics = run_config(train_config, out, galaxies, score_fid)
         record = {"grid": grid, "n_configs": len(configs), "id": cid, "config": config, **metrics, "fid_n": n,
                   "loss_weight": loss_weight, "seconds": round(time.time() - start, 1),

@@ -9,11 +9,10 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from data import atomic_output, default_cache_dir
+from files import atomic_output, default_cache_dir
 
 JUDGE_VERSION = 5  # bump when GalaxyClassifier, its training or the candidates change: old caches are then ignored
 CANDIDATE_WIDTHS = (16, 32)  # the designs tried; the one with the best validation accuracy is kept
-PATIENCE = None  # no early stop: the learning rate decays to zero, and the last epochs are the best ones
 
 
 class GalaxyClassifier(nn.Sequential):
@@ -30,7 +29,7 @@ class GalaxyClassifier(nn.Sequential):
         self.width = width
 
 
-def dihedral(x, generator):
+def turn_or_mirror_each(x, generator):
     """Each image turned by its own random multiple of 90 degrees and maybe mirrored: a galaxy's class does
     not depend on how it lies on the sky, so this is eight times the data for free."""
     turns = torch.randint(4, (len(x),), generator=generator)
@@ -47,10 +46,11 @@ def accuracy(model, images, labels, classes):
 
 
 def train_classifier(images, labels, classes, epochs=30, seed=0, device="cpu", batch_size=64, progress=True,
-                     width=16, val=None, patience=PATIENCE):
-    """A GalaxyClassifier trained on (images, labels). With val = (images, labels), the state after the
-    epoch of best validation accuracy (the earliest of equals) is returned, training stops after `patience`
-    epochs without a better one (never, with None), and `model.val_curve` holds the accuracy of every epoch."""
+                     width=16, val=None):
+    """A GalaxyClassifier trained on (images, labels) for `epochs` (no early stop: the learning rate decays
+    to zero, so the last epochs tend to be the best). With val = (images, labels), the state after the epoch
+    of best validation accuracy (the earliest of equals) is returned, and `model.val_curve` holds the
+    accuracy of every epoch."""
     torch.manual_seed(seed)
     model = GalaxyClassifier(len(classes), width).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
@@ -64,7 +64,7 @@ def train_classifier(images, labels, classes, epochs=30, seed=0, device="cpu", b
     for epoch in bar:
         model.train()
         for index in torch.randperm(len(images), generator=shuffle).split(batch_size):
-            x = dihedral(images[index], shuffle)
+            x = turn_or_mirror_each(images[index], shuffle)
             loss = nn.functional.cross_entropy(model(x.to(device)), targets[index].to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -78,8 +78,6 @@ def train_classifier(images, labels, classes, epochs=30, seed=0, device="cpu", b
         if curve[-1] > best:
             best, best_epoch = curve[-1], epoch + 1
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        elif patience is not None and epoch + 1 - best_epoch >= patience:
-            break
     if best_state is not None:
         model.load_state_dict(best_state)
     model.val_curve, model.best_epoch = curve, best_epoch
@@ -97,13 +95,13 @@ def select_judge(galaxies, epochs=30, seed=0, device="cpu", widths=CANDIDATE_WID
         "chosen": {"width": chosen.width, "epoch": chosen.best_epoch, "val_accuracy": max(chosen.val_curve)},
         "candidates": [{"width": m.width, "epoch": m.best_epoch, "val_accuracy": max(m.val_curve),
                         "val_accuracy_per_epoch": m.val_curve} for m in candidates],
-        "max_epochs": epochs, "patience": PATIENCE, "seed": seed, "n_train": len(galaxies.train_x),
+        "max_epochs": epochs, "seed": seed, "n_train": len(galaxies.train_x),
         "n_val": len(val[0])}
     return chosen
 
 
 def load_or_train_classifier(galaxies, epochs=30, seed=0, device="cpu", cache_dir=None, progress=True):
-    """The judge of these splits, chosen by select_judge: from the data cache (data.default_cache_dir()) when chosen before (state,
+    """The judge of these splits, chosen by select_judge: from the data cache (files.default_cache_dir()) when chosen before (state,
     width and selection record as plain tensors and types, loaded with weights_only=True), else trained
     and cached."""
     classes = list(galaxies.classes)

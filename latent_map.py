@@ -7,7 +7,8 @@ from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
-from data import CLASS_NAMES, InputError
+from classes import CLASS_NAMES
+from cli import InputError
 from model import encode_means
 from plots import save_figure
 

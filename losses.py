@@ -166,7 +166,7 @@ def batch_losses(model, x, beta, recon_weight=None, l1_weight=0.0, precision="fp
     return losses | {"decoded": recon}
 
 
-def dihedral(x):
+def turn_or_mirror_batch(x):
     """x turned by a random multiple of 90 degrees and mirrored half the time: the symmetries of the sky (a
     galaxy has no up or left), so showing them to the discriminator adds data without leaking into what the
     decoder learns (Zhao et al. 2020, Karras et al. 2020). Differentiable: a permutation of pixels."""
@@ -183,7 +183,7 @@ def train_step(model, x, optimizer, beta, recon_weight=None, l1_weight=0.0, prec
     total, recon = losses["total"], losses["decoded"]
     if adversary is not None:
         disc = adversary["disc"]
-        seen = dihedral if adversary["augment"] else (lambda images: images)
+        seen = turn_or_mirror_batch if adversary["augment"] else (lambda images: images)
         losses["adv"] = generator_loss(disc(seen(recon)))
         losses["adv_weight"] = adaptive_weight(losses["recon"], losses["adv"], model.last_layer(),
                                                adversary["weight"])

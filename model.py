@@ -1,17 +1,13 @@
-"""The convolutional beta-VAE and its config: a strided-conv encoder to (mu, log sigma^2), a
-decoder that doubles the resolution per block (transposed convolutions, or resize + 3x3 convolution),
-optionally with residual blocks. Also how a model is built from a config, put on a device, and rebuilt from
-the config saved inside a checkpoint (as nanoGPT keeps GPTConfig beside the GPT)."""
-from contextlib import contextmanager
+"""The convolutional beta-VAE and its config (as nanoGPT keeps GPTConfig beside the GPT): a strided-conv
+encoder to (mu, log sigma^2), a decoder that doubles the resolution per block (transposed convolutions, or
+resize + 3x3 convolution), optionally with residual blocks; how a model is built from a config; and latents
+in and out (encode, decode, interpolate, refine). checkpoint.py rebuilds a model from a checkpoint."""
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from data import InputError
-
-RUNS_DIR = Path(__file__).resolve().parent / "runs"
+from cli import check_choice, check_flag, check_value
 
 
 @dataclass
@@ -41,24 +37,6 @@ class ModelConfig:
         check_flag("decoder_noise", self.decoder_noise)
         check_value("sky_noise", self.sky_noise, lambda v: 0 <= v <= 4, "a fraction of the sky's noise, 0 to 4 (0: off)")
         return self
-
-
-def check_value(name, value, valid, rule):
-    """One validity rule, reported as its command-line flag: `--layers 9: must be 2 to 5 ...`."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not valid(value):
-        raise InputError(f"--{name.replace('_', '-')} {value!r}: must be {rule}")
-
-
-def check_choice(name, value, choices):
-    """A named variant, reported as its flag: `--upsample 'cubic': choose transpose, nearest or bilinear`."""
-    if not isinstance(value, str) or value not in choices:
-        raise InputError(f"--{name.replace('_', '-')} {value!r}: choose {', '.join(choices[:-1])} or {choices[-1]}")
-
-
-def check_flag(name, value):
-    """An on/off option, reported as its flag: `--decoder-noise 'yes': must be true or false`."""
-    if not isinstance(value, bool):
-        raise InputError(f"--{name.replace('_', '-')} {value!r}: must be true or false")
 
 
 UPSAMPLE_MODES = ("transpose", "nearest", "bilinear")
@@ -160,7 +138,7 @@ class ConvVAE(nn.Module):
         """The decoder's image; in eval mode with sky_noise F, drawn with F times the survey's sky noise.
         The decoder learns the mean image, which is what SSIM and L1 reward and what training sees; a
         survey image is that plus sky noise (Lanusse et al. 2021 add it the same way), which a smooth mean
-        lacks and Inception notices. F trades SSIM for realism (Blau & Michaeli 2018): README."""
+        lacks and Inception notices. F trades SSIM for realism (Blau & Michaeli 2018): docs/decoder-study.md."""
         h = self.from_latent(z).view(-1, self.base_channels * 2 ** (self.n_layers - 1),
                                      self.bottom_size, self.bottom_size)
         x = self.decoder(h)
@@ -173,70 +151,7 @@ class ConvVAE(nn.Module):
         return self.decode(self.reparameterize(mu, logvar)), mu, logvar
 
 
-# ---------------------------------------------------------------- building, devices, checkpoints
-
-def pick_device(name="auto"):
-    """auto (CUDA when there is one, else the CPU), cpu, cuda or cuda:N; bad names raise InputError."""
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise InputError(f"--device {name!r}: choose auto, cpu, cuda or cuda:N") from None
-    if device.type not in ("cpu", "cuda"):
-        raise InputError(f"--device {name!r}: choose auto, cpu, cuda or cuda:N")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device {name}: no CUDA device is available here (use --device cpu or auto)")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise InputError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return device
-
-
-@contextmanager
-def forked_rng(device, seed=None):
-    """Random draws inside (optionally from `seed`) leave the RNG of the CPU and of `device` as they were:
-    a noisy decoder's figure or explorer image does not shift the draws of whatever runs next."""
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        if seed is not None:
-            torch.manual_seed(seed)
-        yield
-
-
-def cpu_info():
-    """The first processor's fields in /proc/cpuinfo ("model name", "cpu family", "cpu MHz", "flags", ...);
-    empty where there is no such file."""
-    info = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if not key.strip():
-                break  # the blank line after the first processor
-            info.setdefault(key.strip(), value.strip())
-    except OSError:
-        pass
-    return info
-
-
-def cpu_flags():
-    """The CPU's feature flags (avx2, avx512f, avx512_bf16, ...), an empty set where unknown."""
-    return set(cpu_info().get("flags", "").split())
-
-
-def cpu_has_bf16():
-    """Does this CPU do bfloat16 in hardware (AVX512-BF16 or AMX)? Elsewhere oneDNN emulates it."""
-    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
-
-
-def check_precision(precision, device):
-    """bf16 training needs hardware bfloat16: a CUDA device that has it, or a CPU with AVX512-BF16 or
-    AMX (elsewhere oneDNN emulates it, slower than fp32); raises InputError otherwise."""
-    if precision != "bf16":
-        return
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise InputError(f"--precision bf16: {torch.cuda.get_device_name(device)} has no bfloat16; use fp32")
-    if device.type == "cpu" and not cpu_has_bf16():
-        raise InputError("--precision bf16: this CPU has neither AVX512-BF16 nor AMX; use fp32")
-
+# ---------------------------------------------------------------- building
 
 def build_model(config, device="cpu"):
     """The ConvVAE that `config` (a ModelConfig, or any object or dict with its fields) describes, on
@@ -248,39 +163,6 @@ def build_model(config, device="cpu"):
     return ConvVAE(config.latent, config.base_channels, config.layers, upsample=config.upsample,
                    res_blocks=config.res_blocks, decoder_noise=config.decoder_noise,
                    sky_noise=config.sky_noise).to(device, memory_format=torch.channels_last)
-
-
-def checkpoint_file(path):
-    """The checkpoint file `path` names: itself, or a run folder's best.pt."""
-    path = Path(path)
-    return path / "best.pt" if path.is_dir() else path
-
-
-def load_checkpoint(path, device="cpu"):
-    """Rebuild the model from the config saved inside a checkpoint file or run folder (its best.pt):
-    (model in eval mode, checkpoint dict). weights_only: a checkpoint someone hands you is data, not code."""
-    path = checkpoint_file(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such checkpoint")
-    try:
-        checkpoint = torch.load(path, map_location=device, weights_only=True)
-        model = build_model(checkpoint["config"], device)
-        model.load_state_dict(checkpoint["model"])
-    except InputError as e:
-        raise InputError(f"{path}: {e}") from None
-    except Exception as e:
-        raise InputError(f"{path}: not a readable galaxy-vae checkpoint ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0][:200]})") from None
-    return model.eval(), checkpoint
-
-
-def find_latest_checkpoint(root=None):
-    """The newest best.pt under root (default runs/; recursively, by modification time)."""
-    root = Path(root or RUNS_DIR)
-    found = sorted(root.rglob("best.pt"), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
-    if not found:
-        raise InputError(f"no checkpoint (best.pt) under {root}: train one with train.py or pass --checkpoint PATH")
-    return found[-1]
 
 
 # ---------------------------------------------------------------- latents in and out
@@ -307,17 +189,19 @@ def decode_latents(model, z, batch_size=256):
     return torch.cat([model.decode(b.to(device)).float().cpu() for b in z.split(batch_size)])
 
 
-DEFAULT_REFINE_STEPS = 0  # as drawn; the scripts choose per model (refine.resolve_refine_steps)
+def interpolate_latents(z_a, z_b, steps=8):
+    """`steps` evenly spaced points on the line from z_a to z_b, both ends included exactly."""
+    t = torch.linspace(0, 1, steps, dtype=z_a.dtype).unsqueeze(1)
+    return (1 - t) * z_a + t * z_b
 
 
-def refine_latents(model, z, steps=DEFAULT_REFINE_STEPS, batch_size=256):
+def refine_latents(model, z, steps=0, batch_size=256):
     """z after `steps` decode-encode round trips, z <- mu(D(z)): Creswell, Arulkumaran & Bharath 2016's
     Markov chain ("Improving sampling from generative autoencoders with Markov chains"), with the posterior
-    mean for its draw. A sampler's latents fall partly between the galaxies the decoder was trained on; one
-    round trip moves them to where the encoder puts a galaxy that looks like their image. None by default
-    here; the scripts' --refine-steps auto chooses 0 or 1 per model on the validation split, as on the
-    preset's runs one step brought the samples' FID to the reconstructions' on four splits of five and
-    worsened the fifth (README, "One decode-encode step")."""
+    mean for its draw. A sampler's latents fall partly between the galaxies the decoder was trained on; a
+    round trip moves them to where the encoder puts a galaxy that looks like their image. Whether that
+    helps depends on the model, so the scripts take the number of steps a validation measurement chose
+    (evaluation.refine_choice)."""
     for _ in range(steps):
         z = encode_means(model, decode_latents(model, z, batch_size), batch_size)
     return z

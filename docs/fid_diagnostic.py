@@ -16,7 +16,8 @@ from torchvision.transforms.functional import gaussian_blur
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import fid  # noqa: E402
 from data import checkpoint_galaxies  # noqa: E402
-from model import decode_latents, encode_means, load_checkpoint  # noqa: E402
+from checkpoint import load_checkpoint  # noqa: E402
+from model import decode_latents, encode_means  # noqa: E402
 
 
 def main():

@@ -1,8 +1,8 @@
 """Samplers of the latent space: where to draw z so that the decoder draws galaxies like the training
 set, of all classes or of one. An unconditional VAE has no class input, so a class is targeted by a
-prior fitted to the encoder's means of that class's training galaxies.
+sampler fitted to the encoder's means of that class's training galaxies.
 
-One interface for all: `fit_prior(kind, latents, labels)` returns a Prior whose `.sample(n, seed, label)`
+One interface for all: `fit_sampler(kind, latents, labels)` returns a Sampler whose `.sample(n, seed, label)`
 gives n float32 latents (of class `label`, or of all classes in their training proportions). Every
 N(0, I) draw, the base noise of the mixture, the second-stage VAE and the flow included, comes from
 model.standard_normal_latents, so a seed means the same noise everywhere.
@@ -22,19 +22,19 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from data import InputError
-from model import standard_normal_latents
+from cli import InputError
+from model import encode_means, standard_normal_latents
 
-PRIORS = ("normal", "gmm", "vae2", "flow")
-DEFAULT_PRIOR = "gmm"  # the one with the best FID in the README's measurements (see "Samplers side by side")
+SAMPLERS = ("normal", "gmm", "vae2", "flow")
+DEFAULT_SAMPLER = "gmm"  # the best FID of the four where measured side by side (docs/decoder-study.md)
 
 
 def check_kind(kind):
-    if kind not in PRIORS:
-        raise InputError(f"--prior {kind}: choose {', '.join(PRIORS)}")
+    if kind not in SAMPLERS:
+        raise InputError(f"--sampler {kind}: choose {', '.join(SAMPLERS)}")
 
 
-class Prior:
+class Sampler:
     """A fitted sampler. `classes`: the class ids it can target (empty for normal); `fit_seconds`: how long
     fitting took on this machine."""
     kind, classes, fit_seconds = None, (), 0.0
@@ -46,7 +46,7 @@ class Prior:
         """n latents (float32 tensor, n x latent_dim) of class `label`, or of any class (labels drawn in
         their training proportions) when label is None."""
         if label is not None and int(label) not in self.classes:
-            raise InputError(f"the {self.kind} prior cannot draw class {label}: it was fitted to "
+            raise InputError(f"the {self.kind} sampler cannot draw class {label}: it was fitted to "
                              f"{', '.join(map(str, self.classes)) or 'no classes'}")
         if label is not None or not self.classes:
             return self._sample(n, seed, label)
@@ -61,7 +61,7 @@ class Prior:
         return z
 
 
-class NormalPrior(Prior):
+class NormalSampler(Sampler):
     kind = "normal"
 
     def _sample(self, n, seed, label):
@@ -77,7 +77,7 @@ def fit_mixture(latents, components=4, seed=0):
     z = np.asarray(latents, dtype=np.float64)
     n, d = z.shape
     if n < 2:
-        raise InputError(f"need at least 2 latents to fit a prior, got {n}")
+        raise InputError(f"need at least 2 latents to fit a sampler, got {n}")
     k = max(1, min(components, n // (d + 1)))
     return GaussianMixture(k, covariance_type="full", random_state=seed).fit(z)
 
@@ -92,7 +92,7 @@ def sample_mixture(mixture, n, seed=0):
     return torch.from_numpy(mixture.means_[component] + np.einsum("nij,nj->ni", chol[component], eps)).float()
 
 
-class MixturePrior(Prior):
+class MixtureSampler(Sampler):
     kind = "gmm"
 
     def __init__(self, latents, labels, components=4, seed=0):
@@ -113,7 +113,7 @@ def mlp(d_in, d_out, width, depth=2):
     return nn.Sequential(*layers, nn.Linear(d, d_out))
 
 
-class TorchPrior(Prior):
+class TorchSampler(Sampler):
     """Shared by vae2 and flow: latents standardised per class and dimension, one-hot classes, and training by
     Adam with a held-out tenth of the latents choosing the epoch to keep (the lowest held-out loss), so a
     few thousand latents are not memorised."""
@@ -167,7 +167,7 @@ class TorchPrior(Prior):
         return self.generate(u, c) * self.std[i] + self.mean[i]
 
 
-class SecondStageVAE(TorchPrior):
+class SecondStageVAE(TorchSampler):
     """Dai & Wipf's second stage: z -> u -> z with u of the same dimension as z, an MLP each way, and a
     decoder variance gamma. Their loss, per latent: ||z - decoder(u)||^2 / (2 gamma) + (d/2) log gamma +
     KL(q(u|z) || N(0, I)). As gamma shrinks the reconstruction term dominates, and the aggregate posterior
@@ -216,7 +216,7 @@ class Coupling(nn.Module):
         return u * self.mask + (1 - self.mask) * (u - t) * (-s).exp()
 
 
-class FlowPrior(TorchPrior):
+class FlowSampler(TorchSampler):
     """A class-conditional RealNVP of 8 couplings on a seeded random half-split of the dimensions each,
     fitted by maximum likelihood: the exact density, unlike the mixture's few Gaussians."""
     kind = "flow"
@@ -248,21 +248,27 @@ class FlowPrior(TorchPrior):
 
 # ---------------------------------------------------------------- the one entry point
 
-def fit_prior(kind, latents, labels=None, seed=0, components=4, epochs=None):
-    """A Prior of `kind` fitted to latents (N x d; the encoder's training means), per class when labels
+def fit_sampler(kind, latents, labels=None, seed=0, components=4, epochs=None):
+    """A Sampler of `kind` fitted to latents (N x d; the encoder's training means), per class when labels
     (N class ids) are given, else as one class. `epochs` trains vae2 and flow (default 200); `components`
     caps the mixture. Records its fit time."""
     check_kind(kind)
     z = np.asarray(latents, dtype=np.float32)
     if z.ndim != 2 or len(z) < 2:
-        raise InputError(f"need at least 2 latents to fit a prior, got {len(z)}")
+        raise InputError(f"need at least 2 latents to fit a sampler, got {len(z)}")
     labels = np.zeros(len(z), dtype=np.int64) if labels is None else np.asarray(labels).astype(np.int64)
     start = time.perf_counter()
     if kind == "normal":
-        prior = NormalPrior(z.shape[1])
+        sampler = NormalSampler(z.shape[1])
     elif kind == "gmm":
-        prior = MixturePrior(z, labels, components, seed)
+        sampler = MixtureSampler(z, labels, components, seed)
     else:
-        prior = (SecondStageVAE if kind == "vae2" else FlowPrior)(z, labels, seed, epochs or 200)
-    prior.fit_seconds = time.perf_counter() - start
-    return prior
+        sampler = (SecondStageVAE if kind == "vae2" else FlowSampler)(z, labels, seed, epochs or 200)
+    sampler.fit_seconds = time.perf_counter() - start
+    return sampler
+
+
+def fit_training_sampler(kind, model, galaxies, seed=0, components=4, epochs=None):
+    """A sampler of `kind` fitted to where `model`'s encoder puts the training galaxies (their posterior
+    means), per class: what generate.py, the explorer and the evaluation draw from."""
+    return fit_sampler(kind, encode_means(model, galaxies.train_x), galaxies.train_y, seed, components, epochs)

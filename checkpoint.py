@@ -1,0 +1,92 @@
+"""The checkpoint format, in one place: what a run saves (the model, its optimizer, the flat config it
+was built from, the history, the RNG state and, with a discriminator, that too), how a model is rebuilt
+from it (as nanoGPT's sample.py does), where the newest one is, and whether one belongs to a config.
+
+Plain types and tensors only, so torch.load(..., weights_only=True) opens it: a checkpoint someone hands
+you is data, never code."""
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from cli import InputError
+from files import RUNS_DIR, atomic_output
+from model import build_model
+
+
+def flat_config(config):
+    """A TrainConfig as the checkpoint keeps it: a dict of plain values."""
+    return asdict(config) | {"classes": list(config.classes)}
+
+
+def save_checkpoint(path, model, optimizer, epoch, config, history, best_val_loss, galaxies, adversary=None):
+    """Write a checkpoint atomically: model and optimizer state, the epoch reached, the config, history,
+    best validation loss, the torch RNG state (for exact resume) and which data it was trained on. With
+    an adversary, both networks and both optimizers: a resumed GAN run is the same run."""
+    checkpoint = {
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+        "config": flat_config(config), "history": history, "best_val_loss": best_val_loss,
+        "torch_rng": torch.get_rng_state(),
+        "data": {"source": galaxies.source, "key": galaxies.key, "classes": list(galaxies.classes)},
+    }
+    if adversary is not None:
+        checkpoint |= {"discriminator": adversary["disc"].state_dict(),
+                       "disc_optimizer": adversary["optimizer"].state_dict()}
+    with atomic_output(path) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def read_checkpoint(path, device="cpu"):
+    """The checkpoint dict of a file, or InputError saying why it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such checkpoint")
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:
+        raise InputError(f"{path}: not a readable galaxy-vae checkpoint ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("config"), dict) or "model" not in checkpoint:
+        raise InputError(f"{path}: not a galaxy-vae checkpoint (no model and config)")
+    return checkpoint
+
+
+def checkpoint_file(path):
+    """The checkpoint file `path` names: itself, or a run folder's best.pt."""
+    path = Path(path)
+    return path / "best.pt" if path.is_dir() else path
+
+
+def load_checkpoint(path, device="cpu"):
+    """Rebuild the model from the config saved inside a checkpoint file or run folder (its best.pt):
+    (model in eval mode, checkpoint dict)."""
+    path = checkpoint_file(path)
+    checkpoint = read_checkpoint(path, device)
+    try:
+        model = build_model(checkpoint["config"], device)
+        model.load_state_dict(checkpoint["model"])
+    except InputError as e:
+        raise InputError(f"{path}: {e}") from None
+    except Exception as e:
+        raise InputError(f"{path}: not a readable galaxy-vae checkpoint ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:200]})") from None
+    return model.eval(), checkpoint
+
+
+def find_latest_checkpoint(root=None):
+    """The newest best.pt under root (default runs/; recursively, by modification time)."""
+    root = Path(root or RUNS_DIR)
+    found = sorted(root.rglob("best.pt"), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
+    if not found:
+        raise InputError(f"no checkpoint (best.pt) under {root}: train one with train.py or pass --checkpoint PATH")
+    return found[-1]
+
+
+def belongs_to(path, config):
+    """Does the checkpoint at `path` (an interrupted run's last.pt) belong to this very config, so that it
+    may be resumed? Where it runs and where it is written do not count."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)["config"]
+    except Exception:
+        return False
+    return all(saved.get(k) == v for k, v in flat_config(config).items() if k not in ("out", "device"))

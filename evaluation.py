@@ -1,0 +1,319 @@
+"""What --evaluate measures, and the one measurement a draw may reuse.
+
+FIDs against a held-out split, each at equal N on both sides and per class (N / classes each) as well as
+pooled: the floor (real training galaxies), reconstructions of held-out galaxies (what the decoder can
+express) and each sampler's class-targeted samples. Beside them: SSIM of the reconstructions, the
+accuracy of the class judge (judge.py, chosen on validation accuracy alone) on real held-out galaxies, on
+their reconstructions and on each sampler's samples, and a data-copying test per sampler.
+
+The refine choice: how many decode-encode round trips (model.refine_latents) a checkpoint's sampled latents
+take. One step brings some models' samples to their reconstructions' FID and crowds others', so it is
+chosen per checkpoint and sampler on the validation split, only when asked (generate.py --evaluate --split
+val), and kept in refine_steps.json beside the checkpoint; a draw reads that record and never measures.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import mannwhitneyu
+
+import fid
+from classes import CLASS_NAMES
+from cli import InputError
+from devices import forked_rng
+from files import atomic_output, sha256_of
+from judge import classify, load_or_train_classifier
+from losses import ssim
+from model import decode_latents, encode_means, refine_latents
+from samplers import DEFAULT_SAMPLER, SAMPLERS, fit_sampler, fit_training_sampler
+
+
+# ---------------------------------------------------------------- FIDs per class, at equal N
+
+def class_subset(labels, k, n, seed):
+    """Positions of a seeded random n of the images of class k."""
+    positions = torch.nonzero(labels == k).flatten()
+    return positions[torch.randperm(len(positions), generator=torch.Generator().manual_seed(seed + k))[:n]]
+
+
+def real_activations(galaxies, split, k, n, seed, inception, device, progress):
+    """Inception features of n real galaxies of class k from a split (a seeded subset), cached in
+    the data cache beside real_statistics': features, not statistics, because the overall FID pools
+    the classes' features."""
+    path = fid.statistics_cache_path(galaxies, f"{split}-class{k}", n, seed)
+    path = path.with_name(path.name.replace("fid-", "acts-").replace(".npz", ".npy"))
+    try:
+        acts = np.load(path, allow_pickle=False)
+        if acts.shape[0] == n:
+            return acts
+    except (OSError, ValueError):  # not there yet, or unreadable: compute it
+        pass
+    x, y = galaxies.split(split)
+    acts = fid.get_activations(x[class_subset(y, k, n, seed)], inception, 50, device, progress)
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, acts)
+    return acts
+
+
+def fid_counts(galaxies, split, num_samples):
+    """n_k per class for FIDs against `split` at N = num_samples: N / classes, capped by the split's and the
+    training split's galaxies of class k (the floor draws that many training galaxies); InputError below 2."""
+    held_y = galaxies.split(split)[1]
+    counts = {k: min(num_samples // len(galaxies.classes), int((held_y == k).sum()), int((galaxies.train_y == k).sum()))
+              for k in galaxies.classes}
+    if min(counts.values()) < 2:
+        raise InputError(f"--fid-samples {num_samples}: gives {min(counts.values())} image(s) of a class per FID, "
+                         f"need at least 2 (use at least {2 * len(counts)})")
+    return counts
+
+
+def fid_table(per_class_acts, real):
+    """FID of generated features against real ones, per class and of all classes pooled: {"overall": x,
+    k: x, ...}."""
+    table = {k: None if acts is None else fid.feature_distance(acts, real[k])
+             for k, acts in per_class_acts.items()}
+    if all(a is not None for a in per_class_acts.values()):
+        table["overall"] = fid.feature_distance(np.concatenate(list(per_class_acts.values())),
+                                            np.concatenate(list(real.values())))
+    return table
+
+
+# ---------------------------------------------------------------- the other measures
+
+@torch.no_grad()
+def reconstruction_ssim(model, images, labels, classes, batch_size=256):
+    """Test SSIM of reconstructions from the posterior mean: overall and per class."""
+    per_image = torch.cat([ssim(decode_latents(model, encode_means(model, b)), b, per_image=True)
+                           for b in images.split(batch_size)])
+    return {"mean": per_image.mean().item(), "n": len(images),
+            "per_class": {str(k): per_image[labels == k].mean().item() for k in classes}}
+
+
+def nearest_distances(points, reference, batch_size=1024):
+    """Each point's Euclidean distance to its nearest point in `reference` (both N x d). Computed directly,
+    not through the matrix product cdist uses for large sets, which rounds a copy's 0 to ~1e-3."""
+    return torch.cat([torch.cdist(b, reference, compute_mode="donot_use_mm_for_euclid_dist").min(1).values
+                      for b in points.split(batch_size)]).numpy()
+
+
+def copying_z(generated, held_out):
+    """Meehan, Chaudhuri & Dasgupta 2020 ("A non-parametric test to detect data-copying in generative
+    models"), their Z_U in one cell: the Mann-Whitney U of the generated points' distances to the training
+    set against held-out points' distances, standardised. Near 0: the generated galaxies lie as far from
+    the training galaxies as new galaxies do; far below 0 (the paper's data-copying): nearer, copies;
+    above 0: farther. Far below 0 can also mean samples crowded into the data's dense middle, where every
+    point has near neighbours: read it beside the ratio of the median distances."""
+    m, n = len(generated), len(held_out)
+    u = mannwhitneyu(np.asarray(generated), np.asarray(held_out)).statistic
+    return float((u - m * n / 2) / np.sqrt(m * n * (m + n + 1) / 12))
+
+
+def judge_accuracy(judge, images, labels, classes):
+    """Accuracy of the judge on images of known class: one key per class id and `overall`, the mean of the
+    classes (they are balanced)."""
+    predicted = classify(judge, images, classes)
+    result = {str(k): (predicted[labels == k] == k).float().mean().item() for k in classes}
+    return {"overall": float(np.mean(list(result.values())))} | result
+
+
+def evaluate(model, galaxies, num_samples=256, seed=0, sampler=DEFAULT_SAMPLER, samplers=SAMPLERS, components=4,
+             judge_epochs=30, sampler_epochs=None, device="cpu", progress=True, refine_steps=0, split="test"):
+    """All metrics on a held-out split (the test split; "val" to choose settings without touching it) as
+    one JSON-ready dict. FIDs against that split, each at equal N on both sides: n_k = min(N / classes,
+    held-out and training galaxies of class k) per class, and the classes pooled (n = sum of n_k) overall.
+    The floor is real training galaxies, then reconstructions of the held-out galaxies, then each sampler's
+    class-targeted samples (N(0, I) has no classes: overall only), every sampler's draws refined by
+    refine_steps decode-encode round trips.
+    Copying, per sampler: the latents of the FID's samples against the held-out galaxies' latents (the same
+    n_k of each class), each point's distance to the nearest training galaxy's latent (copying_z)."""
+    classes, (held_x, held_y) = list(galaxies.classes), galaxies.split(split)
+    inception = fid.load_inception(device=device)
+
+    def acts_of(images):
+        return fid.get_activations(images, inception, 50, device, progress)
+
+    counts = fid_counts(galaxies, split, num_samples)
+    real = {k: real_activations(galaxies, split, k, n, seed, inception, device, progress) for k, n in counts.items()}
+    floor = {k: real_activations(galaxies, "train", k, n, seed, inception, device, progress) for k, n in counts.items()}
+    held_mu = encode_means(model, held_x)
+    held_recon = decode_latents(model, held_mu)
+    subsets = {k: class_subset(held_y, k, n, seed) for k, n in counts.items()}  # the galaxies the FID sees
+    recon = {k: acts_of(held_recon[subset]) for k, subset in subsets.items()}
+    fids = {"floor": fid_table(floor, real), "reconstructions": fid_table(recon, real), "samplers": {}}
+
+    train_mu, fit_seconds, class_samples = encode_means(model, galaxies.train_x), {}, {}
+    held_out = nearest_distances(torch.cat([held_mu[subset] for subset in subsets.values()]), train_mu)
+    copying = {"held_out_median": float(np.median(held_out)), "samplers": {}}
+
+    def copying_of(latents):
+        distances = nearest_distances(latents, train_mu)
+        return {"z": copying_z(distances, held_out), "median_ratio": float(np.median(distances) / np.median(held_out))}
+
+    for kind in samplers:
+        fitted = fit_sampler(kind, train_mu, galaxies.train_y, seed, components, sampler_epochs)
+        fit_seconds[kind] = round(fitted.fit_seconds, 2)
+        if kind == "normal":  # no classes: as many N(0, I) galaxies as all classes' real ones together
+            latents = refine_latents(model, fitted.sample(sum(counts.values()), seed), refine_steps)
+            acts = acts_of(decode_latents(model, latents))
+            fids["samplers"][kind] = {"overall": fid.feature_distance(acts, np.concatenate(list(real.values())))}
+            copying["samplers"][kind] = copying_of(latents)
+            continue
+        # num_samples galaxies per class for the judge; the first n_k of them for the FID.
+        latents = {k: refine_latents(model, fitted.sample(num_samples, seed, label=k), refine_steps) for k in classes}
+        samples = class_samples[kind] = {k: decode_latents(model, z) for k, z in latents.items()}
+        fids["samplers"][kind] = fid_table({k: acts_of(samples[k][:n]) for k, n in counts.items()}, real)
+        copying["samplers"][kind] = copying_of(torch.cat([latents[k][:n] for k, n in counts.items()]))
+
+    judge = load_or_train_classifier(galaxies, judge_epochs, seed, device, progress=progress)
+    accuracy = {"judge_val": judge.selection["chosen"]["val_accuracy"],
+                f"real_{split}": judge_accuracy(judge, held_x, held_y, classes),
+                "reconstructions": judge_accuracy(judge, held_recon, held_y, classes),
+                "samplers": {kind: None for kind in samplers}}
+    for kind, samples in class_samples.items():
+        accuracy["samplers"][kind] = judge_accuracy(judge, torch.cat(list(samples.values())),
+                                                    torch.tensor(classes).repeat_interleave(num_samples), classes)
+    accuracy["samples"] = accuracy["samplers"].get(sampler)
+    return {"split": split, "num_samples": num_samples, "seed": seed, "sampler": sampler,
+            "ssim": reconstruction_ssim(model, held_x, held_y, classes),
+            "fid": arrange_fids(fids, counts), "accuracy": accuracy, "copying": copying,
+            "samplers": {"fit_seconds": fit_seconds, "sampler_epochs": sampler_epochs, "components": components,
+                         "refine_steps": refine_steps},
+            "judge": judge.selection}
+
+
+def arrange_fids(fids, counts):
+    """{"n", "floor", "reconstructions", "samplers": {...}} overall, and the same under per_class."""
+    def at(key):
+        return {"floor": fids["floor"].get(key), "reconstructions": fids["reconstructions"].get(key),
+                "samplers": {kind: table.get(key) for kind, table in fids["samplers"].items()}}
+    return {"n": sum(counts.values())} | at("overall") | {
+        "per_class": {str(k): {"n": n} | at(k) for k, n in counts.items()}}
+
+
+def format_table(result, classes):
+    """The evaluation as a plain-text table: one column overall, one per class."""
+    def cell(value):
+        return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+    fids, acc, chosen, split = result["fid"], result["accuracy"], result["judge"]["chosen"], result.get("split", "test")
+    per_class = lambda get: {str(k): get(fids["per_class"][str(k)]) for k in classes}
+    rows = [(f"{split} SSIM (posterior mean)", result["ssim"]["mean"], result["ssim"]["per_class"]),
+            ("images per FID side (N)", fids["n"], per_class(lambda e: e["n"])),
+            ("FID floor: real training galaxies", fids["floor"], per_class(lambda e: e["floor"])),
+            (f"FID reconstructions of {split} galaxies", fids["reconstructions"], per_class(lambda e: e["reconstructions"]))]
+    for kind in fids["samplers"]:
+        rows.append((f"FID {kind} samples ({result['samplers']['fit_seconds'][kind]:.3g} s fit)",
+                     fids["samplers"][kind], per_class(lambda e: e["samplers"][kind])))
+    rows += [(f"judge accuracy, real {split} galaxies", acc[f"real_{split}"]["overall"], acc[f"real_{split}"]),
+             ("judge accuracy, reconstructions", acc["reconstructions"]["overall"], acc["reconstructions"])]
+    for kind, table in acc["samplers"].items():
+        if table is not None:
+            rows.append((f"judge accuracy, {kind} class samples", table["overall"], table))
+    lines = [f"{'':40}{'overall':>10}" + "".join(f"{f'{k} {CLASS_NAMES[k]}'[:20]:>22}" for k in classes)]
+    for name, overall, by_class in rows:
+        lines.append(f"{name[:40]:40}{cell(overall):>10}" + "".join(f"{cell(by_class.get(str(k))):>22}" for k in classes))
+    lines.append(f"judge: width {chosen['width']}, epoch {chosen['epoch']}, chosen by validation accuracy "
+                 f"{chosen['val_accuracy']:.4g} (class samples drawn {result['num_samples']} per class, each "
+                 f"sampler's latents refined by {result['samplers']['refine_steps']} decode-encode step(s))")
+    for kind, copy in result["copying"]["samplers"].items():
+        lines.append(f"copying, {kind}: Z_U {copy['z']:+.1f}, median distance to the nearest training latent "
+                     f"{copy['median_ratio']:.2f} x the {split} galaxies' (Z_U far below 0: nearer than new galaxies)")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the refine choice
+
+REFINE_RECORD = "refine_steps.json"  # beside the checkpoint: generate.py and explore.py draw alike
+REFINE_CHOICE_SAMPLES = 549  # N of the choice's FIDs (seed 0 whatever --seed): the whole validation split of
+# the embedded set and of Galaxy10 (183 a class), capped by smaller splits
+
+
+def parse_refine_steps(text):
+    """--refine-steps: "auto" or a whole number >= 0, else InputError."""
+    if text != "auto" and not (text.isdigit() and text.isascii()):
+        raise InputError(f"--refine-steps {text}: must be a whole number >= 0, or auto")
+    return text if text == "auto" else int(text)
+
+
+def choose_refine_steps(model, galaxies, sampler=DEFAULT_SAMPLER, components=4, sampler_epochs=None, device="cpu",
+                        progress=True, num_samples=REFINE_CHOICE_SAMPLES, seed=0):
+    """0 or 1 decode-encode steps, whichever gives the sampler's class samples the lower FID against the
+    validation split (n_k = N / classes a class, as evaluate's); the test split plays no part. Returns
+    (steps, {steps: FID}). A noisy decoder draws its noise from `seed` here, so that one checkpoint always
+    makes one choice."""
+    try:
+        counts = fid_counts(galaxies, "val", num_samples)
+    except InputError:
+        raise InputError("the validation split has fewer than 2 galaxies of a class") from None
+    inception = fid.load_inception(device=device)
+    real = {k: real_activations(galaxies, "val", k, n, seed, inception, device, progress) for k, n in counts.items()}
+    fitted = fit_training_sampler(sampler, model, galaxies, seed, components, sampler_epochs)
+    fids = {}
+    for steps in (0, 1):
+        with forked_rng(next(model.parameters()).device, seed):
+            samples = {k: decode_latents(model, refine_latents(model, fitted.sample(n, seed, label=k), steps))
+                       for k, n in counts.items()}
+        acts = {k: fid.get_activations(x, inception, 50, device, progress) for k, x in samples.items()}
+        fids[steps] = fid_table(acts, real)["overall"]
+    return min(fids, key=fids.get), fids
+
+
+def _choice_key(checkpoint_path, sampler, components, sampler_epochs):
+    return {"checkpoint_sha256": sha256_of(checkpoint_path), "sampler": sampler, "components": components,
+            "sampler_epochs": sampler_epochs}
+
+
+RENAMED_KEYS = {"prior": "sampler", "prior_epochs": "sampler_epochs"}  # records written before the rename
+
+
+def _recorded_choices(path):
+    """The records in a refine_steps.json (none when it is missing or unreadable), their keys in today's names."""
+    try:
+        records = [r for r in json.loads(path.read_text())["choices"] if isinstance(r, dict) and "chosen" in r]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    for record in records:
+        key = record.get("key")
+        if isinstance(key, dict):
+            record["key"] = {RENAMED_KEYS.get(k, k): v for k, v in key.items()}
+    return records
+
+
+def refine_choice(refine_steps, checkpoint_path, sampler=DEFAULT_SAMPLER, components=4, sampler_epochs=None):
+    """(steps, the record it came from or None): refine_steps as given, or for "auto" the choice recorded
+    beside the checkpoint for this sampler (record_refine_choice), else 0. Never measures: a draw costs no
+    more than drawing, and draws the same with or without the FID weights."""
+    if refine_steps != "auto":
+        return refine_steps, None
+    if sampler == "normal":  # the choice is measured on class samples, which N(0, I) cannot draw
+        return 0, None
+    key = _choice_key(checkpoint_path, sampler, components, sampler_epochs)
+    for record in _recorded_choices(Path(checkpoint_path).parent / REFINE_RECORD):
+        if record.get("key") == key:
+            return record["chosen"], record
+    return 0, None
+
+
+def record_refine_choice(model, galaxies, checkpoint_path, sampler=DEFAULT_SAMPLER, components=4, sampler_epochs=None,
+                         device="cpu", progress=True):
+    """Choose the steps on the validation split (choose_refine_steps) unless already recorded for this
+    checkpoint and sampler, and keep the choice in REFINE_RECORD beside the checkpoint; (steps, record)."""
+    steps, record = refine_choice("auto", checkpoint_path, sampler, components, sampler_epochs)
+    if record is not None:
+        return steps, record
+    path = Path(checkpoint_path).parent / REFINE_RECORD
+    print(f"--refine-steps auto: measuring 0 and 1 decode-encode steps of the {sampler} class samples on the "
+          "validation split", flush=True)
+    chosen, fids = choose_refine_steps(model, galaxies, sampler, components, sampler_epochs, device, progress)
+    record = {"key": _choice_key(checkpoint_path, sampler, components, sampler_epochs), "split": "val",
+              "num_samples": REFINE_CHOICE_SAMPLES, "seed": 0,
+              "validation_fid": {str(k): v for k, v in fids.items()}, "chosen": chosen}
+    kept = f"kept in {path}"
+    try:
+        with atomic_output(path) as tmp:
+            tmp.write_text(json.dumps({"choices": _recorded_choices(path) + [record]}, indent=1))
+    except OSError as e:
+        kept = f"not kept: {path}: {e.strerror}"
+    print(f"--refine-steps auto: {chosen} (validation FID of {sampler} class samples: "
+          f"{fids[0]:.1f} as drawn, {fids[1]:.1f} after one step; {kept})")
+    return chosen, record

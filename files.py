@@ -1,0 +1,42 @@
+"""Where things are kept and how they are written: the data, run and cache folders, files written to a
+temporary name and renamed into place, and SHA-256 of a file read in blocks."""
+import hashlib
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DATA_DIR = Path(os.environ.get("GALAXY_VAE_DATA", HERE / "data"))
+RUNS_DIR = HERE / "runs"
+
+
+def default_cache_dir():
+    """Where prepared arrays, FID statistics and the judge are cached: DATA_DIR/cache (read at call time,
+    so GALAXY_VAE_DATA or a patched DATA_DIR moves every cache at once)."""
+    return DATA_DIR / "cache"
+
+
+def sha256_of(path):
+    """Hex SHA-256 of a file, read 1 MiB at a time (the 2.5 GB Galaxy10 file never sits in memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextmanager
+def atomic_output(path):
+    """Yield a temporary path beside `path`; rename it into place only if the block succeeds, so a
+    crash or kill never leaves a half-written file under the real name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
