@@ -23,6 +23,8 @@ class TrainConfig(ModelConfig):
     disc_channels: int = 32            # width of the patch discriminator's first layer (doubled twice)
     disc_augment: bool = False         # the discriminator sees random turns and mirrors (losses.turn_or_mirror_batch)
     lecam: float = 0.0                 # lambda of the discriminator's LeCam penalty (losses.lecam_penalty); 0: off
+    fid_every: int | None = None       # every K epochs the validation reconstructions' FID, which picks best.pt;
+                                       # None: 5 for an adversarial run on a GPU, else 0 (off)
     batch_size: int = 64
     lr: float = 1e-3
     epochs: int = 20
@@ -53,6 +55,8 @@ class TrainConfig(ModelConfig):
         check_value("adversarial", self.adversarial, lambda v: 0 <= v < math.inf, ">= 0 (0: off)")
         check_flag("disc_augment", self.disc_augment)
         check_value("lecam", self.lecam, lambda v: 0 <= v < math.inf, ">= 0 (0: off)")
+        if self.fid_every is not None:
+            check_value("fid_every", self.fid_every, lambda v: v >= 0 and v == int(v), "a whole number >= 0 (0: off)")
         check_value("disc_channels", self.disc_channels, lambda v: v >= 1 and v == int(v), "a whole number, at least 1")
         if self.precision not in PRECISIONS:
             raise InputError(f"--precision {self.precision!r}: must be one of {', '.join(PRECISIONS)}")

@@ -11,8 +11,10 @@ take. One step brings some models' samples to their reconstructions' FID and cro
 chosen per checkpoint and sampler on the validation split, only when asked (generate.py --evaluate --split
 val), and kept in refine_steps.json beside the checkpoint; a draw reads that record and never measures.
 """
+import hashlib
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -79,6 +81,27 @@ def fid_table(per_class_acts, real):
     return table
 
 
+# ---------------------------------------------------------------- the reconstructions' FID, for choosing an epoch
+
+def reconstruction_fid_scorer(galaxies, split="val", num_samples=549, device="cpu", inception=None):
+    """(score, n): score(model) is the FID of the model's reconstructions (posterior mean) of n galaxies of
+    `split` against those same galaxies, n = min(num_samples, the split's size), the real side's statistics
+    cached. Inception is loaded once (or passed in); without the FID weights this raises InputError. A noisy decoder draws its noise from seed 0, and the draws leave the training RNG untouched,
+    so a run that measures resumes exactly."""
+    x = galaxies.split(split)[0]
+    n = min(num_samples, len(x))
+    inception = inception or fid.load_inception(device=device)
+    real = fid.real_statistics(galaxies, split, n, device=device, progress=False, model=inception)
+    subset = x[fid.subset_of(len(x), n)]
+
+    def score(model):
+        with forked_rng(next(model.parameters()).device, 0):
+            recon = decode_latents(model, encode_means(model, subset))
+        acts = fid.get_activations(recon, inception, 50, device, progress=False)
+        return fid.frechet_distance(*fid.calculate_statistics(acts), *real)
+    return score, n
+
+
 # ---------------------------------------------------------------- the other measures
 
 @torch.no_grad()
@@ -107,6 +130,22 @@ def copying_z(generated, held_out):
     m, n = len(generated), len(held_out)
     u = mannwhitneyu(np.asarray(generated), np.asarray(held_out)).statistic
     return float((u - m * n / 2) / np.sqrt(m * n * (m + n + 1) / 12))
+
+
+def reconstruction_judge(model, galaxies, epochs=30, seed=0, width=16, device="cpu", progress=True):
+    """The judge of what the model draws: a GalaxyClassifier of `width` trained on the model's reconstructions
+    of the training split, its epoch chosen by its accuracy on reconstructions of the validation split, and
+    cached by the model's weights. The judge of real galaxies asks "does this look like a real galaxy of
+    class K?", and takes every blurred galaxy for a spiral; this one asks "do the classes stay apart in what
+    this model draws?", so a blurry model that keeps round, spiral and edge-on apart scores well here."""
+    def reconstructed(images):
+        with forked_rng(next(model.parameters()).device, seed):
+            return decode_latents(model, encode_means(model, images))
+    splits = SimpleNamespace(train_x=reconstructed(galaxies.train_x), train_y=galaxies.train_y,
+                             val_x=reconstructed(galaxies.val_x), val_y=galaxies.val_y, classes=galaxies.classes)
+    weights = hashlib.sha256(b"".join(t.detach().cpu().numpy().tobytes() for t in model.state_dict().values()))
+    return load_or_train_classifier(splits, epochs, seed, device, progress=progress, widths=(width,),
+                                    name=f"recon-judge-{galaxies.key}-{weights.hexdigest()[:16]}")
 
 
 def judge_accuracy(judge, images, labels, classes):
@@ -166,20 +205,27 @@ def evaluate(model, galaxies, num_samples=256, seed=0, sampler=DEFAULT_SAMPLER, 
         copying["samplers"][kind] = copying_of(torch.cat([latents[k][:n] for k, n in counts.items()]))
 
     judge = load_or_train_classifier(galaxies, judge_epochs, seed, device, progress=progress)
+    drawn = {kind: torch.cat(list(samples.values())) for kind, samples in class_samples.items()}
+    drawn_labels = torch.tensor(classes).repeat_interleave(num_samples)
     accuracy = {"judge_val": judge.selection["chosen"]["val_accuracy"],
                 f"real_{split}": judge_accuracy(judge, held_x, held_y, classes),
                 "reconstructions": judge_accuracy(judge, held_recon, held_y, classes),
                 "samplers": {kind: None for kind in samplers}}
-    for kind, samples in class_samples.items():
-        accuracy["samplers"][kind] = judge_accuracy(judge, torch.cat(list(samples.values())),
-                                                    torch.tensor(classes).repeat_interleave(num_samples), classes)
+    for kind, images in drawn.items():
+        accuracy["samplers"][kind] = judge_accuracy(judge, images, drawn_labels, classes)
     accuracy["samples"] = accuracy["samplers"].get(sampler)
+    recon_judge = reconstruction_judge(model, galaxies, judge_epochs, seed, judge.width, device, progress)
+    accuracy["reconstruction_judge"] = {
+        "val": recon_judge.selection["chosen"]["val_accuracy"],
+        "reconstructions": judge_accuracy(recon_judge, held_recon, held_y, classes),
+        "samplers": {kind: None if kind not in drawn else judge_accuracy(recon_judge, drawn[kind], drawn_labels, classes)
+                     for kind in samplers}}
     return {"split": split, "num_samples": num_samples, "seed": seed, "sampler": sampler,
             "ssim": reconstruction_ssim(model, held_x, held_y, classes),
             "fid": arrange_fids(fids, counts), "accuracy": accuracy, "copying": copying,
             "samplers": {"fit_seconds": fit_seconds, "sampler_epochs": sampler_epochs, "components": components,
                          "refine_steps": refine_steps},
-            "judge": judge.selection}
+            "judge": judge.selection, "reconstruction_judge": recon_judge.selection}
 
 
 def arrange_fids(fids, counts):
@@ -209,12 +255,22 @@ def format_table(result, classes):
     for kind, table in acc["samplers"].items():
         if table is not None:
             rows.append((f"judge accuracy, {kind} class samples", table["overall"], table))
+    recon_judge = acc.get("reconstruction_judge")
+    if recon_judge is not None:
+        rows.append(("recon judge accuracy, reconstructions", recon_judge["reconstructions"]["overall"],
+                     recon_judge["reconstructions"]))
+        rows += [(f"recon judge accuracy, {kind} samples", table["overall"], table)
+                 for kind, table in recon_judge["samplers"].items() if table is not None]
     lines = [f"{'':40}{'overall':>10}" + "".join(f"{f'{k} {CLASS_NAMES[k]}'[:20]:>22}" for k in classes)]
     for name, overall, by_class in rows:
         lines.append(f"{name[:40]:40}{cell(overall):>10}" + "".join(f"{cell(by_class.get(str(k))):>22}" for k in classes))
     lines.append(f"judge: width {chosen['width']}, epoch {chosen['epoch']}, chosen by validation accuracy "
                  f"{chosen['val_accuracy']:.4g} (class samples drawn {result['num_samples']} per class, each "
                  f"sampler's latents refined by {result['samplers']['refine_steps']} decode-encode step(s))")
+    if "reconstruction_judge" in result:
+        recon = result["reconstruction_judge"]["chosen"]
+        lines.append(f"recon judge: trained on this model's reconstructions of the training split, epoch {recon['epoch']} "
+                     f"chosen by its accuracy on reconstructions of the validation split, {recon['val_accuracy']:.4g}")
     for kind, copy in result["copying"]["samplers"].items():
         lines.append(f"copying, {kind}: Z_U {copy['z']:+.1f}, median distance to the nearest training latent "
                      f"{copy['median_ratio']:.2f} x the {split} galaxies' (Z_U far below 0: nearer than new galaxies)")

@@ -406,6 +406,14 @@ def statistics_cache_path(galaxies, split, num_samples, seed, cache_dir=None):
     return Path(cache_dir or default_cache_dir()) / f"fid-{galaxies.key}-{split}-{subset}-{WEIGHTS_SHA256[:12]}.npz"
 
 
+def subset_of(n, num_samples=None, seed=0):
+    """Positions of the seeded subset of num_samples of n images that real_statistics measures (all of them,
+    in order, for None), so that generated images can be made from the very same galaxies."""
+    if num_samples is None or num_samples == n:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:num_samples]
+
+
 def real_statistics(galaxies, split="test", num_samples=None, seed=0, batch_size=32, device=None,
                     cache_dir=None, progress=True, model=None, weights=None):
     """(mu, sigma) of a split of `galaxies` (a GalaxySplits), all of it or a seeded subset of num_samples
@@ -425,8 +433,7 @@ def real_statistics(galaxies, split="test", num_samples=None, seed=0, batch_size
             return mu, sigma
         except InputError:
             pass  # unreadable cache: compute it again
-    if num_samples is not None:
-        x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:num_samples]]
+    x = x[subset_of(len(x), num_samples, seed)]
     model = model or load_inception(weights, device)
     mu, sigma = calculate_statistics(get_activations(x, model, batch_size, device, progress))
     save_statistics(path, mu, sigma, n=len(x), key=galaxies.key, split=split, seed=seed, weights_sha256=WEIGHTS_SHA256)

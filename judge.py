@@ -100,12 +100,14 @@ def select_judge(galaxies, epochs=30, seed=0, device="cpu", widths=CANDIDATE_WID
     return chosen
 
 
-def load_or_train_classifier(galaxies, epochs=30, seed=0, device="cpu", cache_dir=None, progress=True):
-    """The judge of these splits, chosen by select_judge: from the data cache (files.default_cache_dir()) when chosen before (state,
-    width and selection record as plain tensors and types, loaded with weights_only=True), else trained
-    and cached."""
+def load_or_train_classifier(galaxies, epochs=30, seed=0, device="cpu", cache_dir=None, progress=True,
+                             name=None, widths=CANDIDATE_WIDTHS):
+    """The judge of these splits, chosen by select_judge: from the data cache (files.default_cache_dir()) when
+    chosen before (state, width and selection record as plain tensors and types, loaded with
+    weights_only=True), else trained and cached. `name` tells one judge of the splits from another (default:
+    the judge of the real galaxies, named by their data key)."""
     classes = list(galaxies.classes)
-    name = f"judge-{galaxies.key}-v{JUDGE_VERSION}-e{epochs}-s{seed}.pt"
+    name = f"{name or 'judge-' + galaxies.key}-v{JUDGE_VERSION}-e{epochs}-s{seed}.pt"
     path = Path(cache_dir or default_cache_dir()) / name
     if path.is_file():
         try:
@@ -116,7 +118,7 @@ def load_or_train_classifier(galaxies, epochs=30, seed=0, device="cpu", cache_di
             return model.eval()
         except Exception:  # a damaged cache is rebuilt, not fatal
             pass
-    model = select_judge(galaxies, epochs, seed, device, progress=progress)
+    model = select_judge(galaxies, epochs, seed, device, widths, progress)
     with atomic_output(path) as tmp:
         torch.save({"state": model.state_dict(), "width": model.width, "selection": model.selection}, tmp)
     return model

