@@ -2,8 +2,9 @@
 
     python grid_search.py                                   # the default grid, ~15 min on 2 CPU cores
     python grid_search.py --lr 1e-3 3e-4 --latent 16 32 --epochs 10
-    python grid_search.py --grid grid.json --shard 3/8      # one share of eight (e.g. SLURM --array=1-8)
-    python grid_search.py --summarize runs/grid             # merge the shards' results, rank, plot
+    python grid_search.py --grid grid.json --out /shared/grid      # one worker; start as many as you like
+    python grid_search.py --grid grid.json --workers-per-device 4  # four trainings at once on one GPU
+    python grid_search.py --summarize runs/grid             # rank what is finished, plot, copy the best
 
 Each configuration is trained by train.train() (the loop train.py runs), then scored by its best
 validation loss and by the FID of N images decoded from z ~ N(0, I) against N validation images, with
@@ -22,30 +23,46 @@ useless equally. Hence w = 300 / 12,288 ~ 0.0244: a gain of 0.01 in SSIM is wort
 w = 0 ranks by FID alone; w = 1 ranks almost by loss alone. The score is recomputed from the stored
 loss and FID, so `--summarize DIR --loss-weight W` re-ranks without retraining.
 
-Results go one JSON line per finished configuration into OUT/results-K-of-N.jsonl. A rerun skips what
-is recorded, so kill -9 at any moment costs at most the configuration in flight; that configuration
-continues from its run folder OUT/runs/<config id>/last.pt when one was saved.
+The grid is an Optuna study: its GridSampler hands out the configurations, its storage keeps the study,
+so any number of workers that run the same command (terminals, a SLURM array, machines) each pull the
+next configuration. The storage is a journal file in --out by default (OUT/optuna-journal.log: workers
+with the same --out share it, on one machine or a shared filesystem), or --storage: a journal file
+elsewhere, or a database URL (postgresql://..., mysql://...). A worker records a heartbeat while it
+trains; one silent for 3 beats (kill -9, a preempted job, a lost machine) is taken for dead, and its
+configuration is retried by another worker, from its own run folder OUT/runs/<config id>/last.pt. A
+finished configuration is never trained again, and one that diverges is recorded once, as failed. A
+worker with nothing left to start waits for the configurations still in progress elsewhere (to take
+over any whose worker dies), then ranks. --prune stops configurations whose validation loss lags
+behind at successive-halving rungs (Optuna's SuccessiveHalvingPruner); off by default, so the grid
+is exhaustive.
 """
 import argparse
 import csv
 import hashlib
 import itertools
 import json
+import logging
 import math
+import multiprocessing
 import os
-import re
 import shutil
+import socket
 import time
+import warnings
 from pathlib import Path
 
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import optuna
+from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
+from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.trial import TrialState
 from tqdm import tqdm
 
 import train
 from checkpoint import belongs_to, load_checkpoint
-from cli import InputError, Parser, exit_on_input_error, flag
+from cli import InputError, Parser, check_writable_folder, exit_on_input_error, flag
 from config import TrainConfig
 from data import load_galaxies
 from devices import pick_device
@@ -53,6 +70,7 @@ from files import RUNS_DIR, atomic_output
 from losses import TrainingDiverged
 from model import decode_latents, standard_normal_latents
 from plots import save_figure
+from study_storage import JOURNAL, is_url, open_storage, shown
 
 LOSS_WEIGHT = 300 / (3 * 64 * 64)  # see the module docstring
 # name: type; the values' validity rules are TrainConfig.check's, the same as train.py's
@@ -67,7 +85,16 @@ DEFAULT_GRID = {"batch_size": [64], "lr": [1e-3, 3e-3], "base_channels": [32], "
 # named in ids only when not the default
 EXTRA_AXES = ("upsample", "res_blocks", "l1_weight", "adversarial", "decoder_noise", "disc_augment",
               "disc_channels", "lecam", "sky_noise")
-RESULTS_GLOB = "results-*-of-*.jsonl"
+FOLDER_RECORD = "study.json"    # which grid and study --out belongs to, and where the study is kept
+HEARTBEAT = 30                  # seconds between a training worker's beats; silent for 3 beats = dead
+MAX_RETRIES = 3                 # a configuration whose worker dies more often than this is given up, as failed
+LIVE, DONE = (TrialState.RUNNING, TrialState.WAITING), (TrialState.COMPLETE, TrialState.PRUNED)
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+warnings.filterwarnings("ignore", category=ExperimentalWarning)  # heartbeat and retry are marked experimental
+optuna.logging.set_verbosity(optuna.logging.WARNING)  # each worker prints its own line per configuration
+# ... and reports a stopped trial itself (a crash by its traceback, Ctrl-C in one line): not twice.
+logging.getLogger("optuna.study._optimize").addFilter(lambda record: not record.getMessage().startswith("Trial "))
 
 
 def boolean(text):
@@ -97,7 +124,7 @@ def validate_axes(axes):
                 rule = {str: "a name", bool: "true or false", int: "a whole number", float: "a number"}[kind]
                 raise InputError(f"{flag(key)} {v!r}: must be {rule}")
             TrainConfig(**{key: kind(v)}).check()
-        # Sorting makes the grid, its id and its shards independent of the order values were typed in.
+        # Sorting makes the grid and its id independent of the order values were typed in.
         clean[key] = sorted({kind(v) for v in values})
     return clean
 
@@ -115,24 +142,14 @@ def read_grid_file(path):
     return {name.replace("-", "_"): values for name, values in axes.items()}
 
 
+def full_axes(axes):
+    """Every axis with its values, in the AXES order; an axis left out takes its DEFAULT_GRID values."""
+    return {name: list(axes.get(name, DEFAULT_GRID[name])) for name in AXES}
+
+
 def expand_grid(axes):
-    """Every combination of the axis values, as dicts in a fixed order (the AXES order); an axis left out
-    takes its DEFAULT_GRID values."""
-    return [dict(zip(AXES, values)) for values in itertools.product(*(axes.get(name, DEFAULT_GRID[name])
-                                                                       for name in AXES))]
-
-
-def shard(configs, k, n):
-    """The k-th (1-based) of n shares. Round robin rather than blocks: neighbours in the grid differ
-    in one axis only, so this spreads slow (wide, deep) configurations evenly over the machines."""
-    return configs[k - 1::n]
-
-
-def parse_shard(text):
-    match = re.fullmatch(r"(\d+)/(\d+)", text)
-    if not match or not 1 <= int(match[1]) <= int(match[2]):
-        raise InputError(f"--shard {text}: write K/N with 1 <= K <= N, e.g. 2/8")
-    return int(match[1]), int(match[2])
+    """Every combination of the axis values, as dicts in a fixed order (the AXES order)."""
+    return [dict(zip(AXES, values)) for values in itertools.product(*full_axes(axes).values())]
 
 
 def config_id(config):
@@ -144,64 +161,130 @@ def config_id(config):
 
 
 def grid_id(axes, settings):
-    """Hash of what determines the results. The device is left out: shards of one grid may run on
+    """Hash of what determines the results. The device is left out: workers of one grid may run on
     different machines."""
-    ident = {"axes": axes, **{k: v for k, v in settings.items() if k != "device"}}
+    ident = {"axes": full_axes(axes), **{k: v for k, v in settings.items() if k != "device"}}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def append_result(path, record):
-    """Append one JSON line with a single write on an O_APPEND file, then fsync: a crash leaves either
-    the whole line or none of it."""
-    line = (json.dumps(record, allow_nan=False) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        if os.write(fd, line) != len(line):
-            raise OSError(f"{path}: short write")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def drop_partial_line(path):
-    """Cut a trailing line without newline (left by a crash outside our single write), so the next
-    appended line does not fuse with it."""
+def claim_folder(out, record):
+    """Record in OUT which grid its run folders and study belong to; refuse a folder of another grid, or
+    the same grid kept in another storage (its finished configurations would be trained again)."""
+    path = Path(out) / FOLDER_RECORD
     if path.is_file():
-        data = path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            os.truncate(path, data.rfind(b"\n") + 1)
-
-
-def read_results(path):
-    pieces = Path(path).read_bytes().split(b"\n")
-    records = []
-    for number, raw in enumerate(pieces[:-1], 1):  # pieces[-1] is empty or a partial line: ignored
         try:
-            record = json.loads(raw)
-            record["grid"], record["id"], record["config"]
-        except (ValueError, TypeError, KeyError):
-            raise InputError(f"{path}:{number}: not a grid_search results line") from None
-        records.append(record)
-    return records
+            old = json.loads(path.read_text())
+            old["grid"], old["storage"]
+        except (OSError, ValueError, TypeError, KeyError):
+            raise InputError(f"{path}: not a grid_search study record") from None
+        if old["grid"] != record["grid"]:
+            raise InputError(f"{out}: holds the grid {old['grid']} (other axes, settings or data; this one is "
+                             f"{record['grid']}); use another --out or move that folder away")
+        if old["storage"] != record["storage"]:
+            raise InputError(f"{out}: its study is kept in {old['storage'] or Path(out) / JOURNAL}, not in "
+                             f"{record['storage'] or Path(out) / JOURNAL}; give the same --storage "
+                             "(none: the default)")
+        return
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=1))
 
 
-def load_results(folder, grid=None):
-    """All results in `folder`, one per configuration; refuses files from another grid."""
-    merged, grids = {}, {}
-    for path in sorted(Path(folder).glob(RESULTS_GLOB)):
-        for record in read_results(path):
-            grids.setdefault(record["grid"], path)
-            if grid is not None and record["grid"] != grid:
-                raise InputError(f"{path}: results of another grid ({record['grid']}, this one is {grid}: other axes, "
-                                 "settings or data); "
-                                 "use another --out or move that file away")
-            # Results written before an axis existed ran at its default value.
-            record["config"] = {name: DEFAULT_GRID[name][0] for name in AXES} | record["config"]
-            merged.setdefault(record["id"], record)
-    if len(grids) > 1:
-        raise InputError(f"{folder}: results of {len(grids)} different grids "
-                         f"({', '.join(f'{g} in {p.name}' for g, p in grids.items())})")
-    return list(merged.values())
+def read_folder_record(folder):
+    path = Path(folder) / FOLDER_RECORD
+    if not path.is_file():
+        raise InputError(f"{folder}: no grid study here ({FOLDER_RECORD} missing)")
+    try:
+        record = json.loads(path.read_text())
+        record["study"], record["n_configs"], record["storage"]
+    except (OSError, ValueError, TypeError, KeyError):
+        raise InputError(f"{path}: not a grid_search study record") from None
+    return record
+
+
+# ------------------------------------------------------------------------------------------------
+# Which trial trains which configuration
+# ------------------------------------------------------------------------------------------------
+
+def trial_config(trial):
+    """The configuration a trial holds, or None before it has drawn one."""
+    if all(name in trial.params for name in AXES):
+        return {name: trial.params[name] for name in AXES}
+    return None
+
+
+def queued(trial):
+    """Queued by requeue(): a retry (Optuna's retry callback) or a configuration no trial held."""
+    return "failed_trial" in trial.system_attrs or "fixed_params" in trial.system_attrs
+
+
+def holder(trials, config, n_configs):
+    """The number of the one trial that trains `config`, or None. GridSampler gives the k-th trial the k-th
+    configuration for k < N (the grid's size); retries are queued only after that (requeue), so they never
+    take such a number. Any other trial asked for (two workers asking for the last configuration at
+    once) is surplus. Of the trials holding one configuration, alive or done, the lowest number trains:
+    two workers queueing one retry at once give two holders, and each sees the other."""
+    numbers = [t.number for t in trials if t.state in LIVE + DONE and (t.number < n_configs or queued(t))
+               and "surplus" not in t.user_attrs and trial_config(t) == config]
+    return min(numbers, default=None)
+
+
+def tally(trials):
+    """The grid's state in its trials: ({config id: the trial that finished it}, {config ids in progress},
+    {config id: its last failed attempt, to retry}). A trial FAILs only when its worker died, crashed or
+    was interrupted (a configuration that diverges is COMPLETE, with an infinite score); one whose workers
+    died or crashed more than MAX_RETRIES times (Ctrl-C does not count) is finished, as failed."""
+    finished, running, failed = {}, set(), {}
+    for t in sorted(trials, key=lambda t: t.number):
+        config = trial_config(t)
+        if config is None or "surplus" in t.user_attrs:
+            continue
+        cid = config_id(config)
+        if t.state in DONE:
+            finished.setdefault(cid, t)
+        elif t.state in LIVE:
+            running.add(cid)
+        elif t.state == TrialState.FAIL:
+            failed.setdefault(cid, []).append(t)
+    running -= finished.keys()
+    open_failed = {cid: attempts for cid, attempts in failed.items() if cid not in finished and cid not in running}
+    given_up = {cid: attempts[-1] for cid, attempts in open_failed.items()
+                if sum(not t.user_attrs.get("interrupted") for t in attempts) > MAX_RETRIES}
+    return finished | given_up, running, {cid: attempts[-1] for cid, attempts in open_failed.items()
+                                          if cid not in given_up}
+
+
+def requeue(study, trials, configs, finished, running, to_retry):
+    """Queue what no worker holds once every configuration has been handed out: each failed attempt again
+    (Optuna's RetryHeartbeatStaleTrialCallback: same parameters, its epochs' losses kept for the pruner,
+    the retry history), and any configuration whose first trial died before it drew one. Not at the
+    moment a trial goes stale (the storage's callback): a retry queued earlier would take the trial
+    number GridSampler gives to a configuration not yet started. Returns whether it queued anything."""
+    retry = RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=True)
+    for attempt in to_retry.values():
+        retry(study, attempt)
+    if any(t.state == TrialState.RUNNING and trial_config(t) is None for t in trials):
+        return bool(to_retry)  # a trial is drawing its configuration right now
+    held = finished.keys() | running | to_retry.keys()
+    missing = [config for config in configs if config_id(config) not in held]
+    for config in missing:
+        study.enqueue_trial(config)
+    return bool(to_retry or missing)
+
+
+# ------------------------------------------------------------------------------------------------
+# Ranking
+# ------------------------------------------------------------------------------------------------
+
+def record_of(trial):
+    """A finished configuration's results, from its trial."""
+    a = trial.user_attrs
+    if trial.state == TrialState.FAIL:  # given up
+        status, error = "failed", f"its worker died or crashed {MAX_RETRIES + 1} times"
+    else:
+        status, error = a.get("status") or "pruned", a.get("error")
+    return {"id": config_id(trial_config(trial)), "config": trial_config(trial), "status": status,
+            "val_loss": a.get("val_loss"), "fid": a.get("fid"), "fid_n": a.get("fid_n"),
+            "seconds": a.get("seconds"), "checkpoint": a.get("checkpoint"), "error": error}
 
 
 def score_of(record, loss_weight):
@@ -212,11 +295,13 @@ def score_of(record, loss_weight):
 
 
 def rank(records, loss_weight=LOSS_WEIGHT):
-    """Rows sorted by score (ties by id, so every merge ranks alike); failed runs score inf."""
-    rows = [{"id": r["id"], **r["config"], "val_loss": r.get("val_loss"), "fid": r.get("fid"), "fid_n": r.get("fid_n"),
-             "score": score_of(r, loss_weight), "status": r["status"], "seconds": r["seconds"],
-             "checkpoint": r.get("checkpoint")} for r in records]
-    return sorted(rows, key=lambda row: (row["score"], row["id"]))
+    """Rows sorted by score, then finished before pruned before failed, then id (so every reading ranks
+    alike); pruned and failed configurations score inf."""
+    rows = [{"id": r["id"], **r["config"], "val_loss": r.get("val_loss"), "fid": r.get("fid"),
+             "fid_n": r.get("fid_n"), "score": score_of(r, loss_weight), "status": r["status"],
+             "seconds": r["seconds"], "checkpoint": r.get("checkpoint")} for r in records]
+    order = {"ok": 0, "pruned": 1}
+    return sorted(rows, key=lambda row: (row["score"], order.get(row["status"], 2), row["id"]))
 
 
 def plot_scores(rows, path):
@@ -242,35 +327,61 @@ def plot_scores(rows, path):
     save_figure(fig, path)
 
 
-def summarize(folder, loss_weight=LOSS_WEIGHT, grid=None):
-    """Rank what `folder` holds: print the table, write results.csv, scores.png and best.pt."""
+def load_study(folder, storage=None):
+    """The study of the grid in `folder` and its size; the storage is --storage, else where the folder's
+    record says the workers kept it."""
+    record = read_folder_record(folder)
+    storage = None if storage is None else str(storage)
+    if storage is None and record["storage"] is not None:
+        if is_url(record["storage"]):
+            raise InputError(f"{folder}: its study is in the database {record['storage']}; "
+                             "give --storage with its URL")
+        storage = record["storage"]
+    opened = open_storage(storage, folder, must_exist=True)
+    try:
+        return optuna.load_study(study_name=record["study"], storage=opened), record["n_configs"]
+    except KeyError:
+        raise InputError(f"{shown(storage) or Path(folder) / JOURNAL}: holds no study {record['study']} "
+                         f"(the grid of {folder}); give the --storage its workers used") from None
+
+
+def summarize(folder, loss_weight=LOSS_WEIGHT, storage=None):
+    """Rank what the study of `folder` holds: print the table, write results.csv, scores.png and best.pt."""
     folder = Path(folder)
-    records = load_results(folder, grid)
-    if not records:
-        raise InputError(f"{folder}: no results ({RESULTS_GLOB}) to summarize")
-    rows = rank(records, loss_weight)
-    expected = max(r["n_configs"] for r in records)
+    study, n_configs = load_study(folder, storage)
+    finished, running, _ = tally(study.get_trials(deepcopy=False))
+    if not finished:
+        raise InputError(f"{folder}: no configuration finished yet ({len(running)} in progress)")
+    rows = rank([record_of(t) for t in finished.values()], loss_weight)
     columns = ["rank", "id", *AXES, "val_loss", "fid", "fid_n", "score", "status", "seconds", "checkpoint"]
     with atomic_output(folder / "results.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, columns)
         writer.writeheader()
         writer.writerows({"rank": i, **row} for i, row in enumerate(rows, 1))
-    print(f"{len(rows)} of {expected} configurations finished; score = {loss_weight:.4g} * loss + FID")
+    print(f"{len(rows)} of {n_configs} configurations finished" + (f", {len(running)} in progress" if running else "")
+          + f"; score = {loss_weight:.4g} * loss + FID")
     print(f"{'rank':>4}  {'configuration':<44} {'val loss':>9} {'FID':>7} {'score':>8}  FID of N = "
-          f"{', '.join(sorted({str(row['fid_n']) for row in rows}))} images a side")
+          f"{', '.join(sorted({str(row['fid_n']) for row in rows if row['fid_n'] is not None}))} images a side")
     for i, row in enumerate(rows, 1):
         numbers = (f"{row['val_loss']:9.1f} {row['fid']:7.2f} {row['score']:8.2f}" if row["status"] == "ok"
-                   else f"{'failed':>26}")
+                   else f"{row['status']:>26}")
         print(f"{i:4d}  {row['id']:<44} {numbers}")
     plot_scores(rows, folder / "scores.png")
     best = rows[0]
-    if math.isfinite(best["score"]):
+    if math.isfinite(best["score"]) and not (folder / best["checkpoint"]).is_file():
+        print(f"best: {best['id']}, whose {best['checkpoint']} is not in {folder} (a machine without this --out "
+              f"trained it): no best.pt; table {folder / 'results.csv'}, plot {folder / 'scores.png'}")
+    elif math.isfinite(best["score"]):
         with atomic_output(folder / "best.pt") as tmp:
             shutil.copyfile(folder / best["checkpoint"], tmp)
         print(f"best: {best['id']} -> {folder / 'best.pt'}; table {folder / 'results.csv'}, "
               f"plot {folder / 'scores.png'}")
     return rows
 
+
+# ------------------------------------------------------------------------------------------------
+# Training and measuring one configuration
+# ------------------------------------------------------------------------------------------------
 
 def fid_n(galaxies, fid_samples):
     """The N of every FID in a grid: --fid-samples, capped by the validation split (both sides use N)."""
@@ -292,61 +403,180 @@ def fid_scorer(galaxies, num_samples, seed, device):
     return score
 
 
-def run_config(config, out, galaxies, score_fid):
-    """Train one configuration and measure it; returns the metrics for its results line."""
+def run_config(config, out, galaxies, score_fid, on_epoch=None):
+    """Train one configuration (from its last.pt when that belongs to it) and measure it; returns the
+    metrics of its results, and whether it resumed."""
     run_dir = Path(config.out)
     resume = belongs_to(run_dir / "last.pt", config)
     if not resume and run_dir.exists():
         shutil.rmtree(run_dir)  # leftovers of another configuration or of a half-saved first epoch
     try:
-        result = train.train(config, galaxies=galaxies, progress=False, resume=resume)
+        result = train.train(config, galaxies=galaxies, progress=False, resume=resume, on_epoch=on_epoch)
     except TrainingDiverged as e:
-        return {"status": "failed", "error": str(e), "val_loss": None, "fid": None, "checkpoint": None}
+        return {"status": "failed", "error": str(e), "val_loss": None, "fid": None, "checkpoint": None}, resume
     model, _ = load_checkpoint(result["best"], pick_device(config.device))
     fid_value = float(score_fid(model))
     if not math.isfinite(fid_value):
         return {"status": "failed", "error": f"FID is {fid_value}", "val_loss": None, "fid": None,
-                "checkpoint": None}
+                "checkpoint": None}, resume
     return {"status": "ok", "val_loss": result["best_val_loss"], "fid": fid_value,
-            "checkpoint": str(result["best"].relative_to(out))}
+            "checkpoint": str(result["best"].relative_to(out))}, resume
 
 
-def run_grid(axes, settings, out, shard_k=1, shard_n=1, loss_weight=LOSS_WEIGHT, score_fid=None,
-             progress=True):
-    """Run this shard's unfinished configurations, then summarize everything in `out`.
-    `settings`: data, max_per_class, epochs, warmup_epochs, seed, device, fid_samples.
-    `score_fid`: model -> FID; None uses fid.py (tests pass a cheap stand-in)."""
-    out = Path(out)
-    galaxies = load_galaxies(settings["data"], max_per_class=settings["max_per_class"], seed=settings["seed"],
-                             progress=progress)
-    grid = grid_id(axes, settings | {"data": galaxies.key})
-    configs = expand_grid(axes)
-    mine = shard(configs, shard_k, shard_n)
-    results_path = out / f"results-{shard_k}-of-{shard_n}.jsonl"
-    out.mkdir(parents=True, exist_ok=True)
-    drop_partial_line(results_path)
-    done = {r["id"] for r in load_results(out, grid)}
-    todo = [c for c in mine if config_id(c) not in done]
-    print(f"grid {grid}: {len(configs)} configurations; shard {shard_k}/{shard_n} has {len(mine)}, "
-          f"{len(mine) - len(todo)} already done, {len(todo)} to run; results in {results_path}")
-    n = fid_n(galaxies, settings["fid_samples"])
-    if todo and score_fid is None:
-        score_fid = fid_scorer(galaxies, n, settings["seed"], pick_device(settings["device"]))
-    shared = {k: settings[k] for k in ("data", "max_per_class", "epochs", "warmup_epochs", "seed", "device")}
-    for i, config in enumerate(tqdm(todo, desc="configurations", unit="config", disable=not progress), 1):
+class Worker:
+    """One worker of a grid's study: trains the configurations it pulls until every one is finished."""
+
+    def __init__(self, axes, settings, out, storage=None, loss_weight=LOSS_WEIGHT, score_fid=None, progress=True,
+                 prune=False, heartbeat=HEARTBEAT):
+        self.out, self.loss_weight, self.score_fid, self.progress = Path(out), loss_weight, score_fid, progress
+        storage = None if storage is None else str(storage)
+        self.heartbeat = heartbeat
+        opened = open_storage(storage, out, heartbeat)  # a bad --storage is refused before any work
+        self.galaxies = load_galaxies(settings["data"], max_per_class=settings["max_per_class"],
+                                      seed=settings["seed"], progress=progress)
+        self.space = full_axes(axes)
+        self.configs = expand_grid(axes)
+        self.grid = grid_id(axes, settings | {"data": self.galaxies.key})
+        check_writable_folder(self.out, "--out")
+        claim_folder(self.out, {"grid": self.grid, "study": f"grid-{self.grid}", "n_configs": len(self.configs),
+                                "storage": shown(storage) if storage is None or is_url(storage)
+                                else str(Path(storage).resolve())})
+        # seed=0: every worker shuffles the grid alike, so the k-th trial has the same configuration in all.
+        self.study = optuna.create_study(
+            storage=opened, study_name=f"grid-{self.grid}", direction="minimize", load_if_exists=True,
+            sampler=optuna.samplers.GridSampler(self.space, seed=0),
+            pruner=optuna.pruners.SuccessiveHalvingPruner() if prune else optuna.pruners.NopPruner())
+        self.settings, self.n = settings, fid_n(self.galaxies, settings["fid_samples"])
+        self.where = shown(storage) or self.out / JOURNAL
+
+    def scorer(self):
+        if self.score_fid is None:  # loaded at the first training: a worker with nothing to do never pays
+            self.score_fid = fid_scorer(self.galaxies, self.n, self.settings["seed"],
+                                        pick_device(self.settings["device"]))
+        return self.score_fid
+
+    def run_trial(self, trial):
+        """Optuna's objective: train and measure the trial's configuration, unless another trial holds it."""
+        config = {name: trial.suggest_categorical(name, values) for name, values in self.space.items()}
+        owner = holder(self.study.get_trials(deepcopy=False), config, len(self.configs))
+        if owner != trial.number:
+            trial.set_user_attr("surplus", f"trial {owner} holds this configuration")
+            raise optuna.TrialPruned()  # trains nothing; PRUNED, not FAIL, as it is nothing to retry
         cid, start = config_id(config), time.time()
-        train_config = TrainConfig(**config, **shared, out=str(out / "runs" / cid))
-        metrics = run_config(train_config, out, galaxies, score_fid)
-        record = {"grid": grid, "n_configs": len(configs), "id": cid, "config": config, **metrics, "fid_n": n,
-                  "loss_weight": loss_weight, "seconds": round(time.time() - start, 1),
-                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        score = score_of(record, loss_weight)
-        record["score"] = score if math.isfinite(score) else None  # strict JSON has no Infinity
-        append_result(results_path, record)
-        summary = (f"val loss {record['val_loss']:.1f}  FID {record['fid']:.2f} (N={n})  score {record['score']:.2f}"
-                   if metrics["status"] == "ok" else f"FAILED ({metrics['error']})")
-        tqdm.write(f"[{len(mine) - len(todo) + i}/{len(mine)}] {cid}: {summary}  ({record['seconds']:.0f} s)")
-    return summarize(out, loss_weight, grid)
+        for key, value in {"id": cid, "worker": WORKER, "interrupted": False}.items():  # not the failed attempt's
+            trial.set_user_attr(key, value)
+        shared = {k: self.settings[k] for k in ("data", "max_per_class", "epochs", "warmup_epochs", "seed", "device")}
+        train_config = TrainConfig(**config, **shared, out=str(self.out / "runs" / cid))
+
+        def on_epoch(epoch, record):
+            # Writing to the trial also proves it is still ours: one taken for dead and taken over by
+            # another worker raises UpdateFinishedTrialError here, which stops this training.
+            trial.set_user_attr("epoch", epoch)
+            if record["beta"] == train_config.beta:  # after warm-up: the loss the score uses
+                trial.report(record["val_loss"], epoch)
+                if trial.should_prune():
+                    for key, value in {"status": "pruned", "val_loss": record["val_loss"], "fid_n": self.n,
+                                       "seconds": round(time.time() - start, 1)}.items():
+                        trial.set_user_attr(key, value)
+                    raise optuna.TrialPruned(f"validation loss {record['val_loss']:.1f} behind at epoch {epoch}")
+
+        try:
+            metrics, resumed = run_config(train_config, self.out, self.galaxies, self.scorer(), on_epoch)
+        except KeyboardInterrupt:
+            trial.set_user_attr("interrupted", True)  # Ctrl-C is no death of the configuration's: retried, uncounted
+            raise
+        for key, value in {**metrics, "fid_n": self.n, "seconds": round(time.time() - start, 1),
+                           "resumed": resumed}.items():
+            trial.set_user_attr(key, value)
+        return score_of(metrics, self.loss_weight)  # inf for a failed one: recorded once, ranked last
+
+    def work(self, position=0):
+        """Pull configurations until every one is finished; the study is then complete."""
+        total = len(self.configs)
+        finished, running, _ = tally(self.study.get_trials(deepcopy=False))
+        print(f"grid {self.grid}: {total} configurations, {len(finished)} finished, {len(running)} in progress; "
+              f"study {self.study.study_name} in {self.where}")
+        bar = tqdm(total=total, initial=len(finished), desc="configurations", unit="config", position=position,
+                   disable=not self.progress)
+
+        def report(study, trial):  # Optuna's callback, after each trial
+            finished, _, _ = tally(study.get_trials(deepcopy=False))
+            bar.n = len(finished)
+            bar.refresh()
+            a = trial.user_attrs
+            if "surplus" in a or trial_config(trial) is None:
+                return
+            summary = {"ok": lambda: f"val loss {a['val_loss']:.1f}  FID {a['fid']:.2f} (N={self.n})  "
+                                     f"score {trial.value:.2f}",
+                       "failed": lambda: f"FAILED ({a.get('error')})",
+                       "pruned": lambda: f"pruned at epoch {a.get('epoch')}"}[a.get("status", "pruned")]()
+            tqdm.write(f"[{len(finished)}/{total}] {config_id(trial_config(trial))}: {summary}  "
+                       f"({a.get('seconds', 0):.0f} s" + (", resumed from its last.pt)" if a.get("resumed") else ")"))
+
+        try:
+            while True:
+                trials = self.study.get_trials(deepcopy=False)
+                finished, running, to_retry = tally(trials)
+                bar.n = len(finished)
+                bar.refresh()
+                if len(finished) == total:
+                    break
+                if len(trials) < total or any(t.state == TrialState.WAITING for t in trials):
+                    try:  # one trial: Optuna fails stale trials, asks, beats while it trains, tells
+                        self.study.optimize(self.run_trial, n_trials=1, callbacks=[report])
+                    except UpdateFinishedTrialError:
+                        tqdm.write("this worker was taken for dead and its configuration taken over; going on")
+                    continue
+                if requeue(self.study, trials, self.configs, finished, running, to_retry):
+                    continue
+                bar.set_postfix_str(f"waiting for {len(running)} in progress elsewhere")
+                time.sleep(min(5, self.heartbeat))
+                fail_stale_trials(self.study)
+        except KeyboardInterrupt:
+            raise SystemExit("grid_search.py: interrupted; the configuration in progress resumes from its last.pt "
+                             "in the next worker (run the same command again)") from None
+        finally:
+            bar.close()
+        return self.study
+
+
+def start_worker(kwargs, threads, position):
+    """A worker process of --workers-per-device."""
+    import torch
+    if threads:
+        torch.set_num_threads(threads)  # N trainings on the CPU share its cores instead of each taking all
+    exit_on_input_error(lambda: Worker(**kwargs).work(position))()
+
+
+def run_grid(axes, settings, out, storage=None, workers=1, loss_weight=LOSS_WEIGHT, score_fid=None, progress=True,
+             prune=False, heartbeat=HEARTBEAT):
+    """Be `workers` workers of the grid's study (processes on this device, beside any others), then rank
+    everything in `out`. `settings`: data, max_per_class, epochs, warmup_epochs, seed, device, fid_samples.
+    `score_fid`: model -> FID; None uses fid.py (tests pass a cheap stand-in)."""
+    kwargs = {"axes": axes, "settings": settings, "out": out, "storage": storage, "loss_weight": loss_weight,
+              "score_fid": score_fid, "progress": progress, "prune": prune, "heartbeat": heartbeat}
+    worker = Worker(**kwargs)  # here too with several: bad input is one line before any process starts
+    if workers == 1:
+        worker.work()
+    else:
+        cpu = pick_device(settings["device"]).type == "cpu"
+        threads = max(1, (os.cpu_count() or 1) // workers) if cpu else None
+        spawn = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+        processes = [spawn.Process(target=start_worker, args=(kwargs, threads, i)) for i in range(workers)]
+        for process in processes:
+            process.start()
+        try:
+            for process in processes:
+                process.join()
+        except KeyboardInterrupt:
+            for process in processes:
+                process.join()
+            raise SystemExit("grid_search.py: interrupted; run the same command again to go on") from None
+        failed = [p.exitcode for p in processes if p.exitcode != 0]
+        if failed:
+            raise SystemExit(f"grid_search.py: {len(failed)} of {workers} workers stopped (exit codes "
+                             f"{', '.join(map(str, failed))}); run the same command again to go on")
+    return summarize(out, loss_weight, storage)
 
 
 def parse_args(argv=None):
@@ -365,9 +595,16 @@ def parse_args(argv=None):
                    "the validation split's size)")
     p.add_argument("--loss-weight", type=float, default=LOSS_WEIGHT, help="w in w * loss + FID (default "
                    "300/12288: 1 - SSIM per pixel value over its range counts like FID over 0-300)")
-    p.add_argument("--out", default=str(RUNS_DIR / "grid"), help="results folder (default runs/grid)")
-    p.add_argument("--shard", default="1/1", metavar="K/N", help="run only the K-th of N shares of the grid")
-    p.add_argument("--summarize", metavar="DIR", help="only merge and rank the results in DIR")
+    p.add_argument("--out", default=str(RUNS_DIR / "grid"), help="run folders, study record and results "
+                   "(default runs/grid); workers on several machines need it on a shared filesystem")
+    p.add_argument("--storage", metavar="FILE|URL", help=f"where the study is kept (default OUT/{JOURNAL}): a "
+                   "journal file, or a database URL such as postgresql://user:password@host/db for many machines")
+    p.add_argument("--workers-per-device", type=int, default=1, metavar="N", help="N workers (processes) of the "
+                   "study at once on this device, e.g. to pack small trainings onto one GPU")
+    p.add_argument("--prune", action="store_true", help="stop configurations whose validation loss lags behind at "
+                   "successive-halving rungs (off: every configuration runs all its epochs)")
+    p.add_argument("--summarize", metavar="DIR", help="only rank what the study of DIR holds (with --storage if "
+                   "its workers used one)")
     return p.parse_args(argv)
 
 
@@ -381,6 +618,8 @@ def check_settings(args):
         raise InputError(f"--fid-samples {args.fid_samples}: FID needs at least 2 images")
     if not 0 <= args.loss_weight < math.inf:
         raise InputError(f"--loss-weight {args.loss_weight}: must be >= 0")
+    if args.workers_per_device < 1:
+        raise InputError(f"--workers-per-device {args.workers_per_device}: must be at least 1")
     pick_device(args.device)
 
 
@@ -390,15 +629,15 @@ def main(argv=None):
     if args.summarize:
         if not Path(args.summarize).is_dir():
             raise InputError(f"{args.summarize}: no such folder")
-        summarize(args.summarize, args.loss_weight)
+        summarize(args.summarize, args.loss_weight, args.storage)
         return
     check_settings(args)
-    shard_k, shard_n = parse_shard(args.shard)
     axes = DEFAULT_GRID | (read_grid_file(args.grid) if args.grid else {})
     axes |= {name: getattr(args, name) for name in AXES if getattr(args, name) is not None}
     settings = {k: getattr(args, k) for k in ("data", "max_per_class", "epochs", "warmup_epochs", "seed",
                                               "device", "fid_samples")}
-    run_grid(validate_axes(axes), settings, args.out, shard_k, shard_n, args.loss_weight)
+    run_grid(validate_axes(axes), settings, args.out, args.storage, args.workers_per_device, args.loss_weight,
+             prune=args.prune)
 
 
 if __name__ == "__main__":

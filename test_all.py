@@ -1921,8 +1921,452 @@ def test_corrupt_and_incompatible_checkpoints_are_one_line(isolated, capsys, tmp
 
 
 # ================================================================================================
+# grid_search.py
+# The grid as an Optuna study: two workers sharing one storage rank as one worker does; kill -9 in the
+# middle of a configuration, and the study still ends with every configuration finished once (the killed
+# one resumed from its last.pt); the rules that give each configuration one trial; a diverged one
+# recorded once; pruning; the best checkpoint; bad input and bad storages. Tiny settings throughout
+# (embedded data capped at 20 per class, 4-channel 2-layer models, 1-2 epochs, a heartbeat a second);
+# only test_cli_workers_per_device_real_fid_and_best_checkpoint pays for the real Inception FID, the others
+# inject a cheap deterministic stand-in through run_grid(score_fid=...).
+# ================================================================================================
+
+TINY_AXES = {"batch_size": [16], "lr": [1e-3, 2e-3, 4e-3], "base_channels": [4], "latent": [4], "layers": [2],
+             "beta": [1.0]}
+TINY_SETTINGS = {"data": "embedded", "max_per_class": 20, "epochs": 1, "warmup_epochs": 0, "seed": 0,
+                 "device": "cpu", "fid_samples": 6}
+TINY_FLAGS = ["--data", "embedded", "--max-per-class", "20", "--epochs", "1", "--warmup-epochs", "0",
+              "--batch-size", "16", "--base-channels", "4", "--latent", "4", "--layers", "2", "--beta", "1",
+              "--fid-samples", "6", "--device", "cpu"]
+TINY_IDS = sorted(gs.config_id(c) for c in gs.expand_grid(gs.validate_axes(TINY_AXES)))
+
+
+def cheap_fid(model):
+    """Deterministic in the model and cheap: a stand-in for the Inception FID."""
+    return float(model_module.decode_latents(model, model_module.standard_normal_latents(8, model.latent_dim, 0)).mean()) * 100
+
+
+def grid_table(folder):
+    with open(folder / "results.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def grid_trials(folder):
+    """The trials of the study of a grid folder, read as --summarize reads them."""
+    study, _ = gs.load_study(folder)
+    return study.get_trials()
+
+
+# A worker in its own process, which logs every training it starts ("pid run-folder resumed"), to prove
+# that none is done twice. Modes: "together": a worker's first training waits (up to a minute) until the
+# other worker has started one too, so that both take part; "stall:FILE": in the middle of its second
+# configuration (epoch 1 of 2 saved) it makes FILE and sleeps, to be killed there.
+DRIVER = """
+import os, sys, time, train, grid_search as gs
+from test_all import TINY_AXES, TINY_SETTINGS, cheap_fid
+out, log, epochs, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+real_train = train.train
+def logged_train(config, resume=False, on_epoch=None, **kwargs):
+    with open(log, "a") as f:
+        f.write(f"{os.getpid()} {config.out} {int(resume)}\\n")
+    deadline = time.time() + 60
+    while mode == "together" and len({line.split()[0] for line in open(log)}) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    def epoch_done(epoch, record):
+        on_epoch(epoch, record)
+        if mode.startswith("stall:") and epoch == 1 and len(open(log).readlines()) == 2:
+            open(mode[len("stall:"):], "w").close()
+            time.sleep(600)
+    return real_train(config, resume=resume, on_epoch=epoch_done, **kwargs)
+train.train = logged_train
+gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS | {"epochs": epochs}, out, score_fid=cheap_fid,
+            progress=False, heartbeat=1)
+"""
+
+
+def start_worker(tmp_path, out, log, epochs, mode):
+    driver = tmp_path / "driver.py"
+    if not driver.exists():  # written once: a worker started before may be reading it
+        driver.write_text(DRIVER)
+    return subprocess.Popen([sys.executable, driver, out, log, str(epochs), mode], cwd=HERE, text=True,
+                            env=os.environ | {"PYTHONPATH": str(HERE)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def finish(worker, timeout=300):
+    """A worker's output once it has ended; one still running after `timeout` is killed (and the test fails)."""
+    try:
+        return worker.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        raise
+
+
+def trainings(log):
+    return [tuple(line.split()) for line in log.read_text().splitlines()]
+
+
+def test_expand_and_ids():
+    axes = gs.validate_axes(TINY_AXES | {"beta": [2, 0.5, 2]})  # unsorted with a duplicate
+    assert axes["beta"] == [0.5, 2.0]
+    configs = gs.expand_grid(axes)
+    assert len(configs) == 6 and configs[0] == {"batch_size": 16, "lr": 1e-3, "base_channels": 4, "latent": 4,
+                                                "layers": 2, "beta": 0.5, "upsample": "transpose",
+                                                "res_blocks": 0, "l1_weight": 0.0, "adversarial": 0.0,
+                                                "decoder_noise": False, "disc_augment": False, "disc_channels": 32,
+                                                "lecam": 0.0, "sky_noise": 0.0}
+    assert len({gs.config_id(c) for c in configs}) == 6
+    settings = TINY_SETTINGS | {"data": "key"}
+    assert gs.grid_id(axes, settings) == gs.grid_id(gs.validate_axes(TINY_AXES | {"beta": [0.5, 2]}), settings)
+    assert gs.grid_id(axes, settings) == gs.grid_id(gs.full_axes(axes), settings)  # a default axis, named or not
+    assert gs.grid_id(axes, settings) != gs.grid_id(axes, settings | {"epochs": 2})
+    assert gs.grid_id(axes, settings) == gs.grid_id(axes, settings | {"device": "cuda"})
+
+
+def test_each_configuration_has_one_trial_that_trains_it():
+    """The rules behind 'nothing runs twice', on trials made by hand: the races they settle cannot be timed."""
+    TrialState = gs.TrialState
+    space = gs.full_axes(TINY_AXES)
+    a, b, c = gs.expand_grid(TINY_AXES)
+    distributions = {name: gs.optuna.distributions.CategoricalDistribution(values) for name, values in space.items()}
+
+    def trial(number, config, state, retry_of=None, **user):
+        made = gs.optuna.trial.create_trial(state=state, params=config, distributions=distributions, user_attrs=user,
+                                            value=1.0 if state == TrialState.COMPLETE else None,
+                                            system_attrs={} if retry_of is None else {"failed_trial": retry_of})
+        made.number = number
+        return made
+
+    trials = [trial(0, a, TrialState.RUNNING), trial(1, b, TrialState.COMPLETE), trial(2, c, TrialState.RUNNING),
+              trial(3, a, TrialState.RUNNING)]  # 3: asked for when all 3 had been handed out
+    assert [gs.holder(trials, config, 3) for config in (a, b, c)] == [0, 1, 2]
+    finished, running, to_retry = gs.tally(trials)
+    assert list(finished) == [gs.config_id(b)] and running == {gs.config_id(a), gs.config_id(c)} and to_retry == {}
+
+    # a's worker dies: its attempt is to be retried; two workers queue a retry at once: the first trains it.
+    trials[0] = trial(0, a, TrialState.FAIL)
+    trials[3] = trial(3, a, TrialState.PRUNED, surplus="trial None holds this configuration")
+    assert gs.tally(trials)[2] == {gs.config_id(a): trials[0]}
+    trials += [trial(4, a, TrialState.WAITING, retry_of=0), trial(5, a, TrialState.RUNNING, retry_of=0)]
+    assert gs.holder(trials, a, 3) == 4 and gs.tally(trials)[1] == {gs.config_id(a), gs.config_id(c)}
+    trials[4] = trial(4, a, TrialState.COMPLETE, retry_of=0)
+    assert gs.holder(trials, a, 3) == 4 and gs.tally(trials)[0][gs.config_id(a)].number == 4
+
+    # A worker that dies in it more than MAX_RETRIES times gives the configuration up, as failed.
+    attempts = [trial(n, c, TrialState.FAIL, retry_of=None if n == 0 else 0) for n in range(gs.MAX_RETRIES + 1)]
+    finished, running, to_retry = gs.tally(attempts[:-1])
+    assert finished == {} and list(to_retry) == [gs.config_id(c)]
+    finished, running, to_retry = gs.tally(attempts)
+    record = gs.record_of(finished[gs.config_id(c)])
+    assert to_retry == {} and record["status"] == "failed" and "died or crashed 4 times" in record["error"]
+    interrupted = attempts[:-1] + [trial(9, c, TrialState.FAIL, retry_of=0, interrupted=True)]  # Ctrl-C: no death
+    assert gs.tally(interrupted)[0] == {} and gs.tally(interrupted)[2] == {gs.config_id(c): interrupted[-1]}
+
+
+def test_two_workers_sharing_one_storage_rank_as_one_worker(data_dir, tmp_path):
+    # The one worker in a fresh process too, beside the two: this test process's torch state, after other
+    # tests, need not train to the same last digit.
+    single, shared, log = tmp_path / "single", tmp_path / "shared", tmp_path / "trainings.log"
+    alone = start_worker(tmp_path, single, tmp_path / "alone.log", 1, "plain")
+    workers = [start_worker(tmp_path, shared, log, 1, "together") for _ in range(2)]
+    outputs = [finish(worker) for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0], outputs
+    output = finish(alone)
+    assert alone.returncode == 0, output[-3000:]
+    trained = trainings(log)
+    assert sorted(Path(run).name for _, run, _ in trained) == TINY_IDS  # each configuration once
+    assert len({pid for pid, _, _ in trained}) == 2 and {resumed for _, _, resumed in trained} == {"0"}
+    assert all("3 of 3 configurations finished" in output for output in outputs)
+
+    def ranking(folder):
+        return [(row["id"], row["status"], float(row["val_loss"]), float(row["fid"]), float(row["score"]))
+                for row in grid_table(folder)]
+    assert [row[:2] for row in ranking(shared)] == [row[:2] for row in ranking(single)]
+    assert [x for row in ranking(shared) for x in row[2:]] == pytest.approx([x for row in ranking(single) for x in row[2:]],
+                                                                         rel=1e-6)
+    complete = [t for t in grid_trials(shared) if t.state == gs.TrialState.COMPLETE]
+    assert sorted(t.user_attrs["id"] for t in complete) == TINY_IDS
+    assert len({t.user_attrs["worker"] for t in complete}) == 2
+
+
+def test_kill_9_in_a_configuration_then_every_configuration_finishes_once(data_dir, tmp_path, monkeypatch):
+    out, log, stalled = tmp_path / "grid", tmp_path / "trainings.log", tmp_path / "stalled"
+    first = start_worker(tmp_path, out, log, 2, f"stall:{stalled}")
+    deadline = time.time() + 240
+    while not stalled.exists():
+        if first.poll() is not None or time.time() > deadline:
+            first.kill()
+            pytest.fail(first.communicate()[0][-2000:])
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)  # in the middle of its second configuration
+    first.wait()
+    first.stdout.close()
+    (_, done_run, _), (_, killed_run, _) = trainings(log)
+    done_run, killed_run = Path(done_run), Path(killed_run)
+    epoch_1 = json.loads((killed_run / "history.json").read_text())
+    best_mtime = (done_run / "best.pt").stat().st_mtime_ns
+    assert (killed_run / "last.pt").exists() and len(epoch_1) == 1
+
+    log.write_text("")
+    second = start_worker(tmp_path, out, log, 2, "plain")
+    output = finish(second)
+    assert second.returncode == 0, output[-3000:]
+    third = next(i for i in TINY_IDS if i not in (done_run.name, killed_run.name))
+    assert sorted((Path(run).name, resumed) for _, run, resumed in trainings(log)) == sorted(
+        [(killed_run.name, "1"), (third, "0")])  # the finished one is not trained again
+    assert f"{killed_run.name}: val loss" in output and "resumed from its last.pt" in output
+    history = json.loads((killed_run / "history.json").read_text())
+    assert len(history) == 2 and history[0] == epoch_1[0]  # its first epoch kept, not trained again
+    assert (done_run / "best.pt").stat().st_mtime_ns == best_mtime
+    trials = grid_trials(out)
+    complete = [t.user_attrs["id"] for t in trials if t.state == gs.TrialState.COMPLETE]
+    failed = [t for t in trials if t.state == gs.TrialState.FAIL]
+    assert sorted(complete) == TINY_IDS  # every configuration finished exactly once
+    assert len(failed) == 1 and gs.config_id(gs.trial_config(failed[0])) == killed_run.name  # the killed attempt
+
+    # Run again after the end: nothing is trained, the same ranking.
+    table, trained = grid_table(out), []
+    monkeypatch.setattr(train, "train", lambda config, **kwargs: trained.append(config.out))
+    rows = gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS | {"epochs": 2}, out, score_fid=cheap_fid,
+                       progress=False)
+    assert trained == [] and len(rows) == 3 and grid_table(out) == table
+
+
+def test_diverged_configuration_is_recorded_once_and_ranked_last(data_dir, tmp_path, monkeypatch, capsys):
+    real_train, trained = train.train, []
+
+    def diverging_train(config, **kwargs):
+        trained.append(config.lr)
+        if config.lr == 4e-3:
+            raise losses.TrainingDiverged("training diverged in epoch 1: loss is nan at batch 0")
+        return real_train(config, **kwargs)
+    monkeypatch.setattr(train, "train", diverging_train)
+    rows = gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS, tmp_path, score_fid=cheap_fid, progress=False)
+    assert [r["lr"] for r in rows][-1] == 4e-3 and rows[-1]["score"] == math.inf and rows[-1]["status"] == "failed"
+    assert all(math.isfinite(r["score"]) for r in rows[:-1])
+    assert "FAILED (training diverged" in capsys.readouterr().out
+    table = grid_table(tmp_path)
+    assert [row["id"] for row in table] == [r["id"] for r in rows] and table[-1]["score"] == "inf"
+    assert {row["fid_n"] for row in table} == {"6"}  # min(--fid-samples 6, 6 validation images)
+    assert (tmp_path / "scores.png").stat().st_size > 0
+    model, checkpoint = ckpt.load_checkpoint(tmp_path / "best.pt")
+    assert checkpoint["config"]["lr"] == rows[0]["lr"]
+    diverged = [t for t in grid_trials(tmp_path) if t.params["lr"] == 4e-3]
+    assert len(diverged) == 1 and diverged[0].state == gs.TrialState.COMPLETE and diverged[0].value == math.inf
+    assert "diverged" in diverged[0].user_attrs["error"]
+
+    # Run again: nothing is trained, and the diverged configuration is not retried.
+    trained.clear()
+    gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS, tmp_path, score_fid=cheap_fid, progress=False)
+    assert trained == []
+    # --summarize --loss-weight 0 ranks by FID alone, without training.
+    by_fid = [r for r in gs.summarize(tmp_path, 0.0) if r["status"] == "ok"]
+    assert [r["fid"] for r in by_fid] == sorted(r["fid"] for r in by_fid) and [r["score"] for r in by_fid] == [
+        r["fid"] for r in by_fid]
+    assert trained == []
+
+    # Another grid in the same folder is refused, and so is this grid's study kept elsewhere.
+    with pytest.raises(InputError, match="holds the grid"):
+        gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS | {"epochs": 2, "warmup_epochs": 1}, tmp_path,
+                    score_fid=cheap_fid, progress=False)
+    with pytest.raises(InputError, match="is kept in"):
+        gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS, tmp_path, storage=tmp_path / "elsewhere.log",
+                    score_fid=cheap_fid, progress=False)
+
+
+def test_prune_stops_a_configuration_behind_at_a_rung(data_dir, tmp_path):
+    rows = gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS | {"epochs": 2}, tmp_path, score_fid=cheap_fid,
+                       progress=False, prune=True)
+    statuses = [row["status"] for row in rows]
+    assert statuses[0] == "ok" and "pruned" in statuses and statuses == sorted(statuses, key=["ok", "pruned"].index)
+    for row in rows:
+        epochs = len(json.loads((tmp_path / "runs" / row["id"] / "history.json").read_text()))
+        assert epochs == (2 if row["status"] == "ok" else 1) and math.isfinite(row["score"]) == (row["status"] == "ok")
+
+
+@pytest.mark.parametrize("argv, grid_text, message", [
+    (["--lr", "-0.001"], None, "--lr -0.001: must be a learning rate > 0"),
+    (["--layers", "2", "6"], None, "--layers 6: must be a whole number, 2 to 5"),
+    (["--lr"], None, "argument --lr: expected at least one argument"),
+    (["--latent", "x"], None, "argument --latent: invalid int value: 'x'"),
+    (["--workers-per-device", "0"], None, "--workers-per-device 0: must be at least 1"),
+    (["--epochs", "2", "--warmup-epochs", "2"], None, "need 0 <= warm-up < epochs"),
+    (["--summarize", "NOWHERE"], None, "NOWHERE: no such folder"),
+    (["--summarize", "EMPTY"], None, "EMPTY: no grid study here (study.json missing)"),
+    (["--grid", "GRID"], "{lr: [1]", "grid.json: not a readable JSON grid file"),
+    (["--grid", "GRID"], "[0.1]", "grid.json: a grid file is a JSON object"),
+    (["--grid", "GRID"], '{"learning_rate": [0.1]}', "grid.json: unknown axis 'learning_rate'"),
+    (["--grid", "GRID"], '{"beta": []}', "--beta: give a non-empty list of values"),
+    (["--grid", "GRID"], '{"base-channels": [0.5]}', "--base-channels 0.5: must be a whole number"),
+    (["--decoder-noise", "maybe"], None, "argument --decoder-noise: 'maybe': must be true or false"),
+    (["--grid", "GRID"], '{"decoder_noise": ["yes"]}', "--decoder-noise 'yes': must be true or false"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, grid_text, message, tmp_path, capsys):
+    (tmp_path / "grid.json").write_text(grid_text or "")
+    (tmp_path / "EMPTY").mkdir()
+    argv = [str(tmp_path / "grid.json") if a == "GRID" else str(tmp_path / a) if a in ("NOWHERE", "EMPTY") else a
+            for a in argv]
+    assert message in bad_input(gs.main, *argv, "--out", tmp_path / "out", capsys=capsys)
+    assert not (tmp_path / "out").exists()  # refused before any work
+
+
+@pytest.mark.parametrize("storage, message", [
+    ("nosuch://host/db", "--storage nosuch://host/db: cannot open the database (NoSuchModuleError"),
+    ("postgresql://grid:secret@127.0.0.1:9/grid", "--storage postgresql://grid:***@127.0.0.1:9/grid: cannot open "
+                                                  "the database"),
+    ("sqlite:///NOFOLDER/grid.db", "/NOFOLDER/grid.db: cannot open the database (OperationalError"),
+    ("FILE/study.log", "FILE/study.log: its folder cannot be made (a file is in the way)"),
+    ("JUNK", "JUNK: not an Optuna journal file (JSONDecodeError"),
+])
+def test_bad_or_unreachable_storage_is_one_line_and_exit_2(storage, message, tmp_path, capsys):
+    (tmp_path / "FILE").write_text("a file, not a folder")
+    (tmp_path / "JUNK").write_text("not a journal\n")
+    storage, message = (text.replace("NOFOLDER", str(tmp_path / "no" / "such")).replace(
+        "FILE", str(tmp_path / "FILE")).replace("JUNK", str(tmp_path / "JUNK")) for text in (storage, message))
+    line = bad_input(gs.main, *TINY_FLAGS, "--storage", storage, "--out", tmp_path / "out", capsys=capsys)
+    assert message in line and "secret" not in line
+    assert not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_bad_input_from_the_command_line(tmp_path):
+    assert bad_input("grid_search.py", "--layers", "7", "--out", tmp_path) + "\n" == "grid_search.py: error: --layers 7: must be a whole number, 2 to 5 (64 px halved per layer)\n"
+
+
+def test_cli_workers_per_device_real_fid_and_best_checkpoint(data_dir, tmp_path, capsys):
+    out = tmp_path / "packed"
+    run = run_script("grid_search.py", *TINY_FLAGS, "--lr", "1e-3", "4e-3", "--out", out, "--workers-per-device", "2",
+                     check=True)
+    assert "2 of 2 configurations finished" in run.stdout
+    table = grid_table(out)
+    complete = [t.user_attrs["id"] for t in grid_trials(out) if t.state == gs.TrialState.COMPLETE]
+    assert sorted(complete) == sorted(row["id"] for row in table) and len(complete) == 2  # each trained once
+    gs.main(["--summarize", str(out)])
+    assert "2 of 2 configurations finished" in capsys.readouterr().out and grid_table(out) == table
+    # Real FIDs, not a stand-in: each configuration's recomputed here, N generated images against N validation
+    # images, N = min(--fid-samples, validation size) = 6 on both sides.
+    galaxies = data.load_galaxies("embedded", max_per_class=20, seed=0, progress=False)
+    n = gs.fid_n(galaxies, 6)
+    assert n == len(galaxies.val_x) == 6 and gs.fid_n(galaxies, 256) == 6
+    inception = fid.load_inception(device="cpu")
+    real = fid.calculate_statistics(fid.get_activations(galaxies.val_x, inception, progress=False))  # all n = 6
+    for row in table:
+        model, _ = ckpt.load_checkpoint(out / row["checkpoint"])
+        generated = model_module.decode_latents(model, model_module.standard_normal_latents(n, model.latent_dim, 0))
+        expected = fid.frechet_distance(*fid.calculate_statistics(fid.get_activations(generated, inception,
+                                                                                      progress=False)), *real)
+        assert float(row["fid"]) == pytest.approx(expected, rel=1e-6) and row["fid_n"] == str(n)
+    model, checkpoint = ckpt.load_checkpoint(out / "best.pt")
+    assert isinstance(model, torch.nn.Module) and Path(checkpoint["config"]["out"]).name == table[0]["id"]
+    run_script("generate.py", "--checkpoint", out / "best.pt", "--samples", "4", "--out", tmp_path / "gen",
+               "--device", "cpu", "--quiet", "--refine-steps", "0", check=True)
+    assert (tmp_path / "gen" / "samples.png").stat().st_size > 0
+
+
+def test_grid_axes_cover_the_new_options():
+    axes = gs.validate_axes({"lr": [1e-3], "latent": [16], "beta": [0.5], "upsample": ["transpose", "bilinear"],
+                             "res_blocks": [1], "l1_weight": [0.5], "adversarial": [0.1], "decoder_noise": [True]})
+    configs = gs.expand_grid(axes)
+    assert len(configs) == 2 and all(c["batch_size"] == gs.DEFAULT_GRID["batch_size"][0] for c in configs)
+    ids = [gs.config_id(c) for c in configs]
+    assert len(set(ids)) == 2 and "upsamplebilinear" in ids[0] + ids[1] and "adversarial0.1" in ids[0]
+    assert all("decoder_noiseTrue" in i for i in ids)
+    assert gs.parse_args(["--decoder-noise", "false", "yes"]).decoder_noise == [False, True]
+    assert gs.parse_args(["--disc-augment", "on"]).disc_augment == [True]
+    assert gs.parse_args(["--disc-channels", "16", "32"]).disc_channels == [16, 32]
+    assert "sky_noise0.5" in gs.config_id(gs.expand_grid({"sky_noise": [0.5]})[0])
+    assert gs.parse_args(["--lecam", "0", "0.1"]).lecam == [0.0, 0.1]
+    assert gs.parse_args(["--sky-noise", "0", "0.5"]).sky_noise == [0.0, 0.5]
+    assert "disc_channels16" in gs.config_id(gs.expand_grid({"disc_channels": [16]})[0])
+    assert gs.config_id(gs.expand_grid({})[0]) == "bs64-lr0.001-ch32-z16-L4-beta0.5"  # old ids unchanged
+    for bad, message in (({"upsample": ["cubic"]}, "--upsample 'cubic'"), ({"upsample": [3]}, "must be a name"),
+                         ({"adversarial": [-1.0]}, "--adversarial -1.0"), ({"l1_weight": [-1]}, "--l1-weight -1"),
+                         ({"decoder_noise": ["maybe"]}, "--decoder-noise 'maybe': must be true or false"),
+                         ({"latent": [1.5]}, "--latent 1.5: must be a whole number"),
+                         ({"disc_channels": [0]}, "--disc-channels 0")):
+        with pytest.raises(InputError, match=message):
+            gs.validate_axes(bad)
+
+
+# ================================================================================================
+# realism.py
+# The embedded set against a folder of real galaxies, and the preview.
+# ================================================================================================
+
+def write_real_folder(root, per_class, rng):
+    for c in (2, 6, 9):
+        (root / str(c)).mkdir(parents=True)
+        for i in range(per_class.get(c, 12)):
+            image = blob_cutout(rng, sigma=rng.uniform(2, 5), q=rng.uniform(0.3, 1)).transpose(1, 2, 0)
+            Image.fromarray((image * 255).astype(np.uint8)).resize((128, 128)).save(root / str(c) / f"g{i}.png")
+
+
+def test_compare_embedded_against_a_folder(tmp_path, monkeypatch, capsys):
+    write_real_folder(tmp_path / "real", {2: 10, 6: 10, 9: 10}, np.random.default_rng(1))
+    monkeypatch.setattr(files, "DATA_DIR", tmp_path / "data")
+    out = tmp_path / "out" / "cmp.png"
+    realism.main(["--compare", str(tmp_path / "real"), "--out", str(out), "--max-per-class", "200", "--device", "cpu"])
+    printed = capsys.readouterr().out
+    result = json.loads(out.with_suffix(".json").read_text())
+    assert Image.open(out).size[0] > 0 and "Round Smooth" in printed and "field_sources" in printed
+    for c in ("2", "6", "9"):
+        r = result["classes"][c]
+        # the embedded test split (20 of 200) holds two disjoint draws of the folder's 10
+        assert r["n"] == 10 and r["floor_n"] == 5 and r["draws"] == 2 and r["fid_sd"] > 0
+        assert r["fid"] > 0 and r["floor"] > 0 and set(r["statistics"]) == {k for k, _ in morphology.STATISTICS}
+        assert r["statistics"]["sky_level"]["real"] == pytest.approx(0.1, abs=0.01)
+    assert result["classes"]["overall"]["n"] == 30 and result["classes"]["overall"]["draws"] == 2
+    assert [p.name for p in out.parent.iterdir()] == ["cmp.png", "cmp.json"] or \
+        sorted(p.name for p in out.parent.iterdir()) == ["cmp.json", "cmp.png"]
+
+
+def test_compare_bad_folders_exit_2_with_one_line(tmp_path, monkeypatch, capsys):
+    rng = np.random.default_rng(2)
+    write_real_folder(tmp_path / "few", {6: 9}, rng)
+    write_real_folder(tmp_path / "broken", {}, rng)
+    (tmp_path / "broken" / "9" / "g3.png").write_bytes(b"not a png")
+    (tmp_path / "flat").mkdir()
+    Image.new("RGB", (64, 64)).save(tmp_path / "flat" / "a.png")
+    cases = {"missing": (tmp_path / "nope", "no such folder"), "flat": (tmp_path / "flat", "no class subfolders"),
+             "few": (tmp_path / "few", "class 6 (Unbarred Tight Spiral) has 9 images, need at least 10"),
+             "broken": (tmp_path / "broken" / "9" / "g3.png", "unreadable or corrupt image")}
+    monkeypatch.setattr(files, "DATA_DIR", tmp_path / "data")
+    for name, (path, message) in cases.items():
+        folder = path.parent.parent if name == "broken" else path
+        with pytest.raises(SystemExit) as stop:
+            realism.main(["--compare", str(folder), "--out", str(tmp_path / "cmp.png")])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and err.count("\n") == 1 and str(path) in err and message in err, (name, err)
+    assert not (tmp_path / "cmp.png").exists() and not (tmp_path / "data").exists()
+    # data.py's old spelling says where the comparison went
+    line = bad_input(data.main, "--compare", tmp_path / "few", capsys=capsys)
+    assert line.endswith(f"--compare {tmp_path / 'few'}: moved to realism.py, run `python realism.py --compare "
+                         f"{tmp_path / 'few'}`")
+
+
+def test_preview_is_written_by_the_one_figure_saver(tmp_path, data_dir, monkeypatch):
+    import plots
+    saved = []
+    save_figure = plots.save_figure
+    monkeypatch.setattr(realism, "save_figure", lambda fig, path, **kw: saved.append(path) or save_figure(fig, path, **kw))
+    realism.main(["embedded", "--max-per-class", "5", "--preview", str(tmp_path / "preview.png")])
+    assert saved == [str(tmp_path / "preview.png")]
+    with Image.open(tmp_path / "preview.png") as image:
+        assert image.format == "PNG" and min(image.size) > 100
+    assert [p.name for p in tmp_path.iterdir()] == ["preview.png"]
+
+
+# ================================================================================================
+# bench.py
+# Speed targets live in bench.py itself; here only its bad input.
+# ================================================================================================
+
+def test_bench_bad_input_is_one_line():
+    assert bad_input("bench.py", "--batch-size", "x") == "bench.py: error: argument --batch-size: invalid int value: 'x'"
+
+
+# ================================================================================================
 # explore.py
 # A server on a free port in this process, over the tiny model; a real browser where Chromium is installed.
+# Last in the file: while its server lives (the whole module), torch runs on one thread, as explore.py serves.
 # ================================================================================================
 
 @pytest.fixture(scope="module")
@@ -2160,331 +2604,3 @@ def test_explore_in_a_real_browser(explorer, tmp_path):
         assert errors == []
     finally:
         driver.quit()
-
-
-# ================================================================================================
-# grid_search.py
-# Resume after kill -9, shards merged = one run, the best checkpoint, bad input. Tiny settings throughout
-# (embedded data capped at 20 per class, 4-channel 2-layer models, 1 epoch); only
-# test_cli_real_fid_shards_equal_single_run pays for the real Inception FID, the others inject a cheap
-# deterministic stand-in through run_grid(score_fid=...).
-# ================================================================================================
-
-TINY_AXES = {"batch_size": [16], "lr": [1e-3, 2e-3, 4e-3], "base_channels": [4], "latent": [4], "layers": [2],
-             "beta": [1.0]}
-TINY_SETTINGS = {"data": "embedded", "max_per_class": 20, "epochs": 1, "warmup_epochs": 0, "seed": 0,
-                 "device": "cpu", "fid_samples": 6}
-TINY_FLAGS = ["--data", "embedded", "--max-per-class", "20", "--epochs", "1", "--warmup-epochs", "0",
-              "--batch-size", "16", "--base-channels", "4", "--latent", "4", "--layers", "2", "--beta", "1",
-              "--fid-samples", "6", "--device", "cpu"]
-
-
-def cheap_fid(model):
-    """Deterministic in the model and cheap: a stand-in for the Inception FID."""
-    return float(model_module.decode_latents(model, model_module.standard_normal_latents(8, model.latent_dim, 0)).mean()) * 100
-
-
-def result_lines(out):
-    return [json.loads(line) for line in (out / "results-1-of-1.jsonl").read_text().splitlines()]
-
-
-def test_expand_shard_and_ids():
-    axes = gs.validate_axes(TINY_AXES | {"beta": [2, 0.5, 2]})  # unsorted with a duplicate
-    assert axes["beta"] == [0.5, 2.0]
-    configs = gs.expand_grid(axes)
-    assert len(configs) == 6 and configs[0] == {"batch_size": 16, "lr": 1e-3, "base_channels": 4, "latent": 4,
-                                                "layers": 2, "beta": 0.5, "upsample": "transpose",
-                                                "res_blocks": 0, "l1_weight": 0.0, "adversarial": 0.0,
-                                                "decoder_noise": False, "disc_augment": False, "disc_channels": 32,
-                                                "lecam": 0.0, "sky_noise": 0.0}
-    shares = [gs.shard(configs, k, 4) for k in range(1, 5)]
-    assert sorted(map(gs.config_id, sum(shares, []))) == sorted(map(gs.config_id, configs))
-    assert [len(s) for s in shares] == [2, 2, 1, 1]
-    assert len({gs.config_id(c) for c in configs}) == 6
-    settings = TINY_SETTINGS | {"data": "key"}
-    assert gs.grid_id(axes, settings) == gs.grid_id(gs.validate_axes(TINY_AXES | {"beta": [0.5, 2]}), settings)
-    assert gs.grid_id(axes, settings) != gs.grid_id(axes, settings | {"epochs": 2})
-    assert gs.grid_id(axes, settings) == gs.grid_id(axes, settings | {"device": "cuda"})
-
-
-def test_results_file_tolerates_a_partial_last_line(tmp_path):
-    path = tmp_path / "results-1-of-1.jsonl"
-    for i in range(2):
-        gs.append_result(path, {"grid": "g", "id": f"c{i}", "config": {}, "n": i})
-    with open(path, "ab") as f:
-        f.write(b'{"grid": "g", "id": "c2", "conf')  # what a crash in the middle of a write leaves
-    assert [r["id"] for r in gs.read_results(path)] == ["c0", "c1"]
-    gs.drop_partial_line(path)
-    gs.append_result(path, {"grid": "g", "id": "c2", "config": {}})
-    assert [r["id"] for r in gs.read_results(path)] == ["c0", "c1", "c2"]
-    path.write_text('{"grid": "g", "id": "c0", "config": {}}\nnot json\n{"grid": "g", "id": "c1", "config": {}}\n')
-    with pytest.raises(InputError, match=r"results-1-of-1.jsonl:2: not a grid_search results line"):
-        gs.read_results(path)
-
-
-DRIVER = """
-import sys, train, grid_search as gs
-from test_all import TINY_AXES, TINY_SETTINGS, cheap_fid
-real_train = train.train
-def counted_train(config, **kwargs):  # log every training, to prove finished ones are not redone
-    with open(sys.argv[2], "a") as f:
-        f.write(config.out + "\\n")
-    return real_train(config, **kwargs)
-train.train = counted_train
-gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS, sys.argv[1], score_fid=cheap_fid, progress=False)
-"""
-
-
-def test_resume_after_kill_and_truncated_line(data_dir, tmp_path):
-    out, log, driver = tmp_path / "grid", tmp_path / "trainings.log", tmp_path / "driver.py"
-    driver.write_text(DRIVER)
-    env = os.environ | {"PYTHONPATH": str(HERE)}
-    results = out / "results-1-of-1.jsonl"
-    proc = subprocess.Popen([sys.executable, driver, out, log], cwd=HERE, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    deadline = time.time() + 240
-    while not (results.exists() and results.read_bytes().count(b"\n") >= 1):
-        assert proc.poll() is None and time.time() < deadline, proc.stdout.read().decode()[-2000:]
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    proc.stdout.close()
-    before = results.read_text().splitlines()
-    assert 1 <= len(before) < 3
-    first = json.loads(before[0])
-    first_best = out / first["checkpoint"]
-    first_mtime = first_best.stat().st_mtime_ns
-    log.write_text("")
-
-    rerun = subprocess.run([sys.executable, driver, out, log], cwd=HERE, env=env, capture_output=True, text=True)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert f"{len(before)} already done, {3 - len(before)} to run" in rerun.stdout
-    lines = results.read_text().splitlines()
-    assert lines[:len(before)] == before  # finished results are never rewritten
-    assert sorted(json.loads(line)["id"] for line in lines) == sorted(
-        gs.config_id(c) for c in gs.expand_grid(gs.validate_axes(TINY_AXES)))
-    trained = log.read_text().split()
-    assert len(trained) == 3 - len(before) and str(out / "runs" / first["id"]) not in trained
-    assert first_best.stat().st_mtime_ns == first_mtime
-
-    # A line cut short (a crash outside our single write) is ignored and its configuration redone once.
-    last = json.loads(lines[-1])
-    results.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:40])
-    log.write_text("")
-    rerun = subprocess.run([sys.executable, driver, out, log], cwd=HERE, env=env, capture_output=True, text=True)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert "2 already done, 1 to run" in rerun.stdout
-    final = [json.loads(line) for line in results.read_text().splitlines()]
-    assert len(final) == 3 and len({r["id"] for r in final}) == 3
-    redone = final[-1]
-    assert redone["id"] == last["id"] and redone["score"] == last["score"]  # resumed from last.pt, same result
-    assert len(log.read_text().split()) == 1
-
-
-def test_diverged_configuration_is_recorded_and_ranked_last(data_dir, tmp_path, monkeypatch, capsys):
-    real_train = train.train
-
-    def diverging_train(config, **kwargs):
-        if config.lr == 4e-3:
-            raise losses.TrainingDiverged("training diverged in epoch 1: loss is nan at batch 0")
-        return real_train(config, **kwargs)
-    monkeypatch.setattr(train, "train", diverging_train)
-    rows = gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS, tmp_path, score_fid=cheap_fid, progress=False)
-    assert [r["lr"] for r in rows][-1] == 4e-3 and rows[-1]["score"] == math.inf
-    assert all(math.isfinite(r["score"]) for r in rows[:-1])
-    assert [r["fid_n"] for r in result_lines(tmp_path)] == [6, 6, 6]  # min(--fid-samples 6, 6 validation images)
-    failed = [r for r in result_lines(tmp_path) if r["status"] == "failed"]
-    assert len(failed) == 1 and failed[0]["score"] is None and "diverged" in failed[0]["error"]
-    assert "FAILED (training diverged" in capsys.readouterr().out
-    with open(tmp_path / "results.csv") as f:
-        table = list(csv.DictReader(f))
-    assert [row["id"] for row in table] == [r["id"] for r in rows] and table[-1]["score"] == "inf"
-    assert {row["fid_n"] for row in table} == {"6"}
-    assert (tmp_path / "scores.png").stat().st_size > 0
-    model, checkpoint = ckpt.load_checkpoint(tmp_path / "best.pt")
-    assert checkpoint["config"]["lr"] == rows[0]["lr"]
-
-    # Results written before the decoder_noise axis existed still summarize, at its default.
-    old = tmp_path / "old"
-    old.mkdir()
-    (old / "results-1-of-1.jsonl").write_text("".join(
-        json.dumps(r | {"config": {k: v for k, v in r["config"].items() if k != "decoder_noise"}}) + "\n"
-        for r in result_lines(tmp_path)))
-    assert all(row["decoder_noise"] is False for row in gs.rank(gs.load_results(old), gs.LOSS_WEIGHT))
-
-    # The same folder with another grid (other epochs) is refused, and so is --summarize of two grids.
-    with pytest.raises(InputError, match="results of another grid"):
-        gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS | {"epochs": 2, "warmup_epochs": 1}, tmp_path,
-                    score_fid=cheap_fid, progress=False)
-    other = [r | {"grid": "0123456789ab"} for r in result_lines(tmp_path)]
-    (tmp_path / "results-1-of-2.jsonl").write_text("".join(json.dumps(r) + "\n" for r in other))
-    with pytest.raises(InputError, match="results of 2 different grids"):
-        gs.summarize(tmp_path)
-
-
-@pytest.mark.parametrize("argv, grid_text, message", [
-    (["--lr", "-0.001"], None, "--lr -0.001: must be a learning rate > 0"),
-    (["--layers", "2", "6"], None, "--layers 6: must be a whole number, 2 to 5"),
-    (["--lr"], None, "argument --lr: expected at least one argument"),
-    (["--latent", "x"], None, "argument --latent: invalid int value: 'x'"),
-    (["--shard", "3/2"], None, "--shard 3/2: write K/N with 1 <= K <= N"),
-    (["--shard", "0/2"], None, "--shard 0/2: write K/N"),
-    (["--epochs", "2", "--warmup-epochs", "2"], None, "need 0 <= warm-up < epochs"),
-    (["--summarize", "NOWHERE"], None, "NOWHERE: no such folder"),
-    (["--grid", "GRID"], "{lr: [1]", "grid.json: not a readable JSON grid file"),
-    (["--grid", "GRID"], "[0.1]", "grid.json: a grid file is a JSON object"),
-    (["--grid", "GRID"], '{"learning_rate": [0.1]}', "grid.json: unknown axis 'learning_rate'"),
-    (["--grid", "GRID"], '{"beta": []}', "--beta: give a non-empty list of values"),
-    (["--grid", "GRID"], '{"base-channels": [0.5]}', "--base-channels 0.5: must be a whole number"),
-    (["--decoder-noise", "maybe"], None, "argument --decoder-noise: 'maybe': must be true or false"),
-    (["--grid", "GRID"], '{"decoder_noise": ["yes"]}', "--decoder-noise 'yes': must be true or false"),
-])
-def test_bad_input_is_one_line_and_exit_2(argv, grid_text, message, tmp_path, capsys):
-    (tmp_path / "grid.json").write_text(grid_text or "")
-    argv = [str(tmp_path / "grid.json") if a == "GRID" else str(tmp_path / a) if a == "NOWHERE" else a
-            for a in argv]
-    assert message in bad_input(gs.main, *argv, "--out", tmp_path / "out", capsys=capsys)
-    assert not (tmp_path / "out").exists()  # refused before any work
-
-
-def test_bad_input_from_the_command_line(tmp_path):
-    assert bad_input("grid_search.py", "--layers", "7", "--out", tmp_path) + "\n" == "grid_search.py: error: --layers 7: must be a whole number, 2 to 5 (64 px halved per layer)\n"
-
-
-def test_cli_real_fid_shards_equal_single_run(data_dir, tmp_path):
-    flags = TINY_FLAGS + ["--lr", "1e-3", "4e-3"]
-    single, shared = tmp_path / "single", tmp_path / "shared"
-    run_script("grid_search.py", *flags, "--out", single, check=True)
-    for k in (1, 2):
-        run_script("grid_search.py", *flags, "--out", shared, "--shard", f"{k}/2", check=True)
-    assert sorted(p.name for p in shared.glob("results-*")) == ["results-1-of-2.jsonl", "results-2-of-2.jsonl"]
-    merged = run_script("grid_search.py", "--summarize", shared, check=True)
-    assert "2 of 2 configurations finished" in merged.stdout
-
-    def ranking(folder):
-        with open(folder / "results.csv") as f:
-            return [(row["id"], row["val_loss"], row["fid"], row["score"]) for row in csv.DictReader(f)]
-    # Training and FID are deterministic on the CPU with fixed seeds: equal to the last digit.
-    assert ranking(shared) == ranking(single)
-    # A real FID, not a stand-in: the best configuration's FID recomputed here, N generated images against
-    # N validation images, N = min(--fid-samples, validation size) = 6 on both sides.
-    best_id = ranking(single)[0][0]
-    galaxies = data.load_galaxies("embedded", max_per_class=20, seed=0, progress=False)
-    n = gs.fid_n(galaxies, 6)
-    assert n == len(galaxies.val_x) == 6 and gs.fid_n(galaxies, 256) == 6
-    model, _ = ckpt.load_checkpoint(single / "runs" / best_id / "best.pt")
-    inception = fid.load_inception(device="cpu")
-    generated = model_module.decode_latents(model, model_module.standard_normal_latents(n, model.latent_dim, 0))
-    real = galaxies.val_x  # all n = 6 of them (their order does not change the statistics)
-    expected = fid.frechet_distance(*fid.calculate_statistics(fid.get_activations(generated, inception, progress=False)),
-                                    *fid.calculate_statistics(fid.get_activations(real, inception, progress=False)))
-    recorded = {r["id"]: r for r in (json.loads(line) for line in (single / "results-1-of-1.jsonl").read_text().splitlines())}
-    assert recorded[best_id]["fid"] == pytest.approx(expected, rel=1e-6) and recorded[best_id]["fid_n"] == n
-    for folder in (single, shared):
-        model, checkpoint = ckpt.load_checkpoint(folder / "best.pt")
-        assert isinstance(model, torch.nn.Module) and Path(checkpoint["config"]["out"]).name == best_id
-    run_script("generate.py", "--checkpoint", single / "best.pt", "--samples", "4", "--out", tmp_path / "gen",
-               "--device", "cpu", "--quiet", "--refine-steps", "0", check=True)
-    assert (tmp_path / "gen" / "samples.png").stat().st_size > 0
-
-
-def test_grid_axes_cover_the_new_options():
-    axes = gs.validate_axes({"lr": [1e-3], "latent": [16], "beta": [0.5], "upsample": ["transpose", "bilinear"],
-                             "res_blocks": [1], "l1_weight": [0.5], "adversarial": [0.1], "decoder_noise": [True]})
-    configs = gs.expand_grid(axes)
-    assert len(configs) == 2 and all(c["batch_size"] == gs.DEFAULT_GRID["batch_size"][0] for c in configs)
-    ids = [gs.config_id(c) for c in configs]
-    assert len(set(ids)) == 2 and "upsamplebilinear" in ids[0] + ids[1] and "adversarial0.1" in ids[0]
-    assert all("decoder_noiseTrue" in i for i in ids)
-    assert gs.parse_args(["--decoder-noise", "false", "yes"]).decoder_noise == [False, True]
-    assert gs.parse_args(["--disc-augment", "on"]).disc_augment == [True]
-    assert gs.parse_args(["--disc-channels", "16", "32"]).disc_channels == [16, 32]
-    assert "sky_noise0.5" in gs.config_id(gs.expand_grid({"sky_noise": [0.5]})[0])
-    assert gs.parse_args(["--lecam", "0", "0.1"]).lecam == [0.0, 0.1]
-    assert gs.parse_args(["--sky-noise", "0", "0.5"]).sky_noise == [0.0, 0.5]
-    assert "disc_channels16" in gs.config_id(gs.expand_grid({"disc_channels": [16]})[0])
-    assert gs.config_id(gs.expand_grid({})[0]) == "bs64-lr0.001-ch32-z16-L4-beta0.5"  # old ids unchanged
-    for bad, message in (({"upsample": ["cubic"]}, "--upsample 'cubic'"), ({"upsample": [3]}, "must be a name"),
-                         ({"adversarial": [-1.0]}, "--adversarial -1.0"), ({"l1_weight": [-1]}, "--l1-weight -1"),
-                         ({"decoder_noise": ["maybe"]}, "--decoder-noise 'maybe': must be true or false"),
-                         ({"latent": [1.5]}, "--latent 1.5: must be a whole number"),
-                         ({"disc_channels": [0]}, "--disc-channels 0")):
-        with pytest.raises(InputError, match=message):
-            gs.validate_axes(bad)
-
-
-# ================================================================================================
-# realism.py
-# The embedded set against a folder of real galaxies, and the preview.
-# ================================================================================================
-
-def write_real_folder(root, per_class, rng):
-    for c in (2, 6, 9):
-        (root / str(c)).mkdir(parents=True)
-        for i in range(per_class.get(c, 12)):
-            image = blob_cutout(rng, sigma=rng.uniform(2, 5), q=rng.uniform(0.3, 1)).transpose(1, 2, 0)
-            Image.fromarray((image * 255).astype(np.uint8)).resize((128, 128)).save(root / str(c) / f"g{i}.png")
-
-
-def test_compare_embedded_against_a_folder(tmp_path, monkeypatch, capsys):
-    write_real_folder(tmp_path / "real", {2: 10, 6: 10, 9: 10}, np.random.default_rng(1))
-    monkeypatch.setattr(files, "DATA_DIR", tmp_path / "data")
-    out = tmp_path / "out" / "cmp.png"
-    realism.main(["--compare", str(tmp_path / "real"), "--out", str(out), "--max-per-class", "200", "--device", "cpu"])
-    printed = capsys.readouterr().out
-    result = json.loads(out.with_suffix(".json").read_text())
-    assert Image.open(out).size[0] > 0 and "Round Smooth" in printed and "field_sources" in printed
-    for c in ("2", "6", "9"):
-        r = result["classes"][c]
-        # the embedded test split (20 of 200) holds two disjoint draws of the folder's 10
-        assert r["n"] == 10 and r["floor_n"] == 5 and r["draws"] == 2 and r["fid_sd"] > 0
-        assert r["fid"] > 0 and r["floor"] > 0 and set(r["statistics"]) == {k for k, _ in morphology.STATISTICS}
-        assert r["statistics"]["sky_level"]["real"] == pytest.approx(0.1, abs=0.01)
-    assert result["classes"]["overall"]["n"] == 30 and result["classes"]["overall"]["draws"] == 2
-    assert [p.name for p in out.parent.iterdir()] == ["cmp.png", "cmp.json"] or \
-        sorted(p.name for p in out.parent.iterdir()) == ["cmp.json", "cmp.png"]
-
-
-def test_compare_bad_folders_exit_2_with_one_line(tmp_path, monkeypatch, capsys):
-    rng = np.random.default_rng(2)
-    write_real_folder(tmp_path / "few", {6: 9}, rng)
-    write_real_folder(tmp_path / "broken", {}, rng)
-    (tmp_path / "broken" / "9" / "g3.png").write_bytes(b"not a png")
-    (tmp_path / "flat").mkdir()
-    Image.new("RGB", (64, 64)).save(tmp_path / "flat" / "a.png")
-    cases = {"missing": (tmp_path / "nope", "no such folder"), "flat": (tmp_path / "flat", "no class subfolders"),
-             "few": (tmp_path / "few", "class 6 (Unbarred Tight Spiral) has 9 images, need at least 10"),
-             "broken": (tmp_path / "broken" / "9" / "g3.png", "unreadable or corrupt image")}
-    monkeypatch.setattr(files, "DATA_DIR", tmp_path / "data")
-    for name, (path, message) in cases.items():
-        folder = path.parent.parent if name == "broken" else path
-        with pytest.raises(SystemExit) as stop:
-            realism.main(["--compare", str(folder), "--out", str(tmp_path / "cmp.png")])
-        err = capsys.readouterr().err
-        assert stop.value.code == 2 and err.count("\n") == 1 and str(path) in err and message in err, (name, err)
-    assert not (tmp_path / "cmp.png").exists() and not (tmp_path / "data").exists()
-    # data.py's old spelling says where the comparison went
-    line = bad_input(data.main, "--compare", tmp_path / "few", capsys=capsys)
-    assert line.endswith(f"--compare {tmp_path / 'few'}: moved to realism.py, run `python realism.py --compare "
-                         f"{tmp_path / 'few'}`")
-
-
-def test_preview_is_written_by_the_one_figure_saver(tmp_path, data_dir, monkeypatch):
-    import plots
-    saved = []
-    save_figure = plots.save_figure
-    monkeypatch.setattr(realism, "save_figure", lambda fig, path, **kw: saved.append(path) or save_figure(fig, path, **kw))
-    realism.main(["embedded", "--max-per-class", "5", "--preview", str(tmp_path / "preview.png")])
-    assert saved == [str(tmp_path / "preview.png")]
-    with Image.open(tmp_path / "preview.png") as image:
-        assert image.format == "PNG" and min(image.size) > 100
-    assert [p.name for p in tmp_path.iterdir()] == ["preview.png"]
-
-
-# ================================================================================================
-# bench.py
-# Speed targets live in bench.py itself; here only its bad input.
-# ================================================================================================
-
-def test_bench_bad_input_is_one_line():
-    assert bad_input("bench.py", "--batch-size", "x") == "bench.py: error: argument --batch-size: invalid int value: 'x'"
