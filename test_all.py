@@ -894,8 +894,10 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_galaxies, 
     (["--lecam", "-0.1"], "--lecam -0.1: must be >= 0 (0: off)"),
     (["--preset", "blurry"], "--preset 'blurry'"),
 ])
-def test_train_cli_bad_input_is_one_line_exit_2(args, message, tmp_path, data_dir):
-    assert message in bad_input("train.py", *args, "--out", tmp_path / "run")
+def test_train_cli_bad_input_is_one_line_exit_2(args, message, tmp_path, data_dir, capsys):
+    # in-process, through the same wrapped main() the script runs (test_train_cli_runs_and_resumes starts it)
+    assert message in bad_input(train.main, *args, "--out", tmp_path / "run", capsys=capsys)
+    assert not (tmp_path / "run").exists()
 
 
 def test_train_cli_runs_and_resumes(tmp_path, data_dir):
