@@ -36,6 +36,12 @@ def save_checkpoint(path, model, optimizer, epoch, config, history, best_val_los
         torch.save(checkpoint, tmp)
 
 
+def unreadable(path, error):
+    """The one line for a file that is no checkpoint we can use: the exception's kind and first line."""
+    first = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+    return InputError(f"{path}: not a readable galaxy-vae checkpoint ({type(error).__name__}: {first})")
+
+
 def read_checkpoint(path, device="cpu"):
     """The checkpoint dict of a file, or InputError saying why it is not one."""
     path = Path(path)
@@ -44,8 +50,7 @@ def read_checkpoint(path, device="cpu"):
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:
-        raise InputError(f"{path}: not a readable galaxy-vae checkpoint ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None
+        raise unreadable(path, e) from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("config"), dict) or "model" not in checkpoint:
         raise InputError(f"{path}: not a galaxy-vae checkpoint (no model and config)")
     return checkpoint
@@ -68,8 +73,7 @@ def load_checkpoint(path, device="cpu"):
     except InputError as e:
         raise InputError(f"{path}: {e}") from None
     except Exception as e:
-        raise InputError(f"{path}: not a readable galaxy-vae checkpoint ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0][:200]})") from None
+        raise unreadable(path, e) from None
     return model.eval(), checkpoint
 
 
@@ -86,7 +90,7 @@ def belongs_to(path, config):
     """Does the checkpoint at `path` (an interrupted run's last.pt) belong to this very config, so that it
     may be resumed? Where it runs and where it is written do not count."""
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)["config"]
-    except Exception:
+        saved = read_checkpoint(path)["config"]
+    except InputError:
         return False
     return all(saved.get(k) == v for k, v in flat_config(config).items() if k not in ("out", "device"))

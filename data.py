@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+import files
 import procedural
 from classes import CLASS_NAMES, DEFAULT_CLASSES, class_from_name
 from cli import InputError, Parser, exit_on_input_error
-import files
 from files import atomic_output, default_cache_dir, sha256_of
 from images import IMAGE_SUFFIXES
 

@@ -28,7 +28,7 @@ from files import atomic_output, sha256_of
 from judge import classify, load_or_train_classifier
 from losses import ssim
 from model import decode_latents, encode_means, refine_latents
-from samplers import DEFAULT_SAMPLER, SAMPLERS, fit_sampler, fit_training_sampler
+from samplers import DEFAULT_SAMPLER, SAMPLERS, fit_training_sampler
 
 
 # ---------------------------------------------------------------- FIDs per class, at equal N
@@ -81,25 +81,32 @@ def fid_table(per_class_acts, real):
     return table
 
 
-# ---------------------------------------------------------------- the reconstructions' FID, for choosing an epoch
+# ---------------------------------------------------------------- one FID against validation galaxies, per model
 
-def reconstruction_fid_scorer(galaxies, split="val", num_samples=549, device="cpu", inception=None):
-    """(score, n): score(model) is the FID of the model's reconstructions (posterior mean) of n galaxies of
-    `split` against those same galaxies, n = min(num_samples, the split's size), the real side's statistics
-    cached. Inception is loaded once (or passed in); without the FID weights this raises InputError. A noisy decoder draws its noise from seed 0, and the draws leave the training RNG untouched,
-    so a run that measures resumes exactly."""
+def fid_scorer(galaxies, draw, split="val", num_samples=549, seed=0, device="cpu", inception=None):
+    """(score, n): score(model) is the FID of draw(model, real), the images a model makes for the n real
+    galaxies of `split` it is compared with, against those n galaxies: n = min(num_samples, the split's
+    size), a seeded subset as fid.real_statistics takes it, whose statistics are cached. Inception is loaded
+    once (or passed in); without the FID weights this raises InputError. What train.py's --fid-every measures
+    (draw = reconstructions) and what grid_search.py ranks by (draw = N(0, I) samples)."""
     x = galaxies.split(split)[0]
     n = min(num_samples, len(x))
     inception = inception or fid.load_inception(device=device)
-    real = fid.real_statistics(galaxies, split, n, device=device, progress=False, model=inception)
-    subset = x[fid.subset_of(len(x), n)]
+    real = fid.real_statistics(galaxies, split, n, seed, device=device, progress=False, model=inception)
+    subset = x[fid.subset_of(len(x), n, seed)]
 
     def score(model):
-        with forked_rng(next(model.parameters()).device, 0):
-            recon = decode_latents(model, encode_means(model, subset))
-        acts = fid.get_activations(recon, inception, 50, device, progress=False)
+        acts = fid.get_activations(draw(model, subset), inception, device=device, progress=False)
         return fid.frechet_distance(*fid.calculate_statistics(acts), *real)
     return score, n
+
+
+def reconstructions(model, images, seed=0):
+    """The model's reconstructions (posterior mean) of `images`. A noisy decoder draws its noise from `seed`
+    and leaves the RNG as it was, so the same model gives the same images and a training run that measures
+    them resumes exactly."""
+    with forked_rng(next(model.parameters()).device, seed):
+        return decode_latents(model, encode_means(model, images))
 
 
 # ---------------------------------------------------------------- the other measures
@@ -138,11 +145,9 @@ def reconstruction_judge(model, galaxies, epochs=30, seed=0, width=16, device="c
     cached by the model's weights. The judge of real galaxies asks "does this look like a real galaxy of
     class K?", and takes every blurred galaxy for a spiral; this one asks "do the classes stay apart in what
     this model draws?", so a blurry model that keeps round, spiral and edge-on apart scores well here."""
-    def reconstructed(images):
-        with forked_rng(next(model.parameters()).device, seed):
-            return decode_latents(model, encode_means(model, images))
-    splits = SimpleNamespace(train_x=reconstructed(galaxies.train_x), train_y=galaxies.train_y,
-                             val_x=reconstructed(galaxies.val_x), val_y=galaxies.val_y, classes=galaxies.classes)
+    splits = SimpleNamespace(train_x=reconstructions(model, galaxies.train_x, seed), train_y=galaxies.train_y,
+                             val_x=reconstructions(model, galaxies.val_x, seed), val_y=galaxies.val_y,
+                             classes=galaxies.classes)
     weights = hashlib.sha256(b"".join(t.detach().cpu().numpy().tobytes() for t in model.state_dict().values()))
     return load_or_train_classifier(splits, epochs, seed, device, progress=progress, widths=(width,),
                                     name=f"recon-judge-{galaxies.key}-{weights.hexdigest()[:16]}")
@@ -190,7 +195,7 @@ def evaluate(model, galaxies, num_samples=256, seed=0, sampler=DEFAULT_SAMPLER, 
         return {"z": copying_z(distances, held_out), "median_ratio": float(np.median(distances) / np.median(held_out))}
 
     for kind in samplers:
-        fitted = fit_sampler(kind, train_mu, galaxies.train_y, seed, components, sampler_epochs)
+        fitted = fit_training_sampler(kind, model, galaxies, seed, components, sampler_epochs, latents=train_mu)
         fit_seconds[kind] = round(fitted.fit_seconds, 2)
         if kind == "normal":  # no classes: as many N(0, I) galaxies as all classes' real ones together
             latents = refine_latents(model, fitted.sample(sum(counts.values()), seed), refine_steps)

@@ -81,7 +81,8 @@ class Explorer:
         self.test_mu = encode_means(model, galaxies.test_x)
         self.mean, self.directions, self.spread = principal_directions(train_mu.numpy(), directions)
         self.explained = (self.spread ** 2 / train_mu.numpy().var(0, ddof=1).sum()).tolist()
-        self.sampler = fit_training_sampler(sampler, model, galaxies, seed, components)  # as generate.py --class
+        self.sampler = fit_training_sampler(sampler, model, galaxies, seed, components,  # as generate.py --class
+                                            latents=train_mu)
         self.maps = {"pca": (self.test_mu.numpy() - self.mean) @ self.directions[:2].T}
 
     @property

@@ -389,18 +389,14 @@ def fid_n(galaxies, fid_samples):
 
 
 def fid_scorer(galaxies, num_samples, seed, device):
-    """A function model -> FID of `num_samples` generated images against as many validation images
-    (num_samples <= the split's size: see fid_n); Inception is loaded once, the real statistics come
+    """A function model -> FID of `num_samples` images decoded from z ~ N(0, I) against as many validation
+    images (num_samples <= the split's size: see fid_n); Inception is loaded once, the real statistics come
     from fid.py's cache."""
-    import fid  # imported here so that --summarize and bad-input exits do not pay for it
-    inception = fid.load_inception(device=device)
-    real = fid.real_statistics(galaxies, "val", num_samples, seed, device=device, progress=False, model=inception)
+    from evaluation import fid_scorer as scorer  # here, so that --summarize and bad-input exits do not pay for it
 
-    def score(model):
-        images = decode_latents(model, standard_normal_latents(num_samples, model.latent_dim, seed))
-        acts = fid.get_activations(images, inception, device=device, progress=False)
-        return fid.frechet_distance(*fid.calculate_statistics(acts), *real)
-    return score
+    def samples(model, real):
+        return decode_latents(model, standard_normal_latents(len(real), model.latent_dim, seed))
+    return scorer(galaxies, samples, "val", num_samples, seed, device)[0]
 
 
 def run_config(config, out, galaxies, score_fid, on_epoch=None):

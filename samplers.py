@@ -268,7 +268,9 @@ def fit_sampler(kind, latents, labels=None, seed=0, components=4, epochs=None):
     return sampler
 
 
-def fit_training_sampler(kind, model, galaxies, seed=0, components=4, epochs=None):
+def fit_training_sampler(kind, model, galaxies, seed=0, components=4, epochs=None, latents=None):
     """A sampler of `kind` fitted to where `model`'s encoder puts the training galaxies (their posterior
-    means), per class: what generate.py, the explorer and the evaluation draw from."""
-    return fit_sampler(kind, encode_means(model, galaxies.train_x), galaxies.train_y, seed, components, epochs)
+    means, or `latents` when the caller has them already), per class: what generate.py, the explorer and the
+    evaluation draw from."""
+    latents = encode_means(model, galaxies.train_x) if latents is None else latents
+    return fit_sampler(kind, latents, galaxies.train_y, seed, components, epochs)

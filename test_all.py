@@ -967,7 +967,7 @@ def test_adversarial_term_waits_for_the_warm_up_and_best_is_the_last_epoch(tmp_p
     assert best["epoch"] == 3 and result["best_val_loss"] == history[-1]["val_loss"]
 
 
-def weight_fid(galaxies, split, device, inception):
+def weight_fid(galaxies, draw, split, device, inception):
     """A stand-in for the reconstructions' FID: a number that depends on the model's weights alone, so a
     resumed run measures what an uninterrupted one does."""
     return (lambda model: float(sum(p.detach().double().abs().sum() for p in model.parameters()) % 7)), 6
@@ -975,7 +975,7 @@ def weight_fid(galaxies, split, device, inception):
 
 def test_fid_every_keeps_the_epoch_of_the_lowest_validation_fid_and_resumes_exactly(tmp_path, tiny_galaxies,
                                                                                   monkeypatch):
-    monkeypatch.setattr(train, "reconstruction_fid_scorer", weight_fid)
+    monkeypatch.setattr(evaluation, "fid_scorer", weight_fid)
     monkeypatch.setattr(fid, "load_inception", lambda *a, **k: None)  # the stand-in needs no network
     config = tiny_config(tmp_path / "straight", adversarial=0.5, epochs=5, warmup_epochs=1, fid_every=2)
     straight = train.train(config, galaxies=tiny_galaxies, progress=False)

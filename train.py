@@ -11,14 +11,12 @@ from pathlib import Path
 
 import torch
 
-import fid
 from checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from cli import InputError, Parser, exit_on_input_error, flag
 from config import PRESET_MACHINES, PRESETS, TrainConfig
 from data import load_galaxies
 from devices import check_precision, forked_rng, pick_device
 from discriminator import build_adversary
-from evaluation import reconstruction_fid_scorer
 from files import RUNS_DIR, atomic_output
 from losses import TrainingDiverged, beta_at, run_epoch
 from model import build_model
@@ -59,6 +57,8 @@ def train(config, galaxies=None, progress=True, resume=False, on_epoch=None):
     run_dir = Path(config.out) if config.out else RUNS_DIR / time.strftime("%Y%m%d-%H%M%S")
     fid_every, inception = fid_choice_interval(config, device), None
     if fid_every:
+        import fid  # here: a run that measures no FID does not pay for importing Inception at start-up
+        from evaluation import fid_scorer, reconstructions
         try:  # first of all: without the FID weights, asking for the choice is bad input
             inception = fid.load_inception(device=device)
         except InputError as e:
@@ -69,7 +69,7 @@ def train(config, galaxies=None, progress=True, resume=False, on_epoch=None):
     galaxies = galaxies or load_galaxies(config.data, config.classes, config.max_per_class,
                                          seed=config.seed, progress=progress)
     if fid_every:
-        score_fid, fid_n = reconstruction_fid_scorer(galaxies, "val", device=device, inception=inception)
+        score_fid, fid_n = fid_scorer(galaxies, reconstructions, "val", device=device, inception=inception)
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     model = build_model(config, device)
