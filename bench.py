@@ -15,6 +15,8 @@ tolerances in the README.
 import argparse
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -30,9 +32,10 @@ import fid
 import losses
 from cli import InputError, Parser, exit_on_input_error
 from config import PRESETS, TrainConfig
-from devices import cpu_flags, cpu_has_bf16, cpu_info
+from devices import cpu_flags, cpu_has_bf16, cpu_info, pick_device
 from discriminator import build_adversary
 from files import atomic_output
+from graphed_step import GraphedTrainStep, adam
 from model import ConvVAE, ModelConfig, build_model, decode_latents, standard_normal_latents
 
 DEFAULT_RUN = TrainConfig()  # train.py's defaults: batch size, learning rate
@@ -242,6 +245,98 @@ def bench_default_run(max_per_class):
              "reference_name": "budget: 20 epochs in 15 minutes", "lower_is_better": True}]
 
 
+# ---------------------------------------------------------------- 7. on a GPU (--device cuda)
+
+def epoch_images_per_second(galaxies, batch_size, device, graphed, repeats):
+    """train.py's own training epoch (run_epoch; the galaxies on the GPU, as train.train() puts them; the step
+    graphed or eager), images per second: the best of `repeats` epochs after one warm-up epoch."""
+    config = TrainConfig(batch_size=batch_size)
+    torch.manual_seed(0)
+    model = build_model(config, device)
+    optimizer = adam(model.parameters(), config.lr, capturable=graphed)
+    step = GraphedTrainStep(model, optimizer, config) if graphed else None
+    images = galaxies.train_x.to(device)
+
+    def epoch():
+        losses.run_epoch(model, images, config, 1.0, optimizer, torch.Generator().manual_seed(0), step=step)
+    return len(images) / best_seconds(epoch, repeats)  # run_epoch reads its sums at the end: synchronised
+
+
+def tight_loop_images_per_second(galaxies, batch_size, device, repeats):
+    """The reference: the same step (losses.train_step, eager) over the same galaxies already on the GPU and cut
+    into batches beforehand, with no host sync until the end."""
+    config = TrainConfig(batch_size=batch_size)
+    torch.manual_seed(0)
+    model = build_model(config, device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    batches = [b.contiguous(memory_format=torch.channels_last)
+               for b in galaxies.train_x.to(device).split(batch_size) if len(b) == batch_size]
+
+    def loop():
+        for x in batches:
+            losses.train_step(model, x, optimizer, 1.0)
+        torch.cuda.synchronize(device)
+    return len(batches) * batch_size / best_seconds(loop, repeats)
+
+
+def bench_cuda_training(galaxies, device, repeats):
+    ours = epoch_images_per_second(galaxies, BATCH_SIZE, device, True, repeats)
+    eager = epoch_images_per_second(galaxies, BATCH_SIZE, device, False, repeats)
+    tight = tight_loop_images_per_second(galaxies, BATCH_SIZE, device, repeats)
+    wide = tight_loop_images_per_second(galaxies, 256, device, repeats)
+    name = f"train.py's epoch, default model, batch {BATCH_SIZE}, {len(galaxies.train_x)} images (images/s)"
+    return [{"name": name, "ours": ours, "reference": tight, "reference_name": "tight eager loop of the same step, "
+             "no host syncs", "note": f"target 40,000; the same epoch eager {eager:,.0f}"},
+            {"name": name, "ours": ours, "reference": wide, "reference_name": "the tight loop at batch 256"}]
+
+
+def bench_cuda_fid_features(galaxies, device, repeats, batch_size=200):
+    """fid.get_activations against the bare TorchScript network, both at `batch_size` on the GPU."""
+    x = galaxies.train_x[:2000].contiguous()
+    path = fid.check_weights(fid.default_weights_path())
+    ours = fid.load_inception(device=device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bare = torch.jit.load(str(path), map_location=device).eval()
+    on_device = x.to(device)
+
+    def reference():
+        with torch.inference_mode():
+            out = torch.cat([bare(F.interpolate(b, size=(299, 299), mode="bilinear", align_corners=False) * 2 - 1)
+                             for b in on_device.split(batch_size)]).cpu()
+        return out
+
+    def ours_features():
+        return fid.get_activations(x, ours, batch_size=batch_size, device=device, progress=False)
+    t_ours, t_ref = best_seconds(ours_features, repeats), best_seconds(reference, repeats)
+    difference = np.abs(ours_features() - reference().numpy()).max()
+    return {"name": f"FID features, {len(x)} images 64->299, batch {batch_size} (images/s)", "ours": len(x) / t_ours,
+            "reference": len(x) / t_ref, "reference_name": "bare TorchScript default_1.pt, images already on the GPU",
+            "note": "target 90%", "max_difference": float(difference), "difference_of": "features"}
+
+
+def bench_cuda_default_run():
+    """`python train.py` end to end, in a fresh process, once the embedded set's cache exists."""
+    data.load_galaxies("embedded", progress=False)  # build the cache first: the target excludes it
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, str(Path(__file__).with_name("train.py")), "--out", out], check=True,
+                       stdout=subprocess.DEVNULL)
+        seconds = time.perf_counter() - start
+    return {"name": "the default run, python train.py, end to end (seconds)", "ours": seconds, "budget": 15.0,
+            "reference_name": "budget: 15 s once the data cache exists", "lower_is_better": True}
+
+
+def cuda_rows(device, repeats):
+    galaxies = data.load_galaxies("embedded", progress=False)
+    rows = bench_cuda_training(galaxies, device, repeats)
+    try:
+        rows.append(bench_cuda_fid_features(galaxies, device, repeats))
+    except InputError as e:
+        print(f"FID features: not measured ({e})")
+    return rows + [bench_cuda_default_run()]
+
+
 # ---------------------------------------------------------------- 6. the explorer under load
 
 def concurrent_decodes(url, latents, clients=8):
@@ -308,9 +403,17 @@ def bench_explorer(requests=400, clients=8, max_per_class=100):
             "p50_ms": p50, "p95_ms": p95, "wrong_answers": wrong}
 
 
+def cpu_rows(args, repeats):
+    galaxies = data.load_galaxies("embedded", max_per_class=100, progress=False)
+    return [*bench_train_step(galaxies, args.batch_size, repeats),
+            bench_adversarial_step(galaxies, args.batch_size, repeats), bench_ssim(galaxies, args.batch_size, repeats),
+            bench_fid_features(galaxies, 32 if args.quick else 64, 2 if args.quick else 3), bench_frechet(),
+            *bench_default_run(100 if args.quick else None), bench_explorer()]
+
+
 def print_table(machine, rows):
     print(f"machine: {machine['cpu']}, {machine['cores']} cores, bf16 {'yes' if machine['bf16'] else 'no'}, "
-          f"torch {machine['torch']} ({machine['threads']} threads), device cpu")
+          f"torch {machine['torch']} ({machine['threads']} threads), device {machine.get('gpu', 'cpu')}")
     print(f"fp32 peak (estimate) {machine['peak_gflops']:.0f} GFLOP/s = {machine['peak_basis']}; SGEMM 2048 "
           f"measured {machine['sgemm_gflops']:.0f} GFLOP/s")
     width = max(len(row["name"]) for row in rows) + 2
@@ -334,6 +437,8 @@ def main(argv=None):
     parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer images and repeats (about half the time)")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="1 to 240 (the bench set's training images)")
+    parser.add_argument("--device", default="cpu", help="cpu (every row), or cuda: train.py's epoch against a tight "
+                        "loop and the batch-256 rate, FID features against the bare network, the default run")
     parser.add_argument("--out", default="bench.json", help="where to write the results as JSON")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
@@ -344,11 +449,12 @@ def main(argv=None):
     machine = {"cpu": cpu_info().get("model name", "unknown CPU"), "cores": os.cpu_count(),
                "threads": torch.get_num_threads(), "torch": torch.__version__, "bf16": cpu_has_bf16(),
                "peak_gflops": peak or float("nan"), "peak_basis": basis, "sgemm_gflops": sgemm_gflops()}
-    galaxies = data.load_galaxies("embedded", max_per_class=100, progress=False)
-    rows = [*bench_train_step(galaxies, args.batch_size, repeats),
-            bench_adversarial_step(galaxies, args.batch_size, repeats), bench_ssim(galaxies, args.batch_size, repeats),
-            bench_fid_features(galaxies, 32 if args.quick else 64, 2 if args.quick else 3), bench_frechet(),
-            *bench_default_run(100 if args.quick else None), bench_explorer()]
+    device = pick_device(args.device)
+    if device.type == "cuda":
+        machine["gpu"] = torch.cuda.get_device_name(device)
+        rows = cuda_rows(device, repeats)
+    else:
+        rows = cpu_rows(args, repeats)
     for row in rows:
         if "reference" in row:
             row["ratio"] = row["reference"] / row["ours"] if row.get("lower_is_better") else row["ours"] / row["reference"]

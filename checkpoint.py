@@ -29,6 +29,8 @@ def save_checkpoint(path, model, optimizer, epoch, config, history, best_val_los
         "torch_rng": torch.get_rng_state(),
         "data": {"source": galaxies.source, "key": galaxies.key, "classes": list(galaxies.classes)},
     }
+    if next(model.parameters()).is_cuda:  # the reparameterisation's noise: exact resume on a GPU too
+        checkpoint["cuda_rng"] = torch.cuda.get_rng_state(next(model.parameters()).device)
     if adversary is not None:
         checkpoint |= {"discriminator": adversary["disc"].state_dict(),
                        "disc_optimizer": adversary["optimizer"].state_dict()}

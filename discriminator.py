@@ -26,14 +26,14 @@ class PatchDiscriminator(nn.Module):
         return self.net(x)
 
 
-def build_adversary(weight, augment=False, channels=32, lr=1e-3, device="cpu", lecam=0.0):
+def build_adversary(weight, augment=False, channels=32, lr=1e-3, device="cpu", lecam=0.0, capturable=False):
     """What losses.train_step needs to add the adversarial term: a fresh PatchDiscriminator of `channels`, its
     optimizer, the term's weight W, whether the discriminator sees turns and mirrors, and LeCam's lambda
     (0: off; on, the discriminator keeps the moving means of its real and fake logits as a buffer, so they
-    are saved and resumed with its weights)."""
+    are saved and resumed with its weights). capturable: its Adam state on the device, for a CUDA graph."""
     disc = PatchDiscriminator(channels).to(device, memory_format=torch.channels_last)
     if lecam:
         disc.register_buffer("logit_ema", torch.zeros(2, device=device))
     # Adam betas (0.5, 0.9) as in the GAN literature: a short momentum memory for a moving target.
     return {"disc": disc, "weight": weight, "augment": augment, "lecam": lecam,
-            "optimizer": torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.5, 0.9))}
+            "optimizer": torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.5, 0.9), capturable=capturable)}

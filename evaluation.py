@@ -52,7 +52,7 @@ def real_activations(galaxies, split, k, n, seed, inception, device, progress):
     except (OSError, ValueError):  # not there yet, or unreadable: compute it
         pass
     x, y = galaxies.split(split)
-    acts = fid.get_activations(x[class_subset(y, k, n, seed)], inception, 50, device, progress)
+    acts = fid.get_activations(x[class_subset(y, k, n, seed)], inception, None, device, progress)
     with atomic_output(path) as tmp, open(tmp, "wb") as f:
         np.save(f, acts)
     return acts
@@ -175,7 +175,7 @@ def evaluate(model, galaxies, num_samples=256, seed=0, sampler=DEFAULT_SAMPLER, 
     inception = fid.load_inception(device=device)
 
     def acts_of(images):
-        return fid.get_activations(images, inception, 50, device, progress)
+        return fid.get_activations(images, inception, None, device, progress)
 
     counts = fid_counts(galaxies, split, num_samples)
     real = {k: real_activations(galaxies, split, k, n, seed, inception, device, progress) for k, n in counts.items()}
@@ -314,7 +314,7 @@ def choose_refine_steps(model, galaxies, sampler=DEFAULT_SAMPLER, components=4, 
         with forked_rng(next(model.parameters()).device, seed):
             samples = {k: decode_latents(model, refine_latents(model, fitted.sample(n, seed, label=k), steps))
                        for k, n in counts.items()}
-        acts = {k: fid.get_activations(x, inception, 50, device, progress) for k, x in samples.items()}
+        acts = {k: fid.get_activations(x, inception, None, device, progress) for k, x in samples.items()}
         fids[steps] = fid_table(acts, real)["overall"]
     return min(fids, key=fids.get), fids
 

@@ -286,24 +286,26 @@ def check_images(images):
     return images
 
 
-def get_activations(images, model, batch_size=32, device=None, progress=True):
+def get_activations(images, model, batch_size=None, device=None, progress=True):
     """2048-d pool features, float32 numpy (N, 2048), of a float tensor N x 3 x H x W in [0, 1] or of an
-    iterable of such batches."""
+    iterable of such batches. batch_size: default 32 on a CPU, 200 on a GPU. The features stay on the device
+    until the end, and a tensor is checked once: on a GPU nothing waits for the host between batches."""
     device = pick_device(device)
     model.to(device)
+    batch_size = batch_size or (200 if device.type == "cuda" else 32)
     if isinstance(images, torch.Tensor):
         total = len(check_images(images))
-        images = images.split(batch_size)
+        images = [images]
     else:
         total = None
     features = []
     with torch.inference_mode(), tqdm(total=total, unit="img", desc="FID features", disable=not progress) as bar:
         for batch in images:
-            for chunk in check_images(batch).split(batch_size):
-                x = preprocess(chunk.to(device)).contiguous(memory_format=torch.channels_last)
-                features.append(model(x).float().cpu())
+            for chunk in (batch if total is not None else check_images(batch)).split(batch_size):
+                x = preprocess(chunk.to(device, non_blocking=True)).contiguous(memory_format=torch.channels_last)
+                features.append(model(x).float())
                 bar.update(len(chunk))
-    return torch.cat(features).numpy() if features else np.zeros((0, FEATURE_DIM), np.float32)
+    return torch.cat(features).cpu().numpy() if features else np.zeros((0, FEATURE_DIM), np.float32)
 
 
 def calculate_statistics(acts):
@@ -414,7 +416,7 @@ def subset_of(n, num_samples=None, seed=0):
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:num_samples]
 
 
-def real_statistics(galaxies, split="test", num_samples=None, seed=0, batch_size=32, device=None,
+def real_statistics(galaxies, split="test", num_samples=None, seed=0, batch_size=None, device=None,
                     cache_dir=None, progress=True, model=None, weights=None):
     """(mu, sigma) of a split of `galaxies` (a GalaxySplits), all of it or a seeded subset of num_samples
     images; computed once and cached as .npz by dataset key, split, subset, seed and weights checksum

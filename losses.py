@@ -25,6 +25,8 @@ precision "bf16" the model's convolutions and matmuls run under bfloat16 autocas
 computed in fp32 from fp32 copies of its outputs; measuring (no optimizer) is always fp32.
 """
 import functools
+import math
+import time
 from contextlib import nullcontext
 
 import torch
@@ -100,7 +102,7 @@ def vae_loss(recon, x, mu, logvar, beta, recon_weight=None, l1_weight=0.0):
     reconstruction = recon_weight * (1 - similarity + l1_weight * l1)
     total = reconstruction + beta * divergence
     return {"total": total, "recon": reconstruction, "ssim": similarity, "l1": l1, "kld": divergence,
-            "beta": float(beta)}
+            "beta": beta if isinstance(beta, torch.Tensor) else float(beta)}
 
 
 def hinge_discriminator_loss(real_logits, fake_logits):
@@ -140,11 +142,6 @@ class TrainingDiverged(Exception):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def check_finite(loss, what="loss"):
-    if not torch.isfinite(loss):
-        raise TrainingDiverged(f"{what} is {loss.item()}")
-
-
 def autocast(precision, device):
     """bfloat16 autocast on `device` for precision "bf16", else nothing (plain fp32)."""
     if precision == "fp32":
@@ -155,30 +152,50 @@ def autocast(precision, device):
 
 
 def batch_losses(model, x, beta, recon_weight=None, l1_weight=0.0, precision="fp32"):
-    """The loss dict of one batch (see vae_loss), with the reconstructions under "decoded"; a NaN or
-    infinite loss raises TrainingDiverged. The model runs in `precision`; SSIM and KLD always in fp32
-    (1 - SSIM is a small difference of near-equal terms: bf16's 8-bit mantissa would round it away)."""
+    """The loss dict of one batch (see vae_loss), with the reconstructions under "decoded". The model runs
+    in `precision`; SSIM and KLD always in fp32 (1 - SSIM is a small difference of near-equal terms: bf16's
+    8-bit mantissa would round it away). A NaN is not checked here: run_epoch checks its sums once an epoch,
+    so a GPU never waits for the host at a step."""
     with autocast(precision, x.device):
         recon, mu, logvar = model(x)
     recon = recon.float()
     losses = vae_loss(recon, x, mu.float(), logvar.float(), beta, recon_weight, l1_weight)
-    check_finite(losses["total"])
     return losses | {"decoded": recon}
+
+
+@functools.lru_cache(maxsize=8)
+def turns_and_mirrors(size, device):
+    """The 8 symmetries of a size x size square as pixel permutations (8, size*size): row 2k + m is the
+    index map of rot90 by k, then mirrored if m."""
+    grid = torch.arange(size * size, device=device).view(1, 1, size, size)
+    maps = []
+    for k in range(4):
+        turned = torch.rot90(grid, k, dims=(2, 3))
+        maps += [turned.flatten(), turned.flip(3).flatten()]
+    return torch.stack(maps)
 
 
 def turn_or_mirror_batch(x):
     """x turned by a random multiple of 90 degrees and mirrored half the time: the symmetries of the sky (a
     galaxy has no up or left), so showing them to the discriminator adds data without leaking into what the
-    decoder learns (Zhao et al. 2020, Karras et al. 2020). Differentiable: a permutation of pixels."""
+    decoder learns (Zhao et al. 2020, Karras et al. 2020). Differentiable: a permutation of pixels. On a GPU
+    the choice is drawn on the device, as a permutation of a square image's pixels, so that the step holds no
+    host sync and can be captured as a CUDA graph (graphed_step.py)."""
+    if x.is_cuda and x.shape[-1] == x.shape[-2]:
+        choice = torch.randint(8, (1,), device=x.device)
+        index = turns_and_mirrors(x.shape[-1], x.device).index_select(0, choice).view(-1)
+        return x.flatten(2).index_select(2, index).view_as(x)
     x = torch.rot90(x, int(torch.randint(4, ())), dims=(2, 3))
     return x.flip(3) if torch.randint(2, ()) else x
 
 
-def train_step(model, x, optimizer, beta, recon_weight=None, l1_weight=0.0, precision="fp32", adversary=None):
-    """One Adam step on batch x; returns its loss dict. With an adversary (discriminator, its optimizer,
-    weight W, whether it sees turns and mirrors, LeCam's lambda), the VAE's loss gains the adaptively weighted
-    adversarial term, then the discriminator takes one step of its hinge loss (+ lambda x LeCam) on x against
-    the same reconstructions (both in fp32)."""
+def train_step(model, x, optimizer, beta, recon_weight=None, l1_weight=0.0, precision="fp32", adversary=None,
+               set_to_none=True):
+    """One Adam step on batch x; returns its loss dict, with "objective" the total the VAE stepped on. With an
+    adversary (discriminator, its optimizer, weight W, whether it sees turns and mirrors, LeCam's lambda), the
+    VAE's loss gains the adaptively weighted adversarial term, then the discriminator takes one step of its
+    hinge loss (+ lambda x LeCam) on x against the same reconstructions (both in fp32). set_to_none=False
+    zeroes the gradients in place (where a captured CUDA graph owns them: graphed_step.py)."""
     losses = batch_losses(model, x, beta, recon_weight, l1_weight, precision)
     total, recon = losses["total"], losses["decoded"]
     if adversary is not None:
@@ -188,8 +205,8 @@ def train_step(model, x, optimizer, beta, recon_weight=None, l1_weight=0.0, prec
         losses["adv_weight"] = adaptive_weight(losses["recon"], losses["adv"], model.last_layer(),
                                                adversary["weight"])
         total = total + losses["adv_weight"] * losses["adv"]
-        check_finite(total)
-    optimizer.zero_grad(set_to_none=True)
+    losses["objective"] = total
+    optimizer.zero_grad(set_to_none=set_to_none)
     total.backward()
     optimizer.step()
     if adversary is not None:
@@ -199,37 +216,62 @@ def train_step(model, x, optimizer, beta, recon_weight=None, l1_weight=0.0, prec
             disc_total = disc_total + adversary["lecam"] * lecam_penalty(real_logits, fake_logits, disc.logit_ema)
             with torch.no_grad():  # decay 0.99, as Tseng et al.
                 disc.logit_ema.lerp_(torch.stack([real_logits.mean(), fake_logits.mean()]), 0.01)
-        check_finite(disc_total, "discriminator loss")
-        adversary["optimizer"].zero_grad(set_to_none=True)  # also drops what the VAE's backward left in D
+        losses["disc_objective"] = disc_total
+        adversary["optimizer"].zero_grad(set_to_none=set_to_none)  # also clears what the VAE's backward left in D
         disc_total.backward()
         adversary["optimizer"].step()
     return losses
 
 
-def run_epoch(model, images, config, beta, optimizer=None, generator=None, desc="", adversary=None):
-    """One pass over `images` (an N x 3 x 64 x 64 tensor already in memory) in batches of
-    config.batch_size: trains in config.precision when an optimizer is given, else measures in fp32.
-    Returns the per-image means of loss (the VAE's, without the adversarial term), SSIM, L1 and KLD, and
-    in adversarial epochs of the discriminator's hinge loss and the adaptive weight."""
+def eager_step(model, optimizer, config):
+    """train_step with the run's settings, as a function of (batch, beta, adversary): what run_epoch calls per
+    batch (graphed_step.GraphedTrainStep is the same on a GPU, captured)."""
+    def step(x, beta, adversary=None):
+        return train_step(model, x, optimizer, beta, config.recon_weight, getattr(config, "l1_weight", 0.0),
+                          getattr(config, "precision", "fp32"), adversary)
+    return step
+
+
+# What run_epoch reports (name, key in the loss dict), and the sums that must stay finite (what, key).
+METRICS = (("loss", "total"), ("ssim", "ssim"), ("l1", "l1"), ("kld", "kld"))
+ADVERSARIAL_METRICS = (("disc", "disc"), ("adv_weight", "adv_weight"))
+GUARDED = (("loss", "objective"), ("discriminator loss", "disc_objective"))  # a NaN in D reaches the VAE next
+
+
+def run_epoch(model, images, config, beta, optimizer=None, generator=None, desc="", adversary=None, step=None):
+    """One pass over `images` (an N x 3 x 64 x 64 tensor in memory, on the model's device or the CPU) in
+    batches of config.batch_size: trains in config.precision when an optimizer is given (each batch through
+    `step`, by default eager_step's), else measures in fp32. Returns the per-image means of loss (the VAE's,
+    without the adversarial term), SSIM, L1 and KLD, and in adversarial epochs of the discriminator's hinge
+    loss and the adaptive weight. The sums stay on the device and are read once, at the end (a GPU step never
+    waits for the host); a NaN or infinity in any step's objective then raises TrainingDiverged."""
     training = optimizer is not None
     model.train(training)
     device = next(model.parameters()).device
-    precision = getattr(config, "precision", "fp32") if training else "fp32"
-    l1_weight = getattr(config, "l1_weight", 0.0)
+    if training and step is None:
+        step = eager_step(model, optimizer, config)
     order = torch.randperm(len(images), generator=generator) if training else torch.arange(len(images))
-    names = [("loss", "total"), ("ssim", "ssim"), ("l1", "l1"), ("kld", "kld")]
-    if adversary is not None:
-        names += [("disc", "disc"), ("adv_weight", "adv_weight")]
-    totals = {name: 0.0 for name, _ in names}
-    with torch.set_grad_enabled(training), tqdm(order.split(config.batch_size), desc=desc, leave=False,
-                                                disable=not desc) as bar:
+    names = METRICS + (ADVERSARIAL_METRICS if adversary is not None else ())
+    guarded = GUARDED if adversary is not None else GUARDED[:1]
+    keys = [key for _, key in names] + [key for _, key in guarded]
+    sums = torch.zeros(len(keys), device=device)
+    shown, seen = time.monotonic(), 0
+    with torch.set_grad_enabled(training), tqdm(order.to(images.device).split(config.batch_size), desc=desc,
+                                                leave=False, disable=not desc) as bar:
         for index in bar:
             x = images[index].to(device, memory_format=torch.channels_last)  # the model's layout
             if training:
-                losses = train_step(model, x, optimizer, beta, config.recon_weight, l1_weight, precision, adversary)
+                losses = step(x, beta, adversary)
             else:
-                losses = batch_losses(model, x, beta, config.recon_weight, l1_weight)
-            for name, key in names:
-                totals[name] += losses[key].item() * len(index)
-            bar.set_postfix(loss=f"{losses['total'].item():.1f}", ssim=f"{losses['ssim'].item():.3f}")
-    return {name: value / len(images) for name, value in totals.items()}
+                losses = batch_losses(model, x, beta, config.recon_weight, getattr(config, "l1_weight", 0.0))
+                losses["objective"] = losses["total"]
+            sums += torch.stack([losses[key].detach().float() for key in keys]) * len(index)
+            seen += len(index)
+            if desc and time.monotonic() - shown > 1:  # the one host sync, at most once a second
+                shown = time.monotonic()
+                bar.set_postfix(loss=f"{sums[0].item() / seen:.1f}")
+    values = dict(zip(keys, sums.tolist()))
+    diverged = [f"{what} is {values[key]}" for what, key in reversed(guarded) if not math.isfinite(values[key])]
+    if diverged:
+        raise TrainingDiverged(", ".join(diverged))
+    return {name: values[key] / len(images) for name, key in names}

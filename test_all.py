@@ -45,6 +45,7 @@ import evaluation
 import files
 import devices
 import checkpoint as ckpt
+import graphed_step
 import judge
 import latent_map
 import losses
@@ -796,6 +797,32 @@ def test_turn_or_mirror_batch_is_one_of_the_eight_symmetries_and_passes_gradient
     assert torch.equal(x.grad, torch.ones_like(x))  # a permutation: each pixel's gradient is 1
 
 
+def test_the_gpus_turns_and_mirrors_are_the_same_eight_symmetries_as_permutations():
+    # On a GPU the symmetry is drawn on the device and applied as a pixel permutation (a step with no host
+    # sync, so it can be captured): the 8 permutations must be exactly the 8 symmetries, each once.
+    x = torch.rand(2, 3, 8, 8)
+    views = [torch.rot90(v, k, dims=(2, 3)) for v in (x, x.flip(3)) for k in range(4)]
+    permuted = [x.flatten(2)[:, :, index].view_as(x) for index in losses.turns_and_mirrors(8, torch.device("cpu"))]
+    assert sorted(next(i for i, v in enumerate(views) if torch.equal(v, y)) for y in permuted) == list(range(8))
+
+
+def test_an_adam_state_saved_capturable_on_a_gpu_resumes_on_a_cpu():
+    model = torch.nn.Linear(3, 2)
+    gpu_like = graphed_step.adam(model.parameters(), 1e-3)
+    model(torch.ones(1, 3)).sum().backward()
+    gpu_like.step()
+    state = gpu_like.state_dict()
+    for group in state["param_groups"]:  # what a GPU run saves: capturable, step counts as float tensors
+        group["capturable"] = True
+    cpu = graphed_step.adam(model.parameters(), 1e-3)
+    graphed_step.load_adam_state(cpu, state)
+    assert [g["capturable"] for g in cpu.param_groups] == [False]
+    assert all(s["step"].device.type == "cpu" and s["step"].item() == 1 for s in cpu.state.values())
+    model(torch.ones(1, 3)).sum().backward()
+    cpu.step()  # a capturable state on a CPU would raise here
+    assert all(s["step"].item() == 2 for s in cpu.state.values())
+
+
 def test_hinge_loss_is_zero_once_the_discriminator_is_sure():
     assert losses.hinge_discriminator_loss(torch.full((4,), 2.0), torch.full((4,), -3.0)).item() == 0
     assert losses.hinge_discriminator_loss(torch.zeros(4), torch.zeros(4)).item() == pytest.approx(1.0)
@@ -866,8 +893,10 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_galaxies, 
     train.train(config, galaxies=tiny_galaxies, progress=False)
     good = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
 
-    def nan_loss(*args, **kwargs):
-        return {"total": torch.tensor(float("nan")), "ssim": torch.tensor(0.0), "kld": torch.tensor(0.0), "beta": 1.0}
+    def nan_loss(recon, *args, **kwargs):
+        nan = recon.sum() * float("nan")  # a step steps on it: the check comes once the epoch's sums are read
+        return {"total": nan, "recon": nan, "ssim": torch.tensor(0.0), "l1": torch.tensor(0.0), "kld": torch.tensor(0.0),
+                "beta": 1.0}
     monkeypatch.setattr(losses, "vae_loss", nan_loss)
     with pytest.raises(losses.TrainingDiverged, match="diverged in epoch 2.*last good checkpoint"):
         train.train(tiny_config(tmp_path / "run", epochs=2), galaxies=tiny_galaxies, progress=False, resume=True)
@@ -1022,7 +1051,7 @@ def test_fid_every_without_the_fid_weights_is_one_line_and_makes_no_run_folder(t
 
 
 def test_nan_discriminator_loss_stops_the_run(tmp_path, tiny_galaxies, monkeypatch):
-    monkeypatch.setattr(losses, "hinge_discriminator_loss", lambda real, fake: torch.tensor(float("nan")))
+    monkeypatch.setattr(losses, "hinge_discriminator_loss", lambda real, fake: real.sum() * float("nan"))
     with pytest.raises(losses.TrainingDiverged, match="discriminator loss is nan"):
         train.train(tiny_config(tmp_path / "run", adversarial=0.5, warmup_epochs=0), galaxies=tiny_galaxies,
                     progress=False)

@@ -18,10 +18,13 @@ from data import load_galaxies
 from devices import check_precision, forked_rng, pick_device
 from discriminator import build_adversary
 from files import RUNS_DIR, atomic_output
+from graphed_step import GraphedTrainStep, adam, graphs_wanted, load_adam_state
 from losses import TrainingDiverged, beta_at, run_epoch
 from model import build_model
 from morphology import band_sky_noise
 from plots import plot_history, plot_reconstructions
+
+FIGURE_SECONDS = 10  # the run's figures are redrawn at most this often, and after the last epoch
 
 
 def fid_choice_interval(config, device):
@@ -31,6 +34,15 @@ def fid_choice_interval(config, device):
     if config.fid_every is not None:
         return config.fid_every
     return 5 if device.type == "cuda" and config.adversarial > 0 else 0
+
+
+def resident(images, device):
+    """The images on the GPU when they take under a quarter of its free memory (no copy per batch), else
+    where they are."""
+    if device.type != "cuda" or images.device == device:
+        return images
+    free, _ = torch.cuda.mem_get_info(device)
+    return images.to(device) if images.numel() * images.element_size() < free / 4 else images
 
 
 def is_best(history, config, fid_every, best_val_loss):
@@ -73,33 +85,39 @@ def train(config, galaxies=None, progress=True, resume=False, on_epoch=None):
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     model = build_model(config, device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    graphed = graphs_wanted(config, device)
+    optimizer = adam(model.parameters(), config.lr, capturable=graphed)
     adversary = None
     if config.adversarial > 0:  # built after the VAE, so the VAE starts from the same weights either way
         adversary = build_adversary(config.adversarial, config.disc_augment, config.disc_channels, config.lr, device,
-                                    config.lecam)
+                                    config.lecam, capturable=graphed)
     history, best_val_loss, start_epoch = [], float("inf"), 0
     if resume and (run_dir / "last.pt").exists():
         checkpoint = read_checkpoint(run_dir / "last.pt", device)
         model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
+        load_adam_state(optimizer, checkpoint["optimizer"])
         if adversary is not None:
             if "discriminator" not in checkpoint:
                 raise InputError(f"{run_dir / 'last.pt'}: has no discriminator to resume --adversarial with")
             adversary["disc"].load_state_dict(checkpoint["discriminator"])
-            adversary["optimizer"].load_state_dict(checkpoint["disc_optimizer"])
+            load_adam_state(adversary["optimizer"], checkpoint["disc_optimizer"])
         history, best_val_loss = checkpoint["history"], checkpoint["best_val_loss"]
         start_epoch = checkpoint["epoch"]
-        torch.set_rng_state(checkpoint["torch_rng"])
+        torch.set_rng_state(checkpoint["torch_rng"].cpu())
+        if device.type == "cuda" and "cuda_rng" in checkpoint:
+            torch.cuda.set_rng_state(checkpoint["cuda_rng"].cpu(), device)
     elif config.sky_noise:  # measured on the training split alone (a resumed run loaded it with the weights)
         model.sky_sigma.copy_(torch.as_tensor(band_sky_noise(galaxies.train_x)).view(1, -1, 1, 1))
     if progress:
         print(f"training on {device} ({config.precision}): {len(galaxies.train_x)} train / {len(galaxies.val_x)} validation "
               f"images from {galaxies.source}; run folder {run_dir}")
+    train_x, val_x = resident(galaxies.train_x, device), resident(galaxies.val_x, device)
+    step = GraphedTrainStep(model, optimizer, config, adversary) if graphed else None
     if fid_every and progress:
         print(f"best.pt: the epoch of the lowest FID of {fid_n} validation reconstructions, measured every "
               f"{fid_every} epochs once beta is reached")
 
+    drawn = time.monotonic()
     for epoch in range(start_epoch, config.epochs):
         beta = beta_at(epoch, config.beta, config.warmup_epochs)
         # The shuffle depends only on (seed, epoch), so a resumed run sees the same batches.
@@ -110,8 +128,8 @@ def train(config, galaxies=None, progress=True, resume=False, on_epoch=None):
             # The adversarial term starts once beta has: first the decoder learns to reconstruct, so the
             # discriminator does not win at once against blurry blobs.
             active = adversary if epoch >= config.warmup_epochs else None
-            train_metrics = run_epoch(model, galaxies.train_x, config, beta, optimizer, shuffle, desc, active)
-            val_metrics = run_epoch(model, galaxies.val_x, config, beta)
+            train_metrics = run_epoch(model, train_x, config, beta, optimizer, shuffle, desc, active, step)
+            val_metrics = run_epoch(model, val_x, config, beta)
         except TrainingDiverged as e:
             raise TrainingDiverged(f"training diverged in epoch {epoch + 1}: {e}; the last good checkpoint "
                                    f"is kept in {run_dir} (try a lower --lr)") from None
@@ -134,11 +152,14 @@ def train(config, galaxies=None, progress=True, resume=False, on_epoch=None):
                         best_val_loss, galaxies, adversary)
         with atomic_output(run_dir / "history.json") as tmp:
             tmp.write_text(json.dumps(history, indent=1))
-        plot_history(history, run_dir)
-        # A noisy decoder draws from the RNG: the figure takes a fork of it, so that a run resumed from
-        # last.pt (saved above, RNG state included) goes on exactly as this one does.
-        with forked_rng(device):
-            plot_reconstructions(model, galaxies.val_x, galaxies.val_y, run_dir / "reconstructions.png")
+        # The figures at most every FIGURE_SECONDS and after the last epoch: on a GPU an epoch takes less
+        # than drawing them. A noisy decoder draws from the RNG: the figure takes a fork of it, so that a
+        # run resumed from last.pt (saved above, RNG state included) goes on exactly as this one does.
+        if epoch + 1 == config.epochs or time.monotonic() - drawn >= FIGURE_SECONDS:
+            plot_history(history, run_dir)
+            with forked_rng(device):
+                plot_reconstructions(model, galaxies.val_x, galaxies.val_y, run_dir / "reconstructions.png")
+            drawn = time.monotonic()
         if on_epoch is not None:
             on_epoch(epoch + 1, history[-1])
 

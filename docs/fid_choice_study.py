@@ -15,18 +15,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import fid  # noqa: E402
 from checkpoint import load_checkpoint  # noqa: E402
 from data import checkpoint_galaxies  # noqa: E402
-from devices import forked_rng  # noqa: E402
+from devices import forked_rng, pick_device  # noqa: E402
 from evaluation import class_subset, fid_counts, fid_table, real_activations  # noqa: E402
 from model import decode_latents, encode_means  # noqa: E402
 
 
-def test_reconstruction_fid(model, galaxies, num_samples, inception, seed=0):
+def test_reconstruction_fid(model, galaxies, num_samples, inception, device, seed=0):
     counts = fid_counts(galaxies, "test", num_samples)
     x, y = galaxies.test_x, galaxies.test_y
-    real = {k: real_activations(galaxies, "test", k, n, seed, inception, "cpu", False) for k, n in counts.items()}
+    real = {k: real_activations(galaxies, "test", k, n, seed, inception, device, False) for k, n in counts.items()}
     with forked_rng(next(model.parameters()).device, seed):
         recon = {k: decode_latents(model, encode_means(model, x[class_subset(y, k, n, seed)])) for k, n in counts.items()}
-    acts = {k: fid.get_activations(images, inception, 50, progress=False) for k, images in recon.items()}
+    acts = {k: fid.get_activations(images, inception, device=device, progress=False) for k, images in recon.items()}
     return fid_table(acts, real)["overall"], sum(counts.values())
 
 
@@ -35,14 +35,15 @@ def main():
     p.add_argument("runs", nargs="+", help="run folders trained with --fid-every")
     p.add_argument("--fid-samples", type=int, default=126, help="N per FID side (as generate.py --evaluate)")
     args = p.parse_args()
-    inception = fid.load_inception()
+    device = pick_device("auto")
+    inception = fid.load_inception(device=device)
     rows = []
     for run in args.runs:
-        best_model, best = load_checkpoint(Path(run) / "best.pt")
-        last_model, last = load_checkpoint(Path(run) / "last.pt")
+        best_model, best = load_checkpoint(Path(run) / "best.pt", device)
+        last_model, last = load_checkpoint(Path(run) / "last.pt", device)
         galaxies = checkpoint_galaxies(best, progress=False)
-        best_fid, n = test_reconstruction_fid(best_model, galaxies, args.fid_samples, inception)
-        last_fid, _ = test_reconstruction_fid(last_model, galaxies, args.fid_samples, inception)
+        best_fid, n = test_reconstruction_fid(best_model, galaxies, args.fid_samples, inception, device)
+        last_fid, _ = test_reconstruction_fid(last_model, galaxies, args.fid_samples, inception, device)
         val = {h["epoch"]: h["val_fid"] for h in last["history"] if "val_fid" in h}
         rows.append((best_fid, last_fid))
         print(f"{run}: N = {n}; best.pt epoch {best['epoch']} (validation FID {val.get(best['epoch'], float('nan')):.1f}) "
