@@ -2,6 +2,7 @@
 temporary name and renamed into place, and SHA-256 of a file read in blocks."""
 import hashlib
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,25 @@ def sha256_of(path):
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def atomic_link(source, target):
+    """Make `target` a second name of `source`'s file (a hard link; a copy where the filesystem has none),
+    swapped in atomically. Safe beside atomic_output: that replaces a name with a new file, never writes
+    into the old one, so the other name keeps what it had."""
+    target = Path(target)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp" + target.suffix)
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 @contextmanager

@@ -996,6 +996,26 @@ def test_adversarial_term_waits_for_the_warm_up_and_best_is_the_last_epoch(tmp_p
     assert best["epoch"] == 3 and result["best_val_loss"] == history[-1]["val_loss"]
 
 
+def test_best_pt_keeps_its_epoch_while_last_pt_moves_on(tmp_path, tiny_galaxies, monkeypatch):
+    # An epoch that is the best writes one file under both names; the next epoch's last.pt must replace that
+    # name, never write into the file best.pt still is.
+    real_run_epoch, validations = train.run_epoch, []
+
+    def rising_validation_loss(model, images, config, beta, optimizer=None, *args, **kwargs):
+        metrics = real_run_epoch(model, images, config, beta, optimizer, *args, **kwargs)
+        if optimizer is None:
+            validations.append(1)
+            metrics["loss"] += 1e6 * len(validations)
+        return metrics
+    monkeypatch.setattr(train, "run_epoch", rising_validation_loss)
+    train.train(tiny_config(tmp_path / "run", epochs=3, warmup_epochs=0), galaxies=tiny_galaxies, progress=False)
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert (best["epoch"], last["epoch"]) == (1, 3)
+    assert not all(torch.equal(best["model"][k], last["model"][k]) for k in best["model"])
+    assert not list((tmp_path / "run").glob(".*tmp*"))
+
+
 def weight_fid(galaxies, draw, split, device, inception):
     """A stand-in for the reconstructions' FID: a number that depends on the model's weights alone, so a
     resumed run measures what an uninterrupted one does."""

@@ -17,7 +17,7 @@ from config import PRESET_MACHINES, PRESETS, TrainConfig
 from data import load_galaxies
 from devices import check_precision, forked_rng, pick_device
 from discriminator import build_adversary
-from files import RUNS_DIR, atomic_output
+from files import RUNS_DIR, atomic_link, atomic_output
 from graphed_step import GraphedTrainStep, adam, graphs_wanted, load_adam_state
 from losses import TrainingDiverged, beta_at, run_epoch
 from model import build_model
@@ -148,8 +148,10 @@ def train(config, galaxies=None, progress=True, resume=False, on_epoch=None):
             best_val_loss = val_metrics["loss"]
             save_checkpoint(run_dir / "best.pt", model, optimizer, epoch + 1, config, history,
                             best_val_loss, galaxies, adversary)
-        save_checkpoint(run_dir / "last.pt", model, optimizer, epoch + 1, config, history,
-                        best_val_loss, galaxies, adversary)
+            atomic_link(run_dir / "best.pt", run_dir / "last.pt")  # the same checkpoint: written once
+        else:
+            save_checkpoint(run_dir / "last.pt", model, optimizer, epoch + 1, config, history,
+                            best_val_loss, galaxies, adversary)
         with atomic_output(run_dir / "history.json") as tmp:
             tmp.write_text(json.dumps(history, indent=1))
         # The figures at most every FIGURE_SECONDS and after the last epoch: on a GPU an epoch takes less
