@@ -922,6 +922,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_galaxies, 
     (["--sky-noise", "-0.5"], "--sky-noise -0.5: must be a fraction of the sky's noise"),
     (["--lecam", "-0.1"], "--lecam -0.1: must be >= 0 (0: off)"),
     (["--preset", "blurry"], "--preset 'blurry'"),
+    (["--galaxies-shown", "0"], "--galaxies-shown 0: must be a whole number, at least 1"),
 ])
 def test_train_cli_bad_input_is_one_line_exit_2(args, message, tmp_path, data_dir, capsys):
     # in-process, through the same wrapped main() the script runs (test_train_cli_runs_and_resumes starts it)
@@ -1109,6 +1110,22 @@ def test_preset_sets_its_options_and_flags_beside_it_win(preset):
     assert train.parse_args([]).upsample == "transpose" and train.parse_args([]).adversarial == 0
     assert train.parse_args([]).decoder_noise is False and train.parse_args([]).epochs is None
     assert train.parse_args(["--preset", "vaegan-cpu", "--epochs", "60"]).epochs == 60
+
+
+def test_galaxies_shown_sets_the_epochs_by_the_split_and_given_epochs_win(tmp_path, tiny_galaxies):
+    # The CPU preset is a budget of galaxies shown: a small set gets more epochs in the same minutes.
+    assert train.config_of(train.parse_args(["--preset", "vaegan-cpu"])).galaxies_shown == 175_000
+    given = train.config_of(train.parse_args(["--preset", "vaegan-cpu", "--epochs", "60"]))
+    assert (given.epochs, given.galaxies_shown) == (60, None)
+    n = len(tiny_galaxies.train_x)
+    config = tiny_config(tmp_path / "run", epochs=99, warmup_epochs=0, galaxies_shown=int(2.4 * n))
+    assert len(train.train(config, galaxies=tiny_galaxies, progress=False)["history"]) == 2
+    saved = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["config"]
+    assert (saved["epochs"], saved["galaxies_shown"]) == (2, int(2.4 * n))
+    longer = train.config_of(train.parse_args(["--resume", str(tmp_path / "run"), "--epochs", "3"]))
+    assert (longer.epochs, longer.galaxies_shown) == (3, None)
+    train.train(longer, galaxies=tiny_galaxies, progress=False, resume=True)
+    assert [h["epoch"] for h in json.loads((tmp_path / "run" / "history.json").read_text())] == [1, 2, 3]
 
 
 def test_checkpoint_of_an_unknown_variant_is_one_line_exit_2(tmp_path, tiny_galaxies):

@@ -7,6 +7,7 @@ validation loss) into the run folder; `--resume RUN` continues a run where it st
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -80,6 +81,8 @@ def train(config, galaxies=None, progress=True, resume=False, on_epoch=None):
             fid_every = 0
     galaxies = galaxies or load_galaxies(config.data, config.classes, config.max_per_class,
                                          seed=config.seed, progress=progress)
+    if config.galaxies_shown:  # resolved here, where the training split's size is known; saved so in last.pt
+        config = replace(config, epochs=max(1, round(config.galaxies_shown / len(galaxies.train_x))))
     if fid_every:
         score_fid, fid_n = fid_scorer(galaxies, reconstructions, "val", device=device, inception=inception)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -111,6 +114,8 @@ def train(config, galaxies=None, progress=True, resume=False, on_epoch=None):
     if progress:
         print(f"training on {device} ({config.precision}): {len(galaxies.train_x)} train / {len(galaxies.val_x)} validation "
               f"images from {galaxies.source}; run folder {run_dir}")
+        if config.galaxies_shown:
+            print(f"{config.epochs} epochs: about {config.galaxies_shown:,} galaxies shown (--galaxies-shown)")
     train_x, val_x = resident(galaxies.train_x, device), resident(galaxies.val_x, device)
     step = GraphedTrainStep(model, optimizer, config, adversary) if graphed else None
     if fid_every and progress:
@@ -218,7 +223,10 @@ def parse_args(argv=None):
     g = p.add_argument_group("run")
     option(g, "batch_size", int, None)
     option(g, "lr", float, "Adam learning rate")
-    g.add_argument("--epochs", type=int, help=f"default {d.epochs}; with --resume, the run's own")
+    g.add_argument("--epochs", type=int, help=f"default {d.epochs}; with --resume, the run's own; given, it wins "
+                   "over --galaxies-shown")
+    option(g, "galaxies_shown", int, "train for the epochs that show about N training galaxies (N / the training "
+           "split, rounded) instead of --epochs: a budget of time whatever the set's size", metavar="N")
     option(g, "device", str, "auto, cpu or cuda")
     option(g, "precision", str, "training precision: fp32, or bf16 (CUDA, or a CPU with AVX512-BF16/AMX; the model "
            "in bfloat16, SSIM and KLD in fp32; measuring is always fp32)")
@@ -237,21 +245,28 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-@exit_on_input_error
-def main(argv=None):
-    args = parse_args(argv)
+def config_of(args):
+    """The run's TrainConfig from the parsed flags: a new run's, or with --resume the saved one, whose number
+    of epochs alone may be raised to train longer. --epochs, when given, wins over --galaxies-shown."""
     if args.resume:
         last = Path(args.resume) / "last.pt"
         if not last.is_file():
             raise InputError(f"{last}: no checkpoint to resume from")
         _, checkpoint = load_checkpoint(last)
-        # The saved config wins, except for the number of epochs, which may be raised to train longer.
         config = TrainConfig.from_dict(checkpoint["config"] | {"out": args.resume, "device": args.device})
         if args.epochs is not None:
-            config.epochs = args.epochs
-    else:
-        options = {k: v for k, v in vars(args).items() if k not in ("resume", "preset")}
-        config = TrainConfig.from_dict(options | {"epochs": TrainConfig.epochs if args.epochs is None else args.epochs})
+            config.epochs, config.galaxies_shown = args.epochs, None
+        return config
+    options = {k: v for k, v in vars(args).items() if k not in ("resume", "preset")}
+    if args.epochs is not None:
+        options["galaxies_shown"] = None
+    return TrainConfig.from_dict(options | {"epochs": TrainConfig.epochs if args.epochs is None else args.epochs})
+
+
+@exit_on_input_error
+def main(argv=None):
+    args = parse_args(argv)
+    config = config_of(args)
     try:
         result = train(config, resume=bool(args.resume))
     except TrainingDiverged as e:
