@@ -29,21 +29,14 @@ def sha256_of(path):
 
 def atomic_link(source, target):
     """Make `target` a second name of `source`'s file (a hard link; a copy where the filesystem has none),
-    swapped in atomically. Safe beside atomic_output: that replaces a name with a new file, never writes
-    into the old one, so the other name keeps what it had."""
-    target = Path(target)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp" + target.suffix)
-    os.close(fd)
-    os.unlink(tmp)
-    try:
+    swapped in atomically by atomic_output. Safe beside it: atomic_output replaces a name with a new file,
+    never writes into the old one, so the other name keeps what it had."""
+    with atomic_output(target) as tmp:
+        tmp.unlink()  # os.link makes the name itself
         try:
             os.link(source, tmp)
         except OSError:
             shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @contextmanager
