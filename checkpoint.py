@@ -27,7 +27,8 @@ def save_checkpoint(path, model, optimizer, epoch, config, history, best_val_los
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
         "config": flat_config(config), "history": history, "best_val_loss": best_val_loss,
         "torch_rng": torch.get_rng_state(),
-        "data": {"source": galaxies.source, "key": galaxies.key, "classes": list(galaxies.classes)},
+        "data": {"source": galaxies.source, "key": galaxies.key, "fingerprint": galaxies.fingerprint,
+                 "classes": list(galaxies.classes)},
     }
     if next(model.parameters()).is_cuda:  # the reparameterisation's noise: exact resume on a GPU too
         checkpoint["cuda_rng"] = torch.cuda.get_rng_state(next(model.parameters()).device)

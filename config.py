@@ -21,6 +21,7 @@ class TrainConfig(ModelConfig):
     l1_weight: float = 0.0             # alpha in 1 - SSIM + alpha * L1 (see losses.py)
     adversarial: float = 0.0           # W of the adaptive adversarial term; 0: no discriminator
     disc_channels: int = 32            # width of the patch discriminator's first layer (doubled twice)
+    augment: bool = False              # the VAE trains on random turns and mirrors (losses.turn_or_mirror_each)
     disc_augment: bool = False         # the discriminator sees random turns and mirrors (losses.turn_or_mirror_batch)
     lecam: float = 0.0                 # lambda of the discriminator's LeCam penalty (losses.lecam_penalty); 0: off
     fid_every: int | None = None       # every K epochs the validation reconstructions' FID, which picks best.pt;
@@ -58,6 +59,7 @@ class TrainConfig(ModelConfig):
             check_value("recon_weight", self.recon_weight, lambda v: 0 < v < math.inf, "> 0")
         check_value("l1_weight", self.l1_weight, lambda v: 0 <= v < math.inf, ">= 0")
         check_value("adversarial", self.adversarial, lambda v: 0 <= v < math.inf, ">= 0 (0: off)")
+        check_flag("augment", self.augment)
         check_flag("disc_augment", self.disc_augment)
         check_value("lecam", self.lecam, lambda v: 0 <= v < math.inf, ">= 0 (0: off)")
         if self.fid_every is not None:

@@ -11,6 +11,7 @@ import urllib.parse
 import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,17 @@ class GalaxySplits:
     source: str
     embedded: bool
     key: str
+
+    @cached_property
+    def fingerprint(self):
+        """A digest of the splits' images and labels: what a checkpoint is compared by. `key` names the
+        prepared-array cache and changes with a file's mtime (a folder copied again); this changes only
+        when a split holds other galaxies."""
+        digest = hashlib.sha256()
+        for name in ("train", "val", "test"):
+            for array in self.split(name):
+                digest.update(array.contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
 
     def split(self, name):
         if name not in ("train", "val", "test"):
@@ -295,8 +307,10 @@ def checkpoint_galaxies(checkpoint, progress=True):
                              seed=config.get("seed", 0), progress=progress)
     saved = checkpoint.get("data", {})
     # With data=None the source depends on what data/ holds now, and a changed renderer draws other
-    # images: then the "test split" is not the one the model was selected on. Say so, but go on.
-    if saved.get("key") and saved["key"] != galaxies.key:
+    # images: then the "test split" is not the one the model was selected on. Say so, but go on. A
+    # checkpoint saved before fingerprints is compared by its cache key, which a re-copied folder changes.
+    if (saved["fingerprint"] != galaxies.fingerprint if saved.get("fingerprint")
+            else saved.get("key") and saved["key"] != galaxies.key):
         print(f"warning: the checkpoint was trained on {saved.get('source')} (data key {saved['key']}); its "
               f"data now loads as {galaxies.source} (key {galaxies.key}): another test split", file=sys.stderr)
     return galaxies

@@ -480,6 +480,25 @@ def test_image_folder_classes_come_from_folder_names_and_pixels_are_box_means(tm
     assert np.abs(x[0] - exact).max() <= 1 / 255 + 1e-6   # BOX on a 2x reduction: the 2x2 mean, to a level
 
 
+def test_a_checkpoint_knows_its_galaxies_by_content_not_by_the_files_dates(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for c in (2, 6, 9):
+        (tmp_path / str(c)).mkdir()
+        for i in range(5):
+            Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tmp_path / str(c) / f"g{i}.png")
+    trained_on = load_galaxies(tmp_path, progress=False)
+    checkpoint = {"config": {"data": str(tmp_path), "classes": [2, 6, 9], "max_per_class": None, "seed": 0},
+                  "data": {"source": str(tmp_path), "key": trained_on.key, "fingerprint": trained_on.fingerprint}}
+    for path in tmp_path.rglob("*.png"):  # the folder copied again: the same galaxies, new dates
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    again = data.checkpoint_galaxies(checkpoint, progress=False)
+    assert again.key != trained_on.key and again.fingerprint == trained_on.fingerprint
+    assert "warning" not in capsys.readouterr().err
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "9" / "g0.png")
+    data.checkpoint_galaxies(checkpoint, progress=False)
+    assert "another test split" in capsys.readouterr().err
+
+
 def test_image_folder_without_classes_or_images_is_bad_input(tmp_path):
     with pytest.raises(InputError, match="no class subfolders"):
         data.read_image_folder(tmp_path, (2,))
@@ -644,7 +663,7 @@ def test_decoder_noise_starts_silent_and_is_repeatable_under_a_seed():
     assert torch.equal(a, b) and not torch.equal(a, model_module.decode_latents(vae, z))  # a fresh draw differs
     plain = model_module.build_model(model_module.ModelConfig())
     assert not any(isinstance(m, model_module.NoiseInjection) for m in plain.modules())
-    for bad in ({"decoder_noise": "yes"}, {"disc_augment": 1}):  # e.g. from a hand-edited checkpoint config
+    for bad in ({"decoder_noise": "yes"}, {"augment": "on"}, {"disc_augment": 1}):  # e.g. from a hand-edited checkpoint config
         name = next(iter(bad))
         with pytest.raises(InputError, match=f"--{name.replace('_', '-')} .*: must be true or false"):
             TrainConfig(**bad).check()
@@ -806,6 +825,17 @@ def test_the_gpus_turns_and_mirrors_are_the_same_eight_symmetries_as_permutation
     assert sorted(next(i for i, v in enumerate(views) if torch.equal(v, y)) for y in permuted) == list(range(8))
 
 
+def test_augment_turns_or_mirrors_each_galaxy_on_its_own_repeatably_from_the_generator():
+    x = torch.rand(64, 3, 8, 8)
+    y = losses.turn_or_mirror_each(x, torch.Generator().manual_seed(1))
+    assert torch.equal(y, losses.turn_or_mirror_each(x, torch.Generator().manual_seed(1)))
+    drawn = []
+    for image, out in zip(x, y):  # each output is one of its own image's 8 symmetries
+        views = [torch.rot90(v, k, dims=(1, 2)) for v in (image, image.flip(2)) for k in range(4)]
+        drawn.append(next(i for i, v in enumerate(views) if torch.equal(v, out)))
+    assert len(set(drawn)) == 8  # drawn per galaxy, not one for the batch
+
+
 def test_an_adam_state_saved_capturable_on_a_gpu_resumes_on_a_cpu():
     model = torch.nn.Linear(3, 2)
     gpu_like = graphed_step.adam(model.parameters(), 1e-3)
@@ -875,11 +905,13 @@ def test_training_improves_reconstructions(tmp_path, tiny_galaxies):
     assert history[-1]["train_loss"] < history[0]["train_loss"]
 
 
-def test_resume_continues_exactly_where_it_stopped(tmp_path, tiny_galaxies):
-    straight = train.train(tiny_config(tmp_path / "a", epochs=3), galaxies=tiny_galaxies, progress=False)
-    train.train(tiny_config(tmp_path / "b", epochs=2), galaxies=tiny_galaxies, progress=False)
-    resumed = train.train(tiny_config(tmp_path / "b", epochs=3), galaxies=tiny_galaxies, progress=False,
-                          resume=True)
+@pytest.mark.parametrize("augment", [False, True])
+def test_resume_continues_exactly_where_it_stopped(tmp_path, tiny_galaxies, augment):
+    straight = train.train(tiny_config(tmp_path / "a", epochs=3, augment=augment), galaxies=tiny_galaxies,
+                           progress=False)
+    train.train(tiny_config(tmp_path / "b", epochs=2, augment=augment), galaxies=tiny_galaxies, progress=False)
+    resumed = train.train(tiny_config(tmp_path / "b", epochs=3, augment=augment), galaxies=tiny_galaxies,
+                          progress=False, resume=True)
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
     a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
@@ -2080,7 +2112,8 @@ def test_expand_and_ids():
     assert len(configs) == 6 and configs[0] == {"batch_size": 16, "lr": 1e-3, "base_channels": 4, "latent": 4,
                                                 "layers": 2, "beta": 0.5, "upsample": "transpose",
                                                 "res_blocks": 0, "l1_weight": 0.0, "adversarial": 0.0,
-                                                "decoder_noise": False, "disc_augment": False, "disc_channels": 32,
+                                                "decoder_noise": False, "augment": False, "disc_augment": False,
+                                                "disc_channels": 32,
                                                 "lecam": 0.0, "sky_noise": 0.0}
     assert len({gs.config_id(c) for c in configs}) == 6
     settings = TINY_SETTINGS | {"data": "key"}

@@ -212,6 +212,8 @@ def parse_args(argv=None):
     option(g, "warmup_epochs", int, "epochs to raise beta from 1e-4")
     option(g, "recon_weight", float, "weight of 1 - SSIM (default: number of pixel values, 3*64*64)")
     option(g, "l1_weight", float, "alpha in 1 - SSIM + alpha * L1 (default 0)")
+    option(g, "augment", bool, "train on each galaxy turned by a random multiple of 90 degrees and mirrored half "
+           "the time (the sky has no up or left: 8x the orientations)")
     g = p.add_argument_group("adversary (a patch discriminator beside the VAE)")
     option(g, "adversarial", float, "weight of the adaptive patch-discriminator term after warm-up (default 0: off)",
            metavar="W")
