@@ -195,11 +195,10 @@ def turn_or_mirror_each(x, generator):
     set shown this way holds eight times the orientations, which a few hundred edge-ons need. A gather of
     pixels, so on a GPU it runs on the device with no host sync."""
     b, c, h, w = x.shape
-    maps = turns_and_mirrors(w, x.device) if h == w else None
-    if maps is None:
+    if h != w:
         raise ValueError(f"turns and mirrors need square images, got {h}x{w}")
     choice = torch.randint(8, (b,), generator=generator).to(x.device, non_blocking=True)
-    index = maps.index_select(0, choice)[:, None, :].expand(b, c, h * w)
+    index = turns_and_mirrors(w, x.device).index_select(0, choice)[:, None, :].expand(b, c, h * w)
     return x.flatten(2).gather(2, index).view(b, c, h, w).contiguous(memory_format=torch.channels_last)
 
 
@@ -256,8 +255,8 @@ def run_epoch(model, images, config, beta, optimizer=None, generator=None, desc=
     """One pass over `images` (an N x 3 x 64 x 64 tensor in memory, on the model's device or the CPU) in
     batches of config.batch_size: trains in config.precision when an optimizer is given (each batch through
     `step`, by default eager_step's; with config.augment, each galaxy turned or mirrored at random, drawn
-    from `generator` after the shuffle, so a resumed epoch sees the same images), else measures in fp32. Returns the per-image means of loss (the VAE's,
-    without the adversarial term), SSIM, L1 and KLD, and in adversarial epochs of the discriminator's hinge
+    from `generator` after the shuffle, so a resumed epoch sees the same images), else measures in fp32.
+    Returns the per-image means of loss (the VAE's, without the adversarial term), SSIM, L1 and KLD, and in adversarial epochs of the discriminator's hinge
     loss and the adaptive weight. The sums stay on the device and are read once, at the end (a GPU step never
     waits for the host); a NaN or infinity in any step's objective then raises TrainingDiverged."""
     training = optimizer is not None
