@@ -10,6 +10,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from files import atomic_output, default_cache_dir
+from losses import turn_or_mirror_each
 
 JUDGE_VERSION = 5  # bump when GalaxyClassifier, its training or the candidates change: old caches are then ignored
 CANDIDATE_WIDTHS = (16, 32)  # the designs tried; the one with the best validation accuracy is kept
@@ -27,18 +28,6 @@ class GalaxyClassifier(nn.Sequential):
             c_in = c_out
         super().__init__(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(c_in, n_classes))
         self.width = width
-
-
-def turn_or_mirror_each(x, generator):
-    """Each image turned by its own random multiple of 90 degrees and maybe mirrored: a galaxy's class does
-    not depend on how it lies on the sky, so this is eight times the data for free."""
-    turns = torch.randint(4, (len(x),), generator=generator)
-    mirror = torch.randint(2, (len(x),), generator=generator).bool()
-    x = torch.where(mirror[:, None, None, None], x.flip(3), x)
-    out = x.clone()
-    for t in (1, 2, 3):
-        out[turns == t] = torch.rot90(x[turns == t], t, dims=(2, 3))
-    return out
 
 
 def accuracy(model, images, labels, classes):

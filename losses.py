@@ -166,13 +166,9 @@ def batch_losses(model, x, beta, recon_weight=None, l1_weight=0.0, precision="fp
 @functools.lru_cache(maxsize=8)
 def turns_and_mirrors(size, device):
     """The 8 symmetries of a size x size square as pixel permutations (8, size*size): row 2k + m is the
-    index map of rot90 by k, then mirrored if m."""
+    index map of mirrored if m, then turned by rot90 k times."""
     grid = torch.arange(size * size, device=device).view(1, 1, size, size)
-    maps = []
-    for k in range(4):
-        turned = torch.rot90(grid, k, dims=(2, 3))
-        maps += [turned.flatten(), turned.flip(3).flatten()]
-    return torch.stack(maps)
+    return torch.stack([torch.rot90(view, k, dims=(2, 3)).flatten() for k in range(4) for view in (grid, grid.flip(3))])
 
 
 def turn_or_mirror_batch(x):
@@ -190,16 +186,19 @@ def turn_or_mirror_batch(x):
 
 
 def turn_or_mirror_each(x, generator):
-    """Each image of x turned by its own random multiple of 90 degrees and mirrored half the time (one of the
-    square's 8 symmetries each), drawn from the CPU `generator`: a galaxy has no up or left, so a training
-    set shown this way holds eight times the orientations, which a few hundred edge-ons need. A gather of
-    pixels, so on a GPU it runs on the device with no host sync."""
+    """Each image of x mirrored half the time, then turned by its own random multiple of 90 degrees (one of
+    the square's 8 symmetries each), drawn from the CPU `generator` as turns, then mirrors: a galaxy has no
+    up or left, so a training set shown this way holds eight times the orientations, which a few hundred
+    edge-ons need. Used by the VAE's --augment and by the judge. A gather of pixels, on x's device, with
+    no host sync."""
     b, c, h, w = x.shape
     if h != w:
         raise ValueError(f"turns and mirrors need square images, got {h}x{w}")
-    choice = torch.randint(8, (b,), generator=generator).to(x.device, non_blocking=True)
+    turns = torch.randint(4, (b,), generator=generator)
+    mirrors = torch.randint(2, (b,), generator=generator)
+    choice = (2 * turns + mirrors).to(x.device, non_blocking=True)
     index = turns_and_mirrors(w, x.device).index_select(0, choice)[:, None, :].expand(b, c, h * w)
-    return x.flatten(2).gather(2, index).view(b, c, h, w).contiguous(memory_format=torch.channels_last)
+    return x.flatten(2).gather(2, index).view(b, c, h, w)
 
 
 def train_step(model, x, optimizer, beta, recon_weight=None, l1_weight=0.0, precision="fp32", adversary=None,
@@ -273,9 +272,10 @@ def run_epoch(model, images, config, beta, optimizer=None, generator=None, desc=
     with torch.set_grad_enabled(training), tqdm(order.to(images.device).split(config.batch_size), desc=desc,
                                                 leave=False, disable=not desc) as bar:
         for index in bar:
-            x = images[index].to(device, memory_format=torch.channels_last)  # the model's layout
+            x = images[index]
             if training and getattr(config, "augment", False):
                 x = turn_or_mirror_each(x, generator)
+            x = x.to(device, memory_format=torch.channels_last)  # the model's layout
             if training:
                 losses = step(x, beta, adversary)
             else:
