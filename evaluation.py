@@ -150,7 +150,7 @@ def reconstruction_judge(model, galaxies, epochs=30, seed=0, width=16, device="c
                              classes=galaxies.classes)
     weights = hashlib.sha256(b"".join(t.detach().cpu().numpy().tobytes() for t in model.state_dict().values()))
     return load_or_train_classifier(splits, epochs, seed, device, progress=progress, widths=(width,),
-                                    name=f"recon-judge-{galaxies.key}-{weights.hexdigest()[:16]}")
+                                    name=f"recon-judge-{galaxies.fingerprint}-{weights.hexdigest()[:16]}")
 
 
 def judge_accuracy(judge, images, labels, classes):

@@ -405,7 +405,7 @@ def load_statistics(path):
 
 def statistics_cache_path(galaxies, split, num_samples, seed, cache_dir=None):
     subset = "all" if num_samples is None else f"n{num_samples}-seed{seed}"
-    return Path(cache_dir or default_cache_dir()) / f"fid-{galaxies.key}-{split}-{subset}-{WEIGHTS_SHA256[:12]}.npz"
+    return Path(cache_dir or default_cache_dir()) / f"fid-{galaxies.fingerprint}-{split}-{subset}-{WEIGHTS_SHA256[:12]}.npz"
 
 
 def subset_of(n, num_samples=None, seed=0):
@@ -419,7 +419,7 @@ def subset_of(n, num_samples=None, seed=0):
 def real_statistics(galaxies, split="test", num_samples=None, seed=0, batch_size=None, device=None,
                     cache_dir=None, progress=True, model=None, weights=None):
     """(mu, sigma) of a split of `galaxies` (a GalaxySplits), all of it or a seeded subset of num_samples
-    images; computed once and cached as .npz by dataset key, split, subset, seed and weights checksum
+    images; computed once and cached as .npz by the galaxies' fingerprint, split, subset, seed and weights checksum
     (the checksum is fixed: load_inception accepts no other weights)."""
     if split not in SPLITS:
         raise InputError(f"split {split!r}: use one of {', '.join(SPLITS)}")

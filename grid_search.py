@@ -432,7 +432,7 @@ class Worker:
                                       seed=settings["seed"], progress=progress)
         self.space = full_axes(axes)
         self.configs = expand_grid(axes)
-        self.grid = grid_id(axes, settings | {"data": self.galaxies.key})
+        self.grid = grid_id(axes, settings | {"data": self.galaxies.fingerprint})
         check_writable_folder(self.out, "--out")
         claim_folder(self.out, {"grid": self.grid, "study": f"grid-{self.grid}", "n_configs": len(self.configs),
                                 "storage": shown(storage) if storage is None or is_url(storage)

@@ -94,9 +94,9 @@ def load_or_train_classifier(galaxies, epochs=30, seed=0, device="cpu", cache_di
     """The judge of these splits, chosen by select_judge: from the data cache (files.default_cache_dir()) when
     chosen before (state, width and selection record as plain tensors and types, loaded with
     weights_only=True), else trained and cached. `name` tells one judge of the splits from another (default:
-    the judge of the real galaxies, named by their data key)."""
+    the judge of the real galaxies, named by their content's fingerprint, so a folder copied again keeps it)."""
     classes = list(galaxies.classes)
-    name = f"{name or 'judge-' + galaxies.key}-v{JUDGE_VERSION}-e{epochs}-s{seed}.pt"
+    name = f"{name or 'judge-' + galaxies.fingerprint}-v{JUDGE_VERSION}-e{epochs}-s{seed}.pt"
     path = Path(cache_dir or default_cache_dir()) / name
     if path.is_file():
         try:

@@ -24,7 +24,7 @@ import time
 import types
 import urllib.request
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import h5py
@@ -1365,7 +1365,7 @@ def noisy_tiny_model():
 # The class judge: chosen by validation accuracy, cached as plain data, blind to how a galaxy lies.
 # ================================================================================================
 
-def test_judge_is_chosen_by_validation_accuracy_and_cached_as_plain_data(isolated):
+def test_judge_is_chosen_by_validation_accuracy_and_cached_as_plain_data(isolated, monkeypatch):
     first = judge.load_or_train_classifier(isolated.galaxies, epochs=2, seed=0, progress=False)
     selection = first.selection
     candidates = selection["candidates"]
@@ -1379,11 +1379,15 @@ def test_judge_is_chosen_by_validation_accuracy_and_cached_as_plain_data(isolate
     # The chosen state is the one that scored that accuracy on the validation split.
     val_x, val_y, classes = isolated.galaxies.val_x, isolated.galaxies.val_y, list(isolated.galaxies.classes)
     assert judge.accuracy(first, val_x, val_y, classes) == selection["chosen"]["val_accuracy"]
-    cached = list((isolated.data_dir / "cache").glob(f"judge-{isolated.galaxies.key}-*e2-s0.pt"))
+    cached = list((isolated.data_dir / "cache").glob(f"judge-{isolated.galaxies.fingerprint}-*e2-s0.pt"))
     assert len(cached) == 1
     saved = torch.load(cached[0], weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in saved["state"].values()) and saved["selection"] == selection
-    second = judge.load_or_train_classifier(isolated.galaxies, epochs=2, seed=0, progress=False)
+    # Found by the galaxies' content: the same folder copied again (new dates, so a new data key) keeps its
+    # judge, and with it the figures measured before; nothing is trained again.
+    copied_again = replace(isolated.galaxies, key="copied-again")
+    monkeypatch.setattr(judge, "select_judge", lambda *a, **k: pytest.fail("the cached judge was trained again"))
+    second = judge.load_or_train_classifier(copied_again, epochs=2, seed=0, progress=False)
     x = isolated.galaxies.test_x
     assert torch.equal(judge.classify(first, x, classes), judge.classify(second, x, classes))
     assert set(judge.classify(first, x, classes).tolist()) <= set(classes)
@@ -1608,6 +1612,7 @@ class TinyGalaxies:
     """Stand-in for data.GalaxySplits: only what real_statistics uses."""
     test_x: torch.Tensor
     key: str = "tiny0123"
+    fingerprint: str = "content0123"
 
     def split(self, name):
         return getattr(self, f"{name}_x"), None
@@ -1618,7 +1623,7 @@ def test_real_statistics_are_cached(tmp_path, inception, monkeypatch):
     mu, sigma = fid.real_statistics(galaxies, "test", num_samples=4, seed=1, device="cpu",
                                     cache_dir=tmp_path, progress=False, model=inception)
     cached = list(tmp_path.glob("*.npz"))
-    assert len(cached) == 1 and "tiny0123" in cached[0].name and fid.WEIGHTS_SHA256[:12] in cached[0].name
+    assert len(cached) == 1 and "content0123" in cached[0].name and fid.WEIGHTS_SHA256[:12] in cached[0].name
 
     def no_network(*args, **kwargs):
         raise AssertionError("the network ran although the statistics were cached")
