@@ -3,12 +3,14 @@ drawn for. It is fixed before it sees a sample: trained on the training split on
 and its epoch chosen by accuracy on the validation split, never by accuracy on generated images. The
 candidates tried and their validation accuracies travel with it (`model.selection`)."""
 import math
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 from tqdm import tqdm
 
+from devices import one_cpu_thread
 from files import atomic_output, default_cache_dir
 from losses import turn_or_mirror_each
 
@@ -75,10 +77,13 @@ def train_classifier(images, labels, classes, epochs=30, seed=0, device="cpu", b
 
 def select_judge(galaxies, epochs=30, seed=0, device="cpu", widths=CANDIDATE_WIDTHS, progress=True):
     """Train one candidate per width on the training split; keep the one (and its epoch) with the best
-    validation accuracy, the smaller of equals. `model.selection` records every candidate."""
+    validation accuracy, the smaller of equals. `model.selection` records every candidate. On a CPU they
+    train on one thread, so that the judge, and every accuracy it gives, is the same whatever the machine's
+    core count (it is trained once per split and cached)."""
     classes, val = list(galaxies.classes), (galaxies.val_x, galaxies.val_y)
-    candidates = [train_classifier(galaxies.train_x, galaxies.train_y, classes, epochs, seed, device,
-                                   progress=progress, width=w, val=val) for w in widths]
+    with one_cpu_thread() if torch.device(device).type == "cpu" else nullcontext():
+        candidates = [train_classifier(galaxies.train_x, galaxies.train_y, classes, epochs, seed, device,
+                                       progress=progress, width=w, val=val) for w in widths]
     chosen = max(candidates, key=lambda m: (max(m.val_curve), -m.width))
     chosen.selection = {
         "chosen": {"width": chosen.width, "epoch": chosen.best_epoch, "val_accuracy": max(chosen.val_curve)},

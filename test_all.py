@@ -1393,6 +1393,22 @@ def test_judge_is_chosen_by_validation_accuracy_and_cached_as_plain_data(isolate
     assert set(judge.classify(first, x, classes).tolist()) <= set(classes)
 
 
+def test_the_judge_is_the_same_whatever_the_cpus_thread_count():
+    # Its accuracies are the evaluation's figures: a machine with more cores must get the same judge.
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(96, 3, 64, 64, generator=g), torch.tensor([2, 6, 9] * 32)
+    galaxies = types.SimpleNamespace(classes=(2, 6, 9), train_x=x[:72], train_y=y[:72], val_x=x[72:], val_y=y[72:])
+    states, threads = [], torch.get_num_threads()
+    try:
+        for n in (2, 1):
+            torch.set_num_threads(n)
+            states.append(judge.select_judge(galaxies, epochs=2, widths=(4,), progress=False).state_dict())
+            assert torch.get_num_threads() == n  # the machine's setting is given back
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
 def test_judge_verdict_does_not_depend_on_how_the_galaxy_lies():
     torch.manual_seed(0)
     model = judge.GalaxyClassifier(3, width=4).eval()
