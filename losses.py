@@ -255,9 +255,10 @@ def run_epoch(model, images, config, beta, optimizer=None, generator=None, desc=
     batches of config.batch_size: trains in config.precision when an optimizer is given (each batch through
     `step`, by default eager_step's; with config.augment, each galaxy turned or mirrored at random, drawn
     from `generator` after the shuffle, so a resumed epoch sees the same images), else measures in fp32.
-    Returns the per-image means of loss (the VAE's, without the adversarial term), SSIM, L1 and KLD, and in adversarial epochs of the discriminator's hinge
-    loss and the adaptive weight. The sums stay on the device and are read once, at the end (a GPU step never
-    waits for the host); a NaN or infinity in any step's objective then raises TrainingDiverged."""
+    Returns the per-image means of loss (the VAE's, without the adversarial term), SSIM, L1 and KLD, and in
+    adversarial epochs of the discriminator's hinge loss and the adaptive weight. The sums stay on the device
+    and are read once, at the end (a GPU step never waits for the host); a NaN or infinity in any step's
+    objective then raises TrainingDiverged."""
     training = optimizer is not None
     model.train(training)
     device = next(model.parameters()).device

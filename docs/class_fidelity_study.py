@@ -70,10 +70,11 @@ def main():
         classes, x, y = list(galaxies.classes), galaxies.train_x, galaxies.train_y
         judge = load_or_train_classifier(galaxies, 30, 0, device, progress=False)
         real = confusion(judge, galaxies.val_x, galaxies.val_y, classes)
+        latents = encode_means(model, x)
         as_saved = model.sky_noise
         model.sky_noise = 0.0
         with forked_rng(device, 0):
-            mean_images = decode_latents(model, encode_means(model, x))
+            mean_images = decode_latents(model, latents)
 
         def matched(keep):
             target, carried = band_sky_noise(x[keep]), band_sky_noise(mean_images[keep])
@@ -81,24 +82,24 @@ def main():
         skies = {"matched": matched(slice(None)),
                  "per class": {k: matched(y == k) for k in classes}}
         model.sky_noise = as_saved
-        latents = encode_means(model, x)
-        views = [torch.rot90(v, t, dims=(2, 3)) for v in (x, x.flip(3)) for t in range(4)]
+        views = [torch.rot90(v, t, dims=(2, 3)) for v in (x, x.flip(3)) for t in range(4)][1:]  # [0] is x
         samplers = {"one view": fit_sampler("gmm", latents, y),
-                    "8 views": fit_sampler("gmm", torch.cat([encode_means(model, v) for v in views]), y.repeat(8))}
+                    "8 views": fit_sampler("gmm", torch.cat([latents] + [encode_means(model, v) for v in views]),
+                                           y.repeat(8))}
         drawn = {"matched": class_samples(model, samplers["one view"], classes, args.samples, skies["matched"]),
                  "per class": class_samples(model, samplers["one view"], classes, args.samples, skies["per class"]),
                  "as saved": class_samples(model, samplers["one view"], classes, args.samples),
                  "8 views": class_samples(model, samplers["8 views"], classes, args.samples)}
         with forked_rng(device, 0):
             reconstructions = decode_latents(model, encode_means(model, galaxies.val_x))
-        ratios = {name: [round(c[i][i] / real[i][i], 3) for i in range(len(classes))]
-                  for name, c in ((name, confusion(judge, *images, classes)) for name, images in drawn.items())}
+        confusions = {name: confusion(judge, *images, classes) for name, images in drawn.items()}
+        ratios = {name: [round(c[i][i] / real[i][i], 3) for i in range(len(classes))] for name, c in confusions.items()}
         print(json.dumps({"run": run, "classes": classes, "ratio_to_real": ratios,
                           "sky_grey_levels": {"matched": grey_levels(skies["matched"]),
                                               **{f"class {k}": grey_levels(v) for k, v in skies["per class"].items()}},
                           "confusion": {"real": real,
                                         "reconstructions": confusion(judge, reconstructions, galaxies.val_y, classes),
-                                        "as saved": confusion(judge, *drawn["as saved"], classes)}}), flush=True)
+                                        "as saved": confusions["as saved"]}}), flush=True)
 
 
 if __name__ == "__main__":
