@@ -28,7 +28,7 @@ from files import atomic_output, sha256_of
 from judge import classify, load_or_train_classifier
 from losses import ssim
 from model import decode_latents, encode_means, refine_latents
-from samplers import DEFAULT_SAMPLER, SAMPLERS, fit_training_sampler
+from samplers import CLASS_CONFIDENCE, DEFAULT_SAMPLER, SAMPLERS, fit_training_sampler
 
 
 # ---------------------------------------------------------------- FIDs per class, at equal N
@@ -162,15 +162,24 @@ def judge_accuracy(judge, images, labels, classes):
 
 
 def evaluate(model, galaxies, num_samples=256, seed=0, sampler=DEFAULT_SAMPLER, samplers=SAMPLERS, components=4,
-             judge_epochs=30, sampler_epochs=None, device="cpu", progress=True, refine_steps=0, split="test"):
+             judge_epochs=30, sampler_epochs=None, device="cpu", progress=True, refine_steps=0, split="test",
+             confidence=CLASS_CONFIDENCE):
     """All metrics on a held-out split (the test split; "val" to choose settings without touching it) as
     one JSON-ready dict. FIDs against that split, each at equal N on both sides: n_k = min(N / classes,
     held-out and training galaxies of class k) per class, and the classes pooled (n = sum of n_k) overall.
     The floor is real training galaxies, then reconstructions of the held-out galaxies, then each sampler's
     class-targeted samples (N(0, I) has no classes: overall only), every sampler's draws refined by
-    refine_steps decode-encode round trips.
+    refine_steps decode-encode round trips, and kept at `confidence` (samplers.Sampler.keep_confident).
     Copying, per sampler: the latents of the FID's samples against the held-out galaxies' latents (the same
-    n_k of each class), each point's distance to the nearest training galaxy's latent (copying_z)."""
+    n_k of each class), each point's distance to the nearest training galaxy's latent (copying_z).
+    A noisy decoder draws its noise from `seed`, so one checkpoint always gives one evaluation."""
+    with forked_rng(next(model.parameters()).device, seed):
+        return _evaluate(model, galaxies, num_samples, seed, sampler, samplers, components, judge_epochs,
+                         sampler_epochs, device, progress, refine_steps, split, confidence)
+
+
+def _evaluate(model, galaxies, num_samples, seed, sampler, samplers, components, judge_epochs, sampler_epochs, device,
+              progress, refine_steps, split, confidence):
     classes, (held_x, held_y) = list(galaxies.classes), galaxies.split(split)
     inception = fid.load_inception(device=device)
 
@@ -182,11 +191,12 @@ def evaluate(model, galaxies, num_samples=256, seed=0, sampler=DEFAULT_SAMPLER, 
     floor = {k: real_activations(galaxies, "train", k, n, seed, inception, device, progress) for k, n in counts.items()}
     held_mu = encode_means(model, held_x)
     held_recon = decode_latents(model, held_mu)
+    ssim_result = reconstruction_ssim(model, held_x, held_y, classes)  # drawn before the judges, which may train
     subsets = {k: class_subset(held_y, k, n, seed) for k, n in counts.items()}  # the galaxies the FID sees
     recon = {k: acts_of(held_recon[subset]) for k, subset in subsets.items()}
     fids = {"floor": fid_table(floor, real), "reconstructions": fid_table(recon, real), "samplers": {}}
 
-    train_mu, fit_seconds, class_samples = encode_means(model, galaxies.train_x), {}, {}
+    train_mu, fit_seconds, kept, class_samples = encode_means(model, galaxies.train_x), {}, {}, {}
     held_out = nearest_distances(torch.cat([held_mu[subset] for subset in subsets.values()]), train_mu)
     copying = {"held_out_median": float(np.median(held_out)), "samplers": {}}
 
@@ -195,7 +205,7 @@ def evaluate(model, galaxies, num_samples=256, seed=0, sampler=DEFAULT_SAMPLER, 
         return {"z": copying_z(distances, held_out), "median_ratio": float(np.median(distances) / np.median(held_out))}
 
     for kind in samplers:
-        fitted = fit_training_sampler(kind, model, galaxies, seed, components, sampler_epochs, latents=train_mu)
+        fitted = fit_training_sampler(kind, model, galaxies, seed, components, sampler_epochs, train_mu, confidence)
         fit_seconds[kind] = round(fitted.fit_seconds, 2)
         if kind == "normal":  # no classes: as many N(0, I) galaxies as all classes' real ones together
             latents = refine_latents(model, fitted.sample(sum(counts.values()), seed), refine_steps)
@@ -206,6 +216,7 @@ def evaluate(model, galaxies, num_samples=256, seed=0, sampler=DEFAULT_SAMPLER, 
         # num_samples galaxies per class for the judge; the first n_k of them for the FID.
         latents = {k: refine_latents(model, fitted.sample(num_samples, seed, label=k), refine_steps) for k in classes}
         samples = class_samples[kind] = {k: decode_latents(model, z) for k, z in latents.items()}
+        kept[kind] = {str(k): share for k, share in fitted.kept.items()}
         fids["samplers"][kind] = fid_table({k: acts_of(samples[k][:n]) for k, n in counts.items()}, real)
         copying["samplers"][kind] = copying_of(torch.cat([latents[k][:n] for k, n in counts.items()]))
 
@@ -226,10 +237,10 @@ def evaluate(model, galaxies, num_samples=256, seed=0, sampler=DEFAULT_SAMPLER, 
         "samplers": {kind: None if kind not in drawn else judge_accuracy(recon_judge, drawn[kind], drawn_labels, classes)
                      for kind in samplers}}
     return {"split": split, "num_samples": num_samples, "seed": seed, "sampler": sampler,
-            "ssim": reconstruction_ssim(model, held_x, held_y, classes),
+            "ssim": ssim_result,
             "fid": arrange_fids(fids, counts), "accuracy": accuracy, "copying": copying,
             "samplers": {"fit_seconds": fit_seconds, "sampler_epochs": sampler_epochs, "components": components,
-                         "refine_steps": refine_steps},
+                         "refine_steps": refine_steps, "class_confidence": confidence, "kept": kept},
             "judge": judge.selection, "reconstruction_judge": recon_judge.selection}
 
 
@@ -260,6 +271,9 @@ def format_table(result, classes):
     for kind, table in acc["samplers"].items():
         if table is not None:
             rows.append((f"judge accuracy, {kind} class samples", table["overall"], table))
+    for kind, shares in result["samplers"].get("kept", {}).items():
+        if shares:
+            rows.append((f"{kind} draws kept at p >= {result['samplers']['class_confidence']:g}", None, shares))
     recon_judge = acc.get("reconstruction_judge")
     if recon_judge is not None:
         rows.append(("recon judge accuracy, reconstructions", recon_judge["reconstructions"]["overall"],
@@ -297,7 +311,7 @@ def parse_refine_steps(text):
 
 
 def choose_refine_steps(model, galaxies, sampler=DEFAULT_SAMPLER, components=4, sampler_epochs=None, device="cpu",
-                        progress=True, num_samples=REFINE_CHOICE_SAMPLES, seed=0):
+                        progress=True, num_samples=REFINE_CHOICE_SAMPLES, seed=0, confidence=CLASS_CONFIDENCE):
     """0 or 1 decode-encode steps, whichever gives the sampler's class samples the lower FID against the
     validation split (n_k = N / classes a class, as evaluate's); the test split plays no part. Returns
     (steps, {steps: FID}). A noisy decoder draws its noise from `seed` here, so that one checkpoint always
@@ -308,7 +322,7 @@ def choose_refine_steps(model, galaxies, sampler=DEFAULT_SAMPLER, components=4, 
         raise InputError("the validation split has fewer than 2 galaxies of a class") from None
     inception = fid.load_inception(device=device)
     real = {k: real_activations(galaxies, "val", k, n, seed, inception, device, progress) for k, n in counts.items()}
-    fitted = fit_training_sampler(sampler, model, galaxies, seed, components, sampler_epochs)
+    fitted = fit_training_sampler(sampler, model, galaxies, seed, components, sampler_epochs, confidence=confidence)
     fids = {}
     for steps in (0, 1):
         with forked_rng(next(model.parameters()).device, seed):
@@ -319,9 +333,9 @@ def choose_refine_steps(model, galaxies, sampler=DEFAULT_SAMPLER, components=4, 
     return min(fids, key=fids.get), fids
 
 
-def _choice_key(checkpoint_path, sampler, components, sampler_epochs):
+def _choice_key(checkpoint_path, sampler, components, sampler_epochs, confidence):
     return {"checkpoint_sha256": sha256_of(checkpoint_path), "sampler": sampler, "components": components,
-            "sampler_epochs": sampler_epochs}
+            "sampler_epochs": sampler_epochs, "class_confidence": confidence}
 
 
 RENAMED_KEYS = {"prior": "sampler", "prior_epochs": "sampler_epochs"}  # records written before the rename
@@ -335,12 +349,13 @@ def _recorded_choices(path):
         return []
     for record in records:
         key = record.get("key")
-        if isinstance(key, dict):
-            record["key"] = {RENAMED_KEYS.get(k, k): v for k, v in key.items()}
+        if isinstance(key, dict):  # records from before class_confidence kept every draw
+            record["key"] = {"class_confidence": 0.0} | {RENAMED_KEYS.get(k, k): v for k, v in key.items()}
     return records
 
 
-def refine_choice(refine_steps, checkpoint_path, sampler=DEFAULT_SAMPLER, components=4, sampler_epochs=None):
+def refine_choice(refine_steps, checkpoint_path, sampler=DEFAULT_SAMPLER, components=4, sampler_epochs=None,
+                  confidence=CLASS_CONFIDENCE):
     """(steps, the record it came from or None): refine_steps as given, or for "auto" the choice recorded
     beside the checkpoint for this sampler (record_refine_choice), else 0. Never measures: a draw costs no
     more than drawing, and draws the same with or without the FID weights."""
@@ -348,7 +363,7 @@ def refine_choice(refine_steps, checkpoint_path, sampler=DEFAULT_SAMPLER, compon
         return refine_steps, None
     if sampler == "normal":  # the choice is measured on class samples, which N(0, I) cannot draw
         return 0, None
-    key = _choice_key(checkpoint_path, sampler, components, sampler_epochs)
+    key = _choice_key(checkpoint_path, sampler, components, sampler_epochs, confidence)
     for record in _recorded_choices(Path(checkpoint_path).parent / REFINE_RECORD):
         if record.get("key") == key:
             return record["chosen"], record
@@ -356,17 +371,18 @@ def refine_choice(refine_steps, checkpoint_path, sampler=DEFAULT_SAMPLER, compon
 
 
 def record_refine_choice(model, galaxies, checkpoint_path, sampler=DEFAULT_SAMPLER, components=4, sampler_epochs=None,
-                         device="cpu", progress=True):
+                         device="cpu", progress=True, confidence=CLASS_CONFIDENCE):
     """Choose the steps on the validation split (choose_refine_steps) unless already recorded for this
     checkpoint and sampler, and keep the choice in REFINE_RECORD beside the checkpoint; (steps, record)."""
-    steps, record = refine_choice("auto", checkpoint_path, sampler, components, sampler_epochs)
+    steps, record = refine_choice("auto", checkpoint_path, sampler, components, sampler_epochs, confidence)
     if record is not None:
         return steps, record
     path = Path(checkpoint_path).parent / REFINE_RECORD
     print(f"--refine-steps auto: measuring 0 and 1 decode-encode steps of the {sampler} class samples on the "
           "validation split", flush=True)
-    chosen, fids = choose_refine_steps(model, galaxies, sampler, components, sampler_epochs, device, progress)
-    record = {"key": _choice_key(checkpoint_path, sampler, components, sampler_epochs), "split": "val",
+    chosen, fids = choose_refine_steps(model, galaxies, sampler, components, sampler_epochs, device, progress,
+                                       confidence=confidence)
+    record = {"key": _choice_key(checkpoint_path, sampler, components, sampler_epochs, confidence), "split": "val",
               "num_samples": REFINE_CHOICE_SAMPLES, "seed": 0,
               "validation_fid": {str(k): v for k, v in fids.items()}, "chosen": chosen}
     kept = f"kept in {path}"

@@ -37,7 +37,8 @@ from files import atomic_output
 from latent_map import PROJECTIONS, draw_latent_map
 from model import decode_latents, encode_means, interpolate_latents, refine_latents
 from plots import plot_grid, plot_interpolation, plot_reconstructions, save_pngs
-from samplers import DEFAULT_SAMPLER, SAMPLERS, NormalSampler, check_kind, fit_training_sampler
+from samplers import (CLASS_CONFIDENCE, DEFAULT_SAMPLER, SAMPLERS, NormalSampler, check_confidence, check_kind,
+                      fit_training_sampler)
 
 CLASS_DRAWS = 16  # galaxies of --class K when no N is given
 
@@ -70,10 +71,10 @@ def draw_interpolation(model, galaxies, a, b, index=None, steps=8, seed=0):
 
 
 def draw_class(model, galaxies, k, n, sampler=DEFAULT_SAMPLER, components=4, seed=0, sampler_epochs=None,
-               refine_steps=0):
-    """n decoded galaxies of class k from a sampler fitted to the training latents (its draws refined by
-    refine_steps decode-encode round trips), and that sampler."""
-    fitted = fit_training_sampler(sampler, model, galaxies, seed, components, sampler_epochs)
+               refine_steps=0, confidence=CLASS_CONFIDENCE):
+    """n decoded galaxies of class k from a sampler fitted to the training latents (its draws kept at
+    `confidence` and refined by refine_steps decode-encode round trips), and that sampler."""
+    fitted = fit_training_sampler(sampler, model, galaxies, seed, components, sampler_epochs, confidence=confidence)
     return decode_latents(model, refine_latents(model, fitted.sample(n, seed, label=k), refine_steps)), fitted
 
 
@@ -105,6 +106,9 @@ def parse_args(argv=None):
                    "training latents")
     o.add_argument("--components", type=int, default=4, help="gmm: most components (fewer for few latents)")
     o.add_argument("--sampler-epochs", type=int, help="vae2, flow: training epochs on the latents (default 200)")
+    o.add_argument("--class-confidence", type=float, default=CLASS_CONFIDENCE, metavar="P", help="keep a class's "
+                   "drawn latent only if a logistic regression of the training latents gives it that class with "
+                   f"probability >= P (default {CLASS_CONFIDENCE}; 0: keep every draw)")
     o.add_argument("--refine-steps", default="auto", metavar="K|auto", help="decode-encode round trips of every "
                    "sampler's latents before they are decoded (0: as drawn); auto (default): the number recorded "
                    f"in {REFINE_RECORD} beside the checkpoint by --evaluate --split val, else 0")
@@ -152,6 +156,7 @@ def check_args(args):
                     "--components": (args.components, 1), "--fid-samples": (args.fid_samples, 2),
                     "--judge-epochs": (args.judge_epochs, 1), "--sampler-epochs": (args.sampler_epochs, 1)})
     args.refine_steps = parse_refine_steps(args.refine_steps)
+    check_confidence(args.class_confidence)
     if args.index and not args.interpolate:
         raise InputError("--index I J: only with --interpolate A B")
     if args.save_images and not (args.samples or args.target_class is not None):
@@ -163,6 +168,7 @@ def main(argv=None):
     args = parse_args(argv)
     check_args(args)
     device, progress = pick_device(args.device), not args.quiet
+    torch.manual_seed(args.seed)  # a noisy decoder's noise too: one seed, one set of figures
     path = checkpoint_file(args.checkpoint) if args.checkpoint else find_latest_checkpoint()
     model, checkpoint = load_checkpoint(path, device)
     out = Path(args.out) if args.out else path.parent
@@ -176,7 +182,8 @@ def main(argv=None):
     galaxies = checkpoint_galaxies(checkpoint, progress) if needs_data else None
 
     def steps_for(sampler):
-        return refine_choice(args.refine_steps, path, sampler, args.components, args.sampler_epochs)[0]
+        return refine_choice(args.refine_steps, path, sampler, args.components, args.sampler_epochs,
+                             args.class_confidence)[0]
 
     def show(images, name, title, prefix=None):
         """A grid of drawn galaxies as out/NAME.png, and each as a PNG in --save-images."""
@@ -191,7 +198,8 @@ def main(argv=None):
         print(f"wrote {out / 'reconstructions_test.png'}")
     if args.samples:
         fitted = (NormalSampler(model.latent_dim) if sample_sampler == "normal" else
-                  fit_training_sampler(sample_sampler, model, galaxies, args.seed, args.components, args.sampler_epochs))
+                  fit_training_sampler(sample_sampler, model, galaxies, args.seed, args.components, args.sampler_epochs,
+                                       confidence=args.class_confidence))
         steps = steps_for(sample_sampler)
         images = decode_latents(model, refine_latents(model, fitted.sample(args.samples, args.seed), steps))
         where = "z ~ N(0, I)" if sample_sampler == "normal" else f"the {sample_sampler} sampler of the training latents"
@@ -205,9 +213,11 @@ def main(argv=None):
     if args.target_class is not None:
         k, steps = args.target_class, steps_for(class_sampler)
         images, fitted = draw_class(model, galaxies, k, args.class_count, class_sampler, args.components, args.seed,
-                                    args.sampler_epochs, steps)
+                                    args.sampler_epochs, steps, args.class_confidence)
+        kept = f", {fitted.kept[k]:.0%} of draws kept at p >= {fitted.confidence:g}" if k in fitted.kept else ""
         show(images, f"class_{k}_{class_sampler}", f"class {k} {CLASS_NAMES[k]}: {class_sampler} sampler fitted to "
-             f"the training latents in {fitted.fit_seconds:.1f} s (seed {args.seed}, {steps} decode-encode step(s))")
+             f"the training latents in {fitted.fit_seconds:.1f} s (seed {args.seed}, {steps} decode-encode step(s)"
+             f"{kept})")
     if args.latent_map:
         name = f"latent_map_{args.latent_map}.png"
         draw_latent_map(model, galaxies, out / name, args.latent_map, args.seed)
@@ -215,13 +225,14 @@ def main(argv=None):
     if args.evaluate:
         if args.split == "val" and args.refine_steps == "auto":  # the one place the choice is measured
             steps, choice = record_refine_choice(model, galaxies, path, class_sampler, args.components,
-                                                 args.sampler_epochs, device, progress)
+                                                 args.sampler_epochs, device, progress, args.class_confidence)
         else:
-            steps, choice = refine_choice(args.refine_steps, path, class_sampler, args.components, args.sampler_epochs)
+            steps, choice = refine_choice(args.refine_steps, path, class_sampler, args.components, args.sampler_epochs,
+                                          args.class_confidence)
         samplers = list(dict.fromkeys(args.samplers + [class_sampler]))  # the reported sampler is always measured
         result = {"checkpoint": str(path), "data": {"source": galaxies.source, "key": galaxies.key}} | evaluate(
             model, galaxies, args.fid_samples, args.seed, class_sampler, samplers, args.components, args.judge_epochs,
-            args.sampler_epochs, device, progress, steps, args.split)
+            args.sampler_epochs, device, progress, steps, args.split, args.class_confidence)
         result["samplers"]["refine_choice"] = choice
         print(format_table(result, galaxies.classes))
         name = "evaluation.json" if args.split == "test" else f"evaluation_{args.split}.json"

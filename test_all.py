@@ -1296,6 +1296,32 @@ def test_sample_mixture_is_seeded_and_mixes_components():
     assert 0 < side.sum() < 64 and (side[1:] != side[:-1]).sum() > 4
 
 
+def test_class_draws_keep_only_latents_the_training_latents_place_in_that_class(capsys):
+    # Two classes that overlap: a draw of class 9 from its own Gaussian often lies among the 2s.
+    rng = np.random.default_rng(0)
+    z = np.concatenate([rng.normal(0.0, 1.0, (300, 4)), rng.normal(0.0, 1.0, (300, 4)) + [2.0, 0, 0, 0]])
+    labels = np.repeat([2, 9], 300)
+    everything = samplers.fit_sampler("gmm", z, labels, confidence=0)
+    sure = samplers.fit_sampler("gmm", z, labels)
+    column = list(sure.latent_classifier.classes_).index(9)
+    probability = lambda latents: sure.latent_classifier.predict_proba(latents.double().numpy())[:, column]
+    confidence = samplers.CLASS_CONFIDENCE
+    assert everything.latent_classifier is None
+    assert (probability(everything.sample(400, 0, label=9)) < confidence).mean() > 0.3
+    kept = sure.sample(400, 0, label=9)
+    assert kept.shape == (400, 4) and (probability(kept) >= confidence).all()
+    assert 0.1 < sure.kept[9] < 0.7 and torch.equal(kept, sure.sample(400, 0, label=9))  # seeded
+    mixed = sure.sample(200, 0)  # no label: each draw sure of the class it was drawn for
+    assert (sure.latent_classifier.predict_proba(mixed.double().numpy()).max(1) >= confidence).all()
+    # Classes the latents cannot tell apart: the surest draws, and a word.
+    same = samplers.fit_sampler("gmm", z[:300], np.repeat([2, 9], 150), confidence=0.99)
+    drawn = same.sample(10, 0, label=2)
+    assert drawn.shape == (10, 4) and same.kept[2] < 10 / (samplers.KEEP_ROUNDS * 104)
+    assert "warning: class 2: only" in capsys.readouterr().err
+    with pytest.raises(InputError, match="--class-confidence 1.0: must be at least 0"):
+        samplers.fit_sampler("gmm", z, labels, confidence=1.0)
+
+
 # ================================================================================================
 # a tiny trained model
 # Trained once per module (latent 4, 20 galaxies per class) for the judge, evaluation, generate.py and
@@ -1718,7 +1744,8 @@ def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
                 "judge accuracy, vae2 class samples", "6 Unbarred Tight Spi", "chosen by validation accuracy",
                 "copying, gmm: Z_U", "copying, normal: Z_U", "refined by 1 decode-encode step(s)",
                 "recon judge accuracy, reconstructions", "recon judge accuracy, gmm samples",
-                "recon judge: trained on this model's reconstructions"):
+                "recon judge: trained on this model's reconstructions",
+                f"gmm draws kept at p >= {samplers.CLASS_CONFIDENCE:g}"):
         assert row in table, row
     result = json.loads((out / "evaluation.json").read_text())
     assert result["num_samples"] == 8 and result["checkpoint"] == str(isolated.best)
@@ -1727,6 +1754,10 @@ def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
     assert 0 < result["ssim"]["mean"] <= 1 and set(result["ssim"]["per_class"]) == set(classes)
     fids = result["fid"]
     assert fids["n"] == 6  # 8 // 3 = 2 per class, capped by the 2 test galaxies of each class
+    assert result["samplers"]["class_confidence"] == samplers.CLASS_CONFIDENCE
+    assert set(result["samplers"]["kept"]) == {"gmm", "vae2", "flow"}  # normal draws no class
+    assert all(set(shares) == set(classes) and all(0 <= v <= 1 for v in shares.values())
+               for shares in result["samplers"]["kept"].values())
     assert set(fids["samplers"]) == set(samplers.SAMPLERS)
     assert fids["floor"] > 0 and fids["reconstructions"] > 0 and all(v > 0 for v in fids["samplers"].values())
     for k in classes:
@@ -1814,7 +1845,7 @@ def test_evaluate_on_the_validation_split_leaves_the_test_split_alone_and_record
     fids = {int(k): v for k, v in record["validation_fid"].items()}
     assert record["split"] == "val" and set(fids) == {0, 1} and record["chosen"] == min(fids, key=fids.get)
     assert record["key"] == {"checkpoint_sha256": files.sha256_of(checkpoint), "sampler": "gmm", "components": 4,
-                             "sampler_epochs": None}
+                             "sampler_epochs": None, "class_confidence": samplers.CLASS_CONFIDENCE}
     assert f"--refine-steps auto: {record['chosen']} (validation FID" in table
     assert result["samplers"]["refine_steps"] == record["chosen"] and result["samplers"]["refine_choice"] == record
     # Asked again, the record is reused: nothing measured twice.
@@ -1833,6 +1864,18 @@ def test_refine_choice_is_repeatable_with_a_noisy_decoder(run, monkeypatch):
     first = evaluation.choose_refine_steps(model, run.galaxies, components=2, progress=False)
     torch.manual_seed(6)  # another state of the global generator: the same noise, the same FIDs
     assert evaluation.choose_refine_steps(model, run.galaxies, components=2, progress=False) == first
+
+
+def test_evaluate_is_repeatable_with_a_noisy_decoder(run, monkeypatch):
+    get_activations = fid.get_activations
+    monkeypatch.setattr(fid, "get_activations", lambda *a, **k: get_activations(*a, **k)[:, :64])
+    model = noisy_tiny_model()
+
+    def evaluated(state):
+        torch.manual_seed(state)  # another state of the global generator: the same noise, the same figures
+        result = evaluation.evaluate(model, run.galaxies, 8, samplers=("gmm",), judge_epochs=1, progress=False)
+        return result["fid"], result["ssim"], result["accuracy"]["samplers"]
+    assert evaluated(5) == evaluated(6)
 
 
 # ================================================================================================
@@ -1924,10 +1967,12 @@ def test_class_draws_from_the_mixture_sampler_of_the_newest_run(isolated, monkey
     assert not torch.allclose(refined, drawn, atol=1e-3)
 
 
-def write_refine_record(checkpoint, chosen, sampler="gmm", components=4, names=("sampler", "sampler_epochs")):
-    """A record as --evaluate --split val keeps it (`names`: the key's names, today's or the old ones)."""
+def write_refine_record(checkpoint, chosen, sampler="gmm", components=4, names=("sampler", "sampler_epochs"),
+                        confidence=samplers.CLASS_CONFIDENCE):
+    """A record as --evaluate --split val keeps it (`names`: the key's names, today's or the old ones;
+    confidence None: a record from before --class-confidence)."""
     key = {"checkpoint_sha256": files.sha256_of(checkpoint), names[0]: sampler, "components": components,
-           names[1]: None}
+           names[1]: None} | ({} if confidence is None else {"class_confidence": confidence})
     (checkpoint.parent / "refine_steps.json").write_text(json.dumps({"choices": [
         {"key": key, "split": "val", "num_samples": 549, "seed": 0,
          "validation_fid": {"0": 2.0, "1": 1.0}, "chosen": chosen}]}))
@@ -1972,9 +2017,10 @@ def test_a_draw_measures_nothing_and_takes_the_recorded_refine_choice(isolated, 
         explore.main(["--checkpoint", str(checkpoint)])
     with pytest.raises(pytest.fail.Exception, match="steps 0$"):
         explore.main(["--checkpoint", str(checkpoint), "--components", "2"])
-    # A record kept before the samplers had their name (prior, prior_epochs) is read the same.
-    write_refine_record(checkpoint, 1, names=("prior", "prior_epochs"))
-    assert draw("old")[0] == 1
+    # A record kept before the samplers had their name (prior, prior_epochs) and before --class-confidence was
+    # measured on draws all kept: it holds for --class-confidence 0 only.
+    write_refine_record(checkpoint, 1, names=("prior", "prior_epochs"), confidence=None)
+    assert draw("old")[0] == 0 and draw("old", "--class-confidence", "0")[0] == 1
     # A damaged record is no record: drawn as drawn, no error.
     (tmp_path / "run" / "refine_steps.json").write_text("{not json")
     assert draw("damaged")[0] == 0
@@ -2011,6 +2057,8 @@ def test_the_flags_old_names_still_work():
     (["--class", "6", "2", "3"], "--class 6 2 3: give a class K and at most a count N"),
     (["--class", "6", "--refine-steps", "-1"], "--refine-steps -1: must be a whole number >= 0, or auto"),
     (["--class", "6", "--refine-steps", "1.5"], "--refine-steps 1.5: must be a whole number >= 0, or auto"),
+    (["--class", "6", "--class-confidence", "1"], "--class-confidence 1.0: must be at least 0 (0: keep every draw)"),
+    (["--class", "6", "--class-confidence", "nan"], "--class-confidence nan: must be at least 0"),
     (["--evaluate", "--split", "train"], "argument --split: invalid choice: 'train'"),
     (["--evaluate", "--fid-samples", "5"], "--fid-samples 5: gives 1 image(s) of a class per FID"),
     (["--reconstruct", "--save-images", "x"], "--save-images DIR: only with --class K or --samples N"),

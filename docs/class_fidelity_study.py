@@ -83,9 +83,9 @@ def main():
                  "per class": {k: matched(y == k) for k in classes}}
         model.sky_noise = as_saved
         views = [torch.rot90(v, t, dims=(2, 3)) for v in (x, x.flip(3)) for t in range(4)][1:]  # [0] is x
-        samplers = {"one view": fit_sampler("gmm", latents, y),
+        samplers = {"one view": fit_sampler("gmm", latents, y, confidence=0),  # every draw, as before issue 26's guard
                     "8 views": fit_sampler("gmm", torch.cat([latents] + [encode_means(model, v) for v in views]),
-                                           y.repeat(8))}
+                                           y.repeat(8), confidence=0)}
         drawn = {"matched": class_samples(model, samplers["one view"], classes, args.samples, skies["matched"]),
                  "per class": class_samples(model, samplers["one view"], classes, args.samples, skies["per class"]),
                  "as saved": class_samples(model, samplers["one view"], classes, args.samples),
