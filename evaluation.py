@@ -237,7 +237,7 @@ def _evaluate(model, galaxies, num_samples, seed, sampler, samplers, components,
         "samplers": {kind: None if kind not in drawn else judge_accuracy(recon_judge, drawn[kind], drawn_labels, classes)
                      for kind in samplers}}
     return {"split": split, "num_samples": num_samples, "seed": seed, "sampler": sampler,
-            "ssim": ssim_result,
+            "sky_noise": model.sky_noise, "ssim": ssim_result,
             "fid": arrange_fids(fids, counts), "accuracy": accuracy, "copying": copying,
             "samplers": {"fit_seconds": fit_seconds, "sampler_epochs": sampler_epochs, "components": components,
                          "refine_steps": refine_steps, "class_confidence": confidence, "kept": kept},
@@ -286,6 +286,8 @@ def format_table(result, classes):
     lines.append(f"judge: width {chosen['width']}, epoch {chosen['epoch']}, chosen by validation accuracy "
                  f"{chosen['val_accuracy']:.4g} (class samples drawn {result['num_samples']} per class, each "
                  f"sampler's latents refined by {result['samplers']['refine_steps']} decode-encode step(s))")
+    if result.get("sky_noise"):
+        lines.append(f"every decoded image drawn with {result['sky_noise']:g} x the training split's sky noise per band")
     if "reconstruction_judge" in result:
         recon = result["reconstruction_judge"]["chosen"]
         lines.append(f"recon judge: trained on this model's reconstructions of the training split, epoch {recon['epoch']} "
@@ -333,9 +335,10 @@ def choose_refine_steps(model, galaxies, sampler=DEFAULT_SAMPLER, components=4, 
     return min(fids, key=fids.get), fids
 
 
-def _choice_key(checkpoint_path, sampler, components, sampler_epochs, confidence):
+def _choice_key(checkpoint_path, sampler, components, sampler_epochs, confidence, sky_noise):
+    """What a choice depends on; sky_noise None is the checkpoint's own fraction (generate.py --sky-noise)."""
     return {"checkpoint_sha256": sha256_of(checkpoint_path), "sampler": sampler, "components": components,
-            "sampler_epochs": sampler_epochs, "class_confidence": confidence}
+            "sampler_epochs": sampler_epochs, "class_confidence": confidence, "sky_noise": sky_noise}
 
 
 RENAMED_KEYS = {"prior": "sampler", "prior_epochs": "sampler_epochs"}  # records written before the rename
@@ -349,13 +352,14 @@ def _recorded_choices(path):
         return []
     for record in records:
         key = record.get("key")
-        if isinstance(key, dict):  # records from before class_confidence kept every draw
-            record["key"] = {"class_confidence": 0.0} | {RENAMED_KEYS.get(k, k): v for k, v in key.items()}
+        if isinstance(key, dict):  # records from before class_confidence kept every draw, before --sky-noise
+            record["key"] = {"class_confidence": 0.0, "sky_noise": None} | {RENAMED_KEYS.get(k, k): v
+                                                                           for k, v in key.items()}
     return records
 
 
 def refine_choice(refine_steps, checkpoint_path, sampler=DEFAULT_SAMPLER, components=4, sampler_epochs=None,
-                  confidence=CLASS_CONFIDENCE):
+                  confidence=CLASS_CONFIDENCE, sky_noise=None):
     """(steps, the record it came from or None): refine_steps as given, or for "auto" the choice recorded
     beside the checkpoint for this sampler (record_refine_choice), else 0. Never measures: a draw costs no
     more than drawing, and draws the same with or without the FID weights."""
@@ -363,7 +367,7 @@ def refine_choice(refine_steps, checkpoint_path, sampler=DEFAULT_SAMPLER, compon
         return refine_steps, None
     if sampler == "normal":  # the choice is measured on class samples, which N(0, I) cannot draw
         return 0, None
-    key = _choice_key(checkpoint_path, sampler, components, sampler_epochs, confidence)
+    key = _choice_key(checkpoint_path, sampler, components, sampler_epochs, confidence, sky_noise)
     for record in _recorded_choices(Path(checkpoint_path).parent / REFINE_RECORD):
         if record.get("key") == key:
             return record["chosen"], record
@@ -371,10 +375,10 @@ def refine_choice(refine_steps, checkpoint_path, sampler=DEFAULT_SAMPLER, compon
 
 
 def record_refine_choice(model, galaxies, checkpoint_path, sampler=DEFAULT_SAMPLER, components=4, sampler_epochs=None,
-                         device="cpu", progress=True, confidence=CLASS_CONFIDENCE):
+                         device="cpu", progress=True, confidence=CLASS_CONFIDENCE, sky_noise=None):
     """Choose the steps on the validation split (choose_refine_steps) unless already recorded for this
     checkpoint and sampler, and keep the choice in REFINE_RECORD beside the checkpoint; (steps, record)."""
-    steps, record = refine_choice("auto", checkpoint_path, sampler, components, sampler_epochs, confidence)
+    steps, record = refine_choice("auto", checkpoint_path, sampler, components, sampler_epochs, confidence, sky_noise)
     if record is not None:
         return steps, record
     path = Path(checkpoint_path).parent / REFINE_RECORD
@@ -382,7 +386,8 @@ def record_refine_choice(model, galaxies, checkpoint_path, sampler=DEFAULT_SAMPL
           "validation split", flush=True)
     chosen, fids = choose_refine_steps(model, galaxies, sampler, components, sampler_epochs, device, progress,
                                        confidence=confidence)
-    record = {"key": _choice_key(checkpoint_path, sampler, components, sampler_epochs, confidence), "split": "val",
+    record = {"key": _choice_key(checkpoint_path, sampler, components, sampler_epochs, confidence, sky_noise),
+              "split": "val",
               "num_samples": REFINE_CHOICE_SAMPLES, "seed": 0,
               "validation_fid": {str(k): v for k, v in fids.items()}, "chosen": chosen}
     kept = f"kept in {path}"

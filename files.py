@@ -39,6 +39,13 @@ def atomic_link(source, target):
             shutil.copyfile(source, tmp)
 
 
+def new_file_mode():
+    """The mode open() gives a new file: 0666 less the process's umask (read by setting it back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextmanager
 def atomic_output(path):
     """Yield a temporary path beside `path`; rename it into place only if the block succeeds, so a
@@ -47,6 +54,7 @@ def atomic_output(path):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
     os.close(fd)
+    os.chmod(tmp, new_file_mode())  # mkstemp's 0600 would hide results from the rest of a shared group
     try:
         yield Path(tmp)
         os.replace(tmp, path)

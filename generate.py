@@ -28,7 +28,7 @@ import torch
 
 from checkpoint import checkpoint_file, find_latest_checkpoint, load_checkpoint
 from classes import CLASS_NAMES
-from cli import InputError, Parser, check_at_least, check_writable_folder, exit_on_input_error
+from cli import InputError, Parser, check_at_least, check_value, check_writable_folder, exit_on_input_error
 from data import checkpoint_galaxies
 from devices import pick_device
 from evaluation import (REFINE_RECORD, evaluate, format_table, parse_refine_steps, record_refine_choice,
@@ -36,6 +36,7 @@ from evaluation import (REFINE_RECORD, evaluate, format_table, parse_refine_step
 from files import atomic_output
 from latent_map import PROJECTIONS, draw_latent_map
 from model import decode_latents, encode_means, interpolate_latents, refine_latents
+from morphology import band_sky_noise
 from plots import plot_grid, plot_interpolation, plot_reconstructions, save_pngs
 from samplers import (CLASS_CONFIDENCE, DEFAULT_SAMPLER, SAMPLERS, NormalSampler, check_confidence, check_kind,
                       fit_training_sampler)
@@ -109,6 +110,9 @@ def parse_args(argv=None):
     o.add_argument("--class-confidence", type=float, default=CLASS_CONFIDENCE, metavar="P", help="keep a class's "
                    "drawn latent only if a logistic regression of the training latents gives it that class with "
                    f"probability >= P (default {CLASS_CONFIDENCE}; 0: keep every draw)")
+    o.add_argument("--sky-noise", type=float, metavar="F", help="draw every image with F times the training split's "
+                   "sky noise per band, whatever the checkpoint was trained with (0: the decoder's smooth mean; "
+                   "default: the checkpoint's own, 0.5 for the presets). SSIM pays for noise, FID and the judge see it")
     o.add_argument("--refine-steps", default="auto", metavar="K|auto", help="decode-encode round trips of every "
                    "sampler's latents before they are decoded (0: as drawn); auto (default): the number recorded "
                    f"in {REFINE_RECORD} beside the checkpoint by --evaluate --split val, else 0")
@@ -157,6 +161,8 @@ def check_args(args):
                     "--judge-epochs": (args.judge_epochs, 1), "--sampler-epochs": (args.sampler_epochs, 1)})
     args.refine_steps = parse_refine_steps(args.refine_steps)
     check_confidence(args.class_confidence)
+    if args.sky_noise is not None:
+        check_value("sky_noise", args.sky_noise, lambda v: 0 <= v <= 4, "a fraction of the sky's noise, 0 to 4 (0: off)")
     if args.index and not args.interpolate:
         raise InputError("--index I J: only with --interpolate A B")
     if args.save_images and not (args.samples or args.target_class is not None):
@@ -177,13 +183,18 @@ def main(argv=None):
     if args.save_images:
         check_writable_folder(args.save_images, "--save-images")
     class_sampler, sample_sampler = args.sampler or DEFAULT_SAMPLER, args.sampler or "normal"
+    # None: the checkpoint's own fraction, under which its refine choices are recorded
+    sky = None if args.sky_noise is None or args.sky_noise == model.sky_noise else args.sky_noise
+    new_sky = bool(sky) and not hasattr(model, "sky_sigma")  # measured on the training split, as train.py does
     needs_data = (args.reconstruct or args.interpolate or args.target_class is not None or args.evaluate
-                  or args.latent_map or (args.samples and sample_sampler != "normal"))
+                  or args.latent_map or (args.samples and sample_sampler != "normal") or new_sky)
     galaxies = checkpoint_galaxies(checkpoint, progress) if needs_data else None
+    if sky is not None:
+        model.set_sky_noise(sky, band_sky_noise(galaxies.train_x) if new_sky else None)
 
     def steps_for(sampler):
         return refine_choice(args.refine_steps, path, sampler, args.components, args.sampler_epochs,
-                             args.class_confidence)[0]
+                             args.class_confidence, sky)[0]
 
     def show(images, name, title, prefix=None):
         """A grid of drawn galaxies as out/NAME.png, and each as a PNG in --save-images."""
@@ -225,10 +236,10 @@ def main(argv=None):
     if args.evaluate:
         if args.split == "val" and args.refine_steps == "auto":  # the one place the choice is measured
             steps, choice = record_refine_choice(model, galaxies, path, class_sampler, args.components,
-                                                 args.sampler_epochs, device, progress, args.class_confidence)
+                                                 args.sampler_epochs, device, progress, args.class_confidence, sky)
         else:
             steps, choice = refine_choice(args.refine_steps, path, class_sampler, args.components, args.sampler_epochs,
-                                          args.class_confidence)
+                                          args.class_confidence, sky)
         samplers = list(dict.fromkeys(args.samplers + [class_sampler]))  # the reported sampler is always measured
         result = {"checkpoint": str(path), "data": {"source": galaxies.source, "key": galaxies.key}} | evaluate(
             model, galaxies, args.fid_samples, args.seed, class_sampler, samplers, args.components, args.judge_epochs,

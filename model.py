@@ -146,6 +146,17 @@ class ConvVAE(nn.Module):
             x = (x + self.sky_noise * self.sky_sigma * torch.randn_like(x)).clamp(0, 1)
         return x
 
+    def set_sky_noise(self, fraction, sky_sigma=None):
+        """Draw with `fraction` times the sky noise from now on, whatever the model was trained to draw with;
+        sky_sigma (per band) is needed only by a model built without sky noise, which has none stored."""
+        if fraction and not hasattr(self, "sky_sigma"):
+            if sky_sigma is None:
+                raise ValueError("this model stores no sky noise: give sky_sigma (morphology.band_sky_noise)")
+            device = next(self.parameters()).device
+            self.register_buffer("sky_sigma", torch.as_tensor(sky_sigma, dtype=torch.float32,
+                                                              device=device).view(1, -1, 1, 1))
+        self.sky_noise = fraction
+
     def forward(self, x):
         mu, logvar = self.encode(x)
         return self.decode(self.reparameterize(mu, logvar)), mu, logvar

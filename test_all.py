@@ -162,6 +162,22 @@ def test_the_import_graph_has_no_circle_and_no_library_module_imports_a_script()
     assert import_problems({"grid_search": {"train"}, "train": set()}) == []
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_files_written_into_place_get_the_mode_a_plain_write_gives(tmp_path, umask):
+    # Checkpoints, evaluation.json and figures are written to a temporary name and renamed: they should be
+    # readable by whoever could read a file the user wrote, not mkstemp's owner-only 0600.
+    old = os.umask(umask)
+    try:
+        with files.atomic_output(tmp_path / "evaluation.json") as tmp:
+            tmp.write_text("{}")
+        (tmp_path / "plain.json").write_text("{}")
+    finally:
+        os.umask(old)
+    mode = (tmp_path / "evaluation.json").stat().st_mode & 0o777
+    assert mode == (tmp_path / "plain.json").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert not list(tmp_path.glob(".*.tmp*"))
+
+
 # ================================================================================================
 # data.py, procedural.py and morphology.py
 # Galaxy10 reading, balancing, splitting, caching, downloading (from a local server), the embedded set,
@@ -1754,7 +1770,7 @@ def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
     assert 0 < result["ssim"]["mean"] <= 1 and set(result["ssim"]["per_class"]) == set(classes)
     fids = result["fid"]
     assert fids["n"] == 6  # 8 // 3 = 2 per class, capped by the 2 test galaxies of each class
-    assert result["samplers"]["class_confidence"] == samplers.CLASS_CONFIDENCE
+    assert result["samplers"]["class_confidence"] == samplers.CLASS_CONFIDENCE and result["sky_noise"] == 0
     assert set(result["samplers"]["kept"]) == {"gmm", "vae2", "flow"}  # normal draws no class
     assert all(set(shares) == set(classes) and all(0 <= v <= 1 for v in shares.values())
                for shares in result["samplers"]["kept"].values())
@@ -1845,7 +1861,7 @@ def test_evaluate_on_the_validation_split_leaves_the_test_split_alone_and_record
     fids = {int(k): v for k, v in record["validation_fid"].items()}
     assert record["split"] == "val" and set(fids) == {0, 1} and record["chosen"] == min(fids, key=fids.get)
     assert record["key"] == {"checkpoint_sha256": files.sha256_of(checkpoint), "sampler": "gmm", "components": 4,
-                             "sampler_epochs": None, "class_confidence": samplers.CLASS_CONFIDENCE}
+                             "sampler_epochs": None, "class_confidence": samplers.CLASS_CONFIDENCE, "sky_noise": None}
     assert f"--refine-steps auto: {record['chosen']} (validation FID" in table
     assert result["samplers"]["refine_steps"] == record["chosen"] and result["samplers"]["refine_choice"] == record
     # Asked again, the record is reused: nothing measured twice.
@@ -2026,6 +2042,29 @@ def test_a_draw_measures_nothing_and_takes_the_recorded_refine_choice(isolated, 
     assert draw("damaged")[0] == 0
 
 
+def test_sky_noise_chosen_at_draw_time_whatever_the_checkpoint_was_trained_with(isolated, tmp_path):
+    # The tiny model was trained without sky noise: --sky-noise F measures the sky on its training split
+    # (as train.py does for a model trained with it) and adds F times it; 0 is the decoder's smooth mean.
+    checkpoint = copied_checkpoint(isolated, tmp_path)
+    write_refine_record(checkpoint, 1)  # chosen at the checkpoint's own fraction: not for another one
+
+    def draw(folder, *extra):
+        generate.main(["--quiet", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "figures"),
+                       "--class", "6", "4", "--refine-steps", "0", "--save-images", str(tmp_path / folder), *extra])
+        return saved_pngs(tmp_path / folder)
+
+    smooth, _ = generate.draw_class(isolated.model, isolated.galaxies, 6, 4)
+    assert (draw("off", "--sky-noise", "0") - smooth).abs().max() <= 0.5 / 255 + 1e-6
+    noise = draw("sky", "--sky-noise", "2") - smooth
+    sky = morphology.band_sky_noise(isolated.galaxies.train_x)
+    inside = ((smooth > 0.2) & (smooth < 0.8)).all(1, keepdim=True).expand_as(smooth)  # clamping cannot bite
+    for band in range(3):
+        spread = noise[:, band][inside[:, band]].std().item()
+        assert spread == pytest.approx(2 * sky[band], rel=0.1)
+    assert evaluation.refine_choice("auto", checkpoint, sky_noise=2.0) == (0, None)
+    assert evaluation.refine_choice("auto", checkpoint)[0] == 1
+
+
 def test_missing_checkpoint_is_one_line_exit_2(run):
     line = bad_input("generate.py", "--quiet", "--checkpoint", run.dir / "nowhere.pt", "--samples", "4")
     assert line == f"generate.py: error: {run.dir / 'nowhere.pt'}: no such checkpoint"
@@ -2059,6 +2098,10 @@ def test_the_flags_old_names_still_work():
     (["--class", "6", "--refine-steps", "1.5"], "--refine-steps 1.5: must be a whole number >= 0, or auto"),
     (["--class", "6", "--class-confidence", "1"], "--class-confidence 1.0: must be at least 0 (0: keep every draw)"),
     (["--class", "6", "--class-confidence", "nan"], "--class-confidence nan: must be at least 0"),
+    (["--class", "6", "--sky-noise", "-1"], "--sky-noise -1.0: must be a fraction of the sky's noise, 0 to 4 (0: off)"),
+    (["--class", "6", "--sky-noise", "5"], "--sky-noise 5.0: must be a fraction of the sky's noise, 0 to 4"),
+    (["--class", "6", "--sky-noise", "nan"], "--sky-noise nan: must be a fraction of the sky's noise"),
+    (["--class", "6", "--sky-noise", "x"], "argument --sky-noise: invalid float value: 'x'"),
     (["--evaluate", "--split", "train"], "argument --split: invalid choice: 'train'"),
     (["--evaluate", "--fid-samples", "5"], "--fid-samples 5: gives 1 image(s) of a class per FID"),
     (["--reconstruct", "--save-images", "x"], "--save-images DIR: only with --class K or --samples N"),
