@@ -387,8 +387,7 @@ def record_refine_choice(model, galaxies, checkpoint_path, sampler=DEFAULT_SAMPL
     chosen, fids = choose_refine_steps(model, galaxies, sampler, components, sampler_epochs, device, progress,
                                        confidence=confidence)
     record = {"key": _choice_key(checkpoint_path, sampler, components, sampler_epochs, confidence, sky_noise),
-              "split": "val",
-              "num_samples": REFINE_CHOICE_SAMPLES, "seed": 0,
+              "split": "val", "num_samples": REFINE_CHOICE_SAMPLES, "seed": 0,
               "validation_fid": {str(k): v for k, v in fids.items()}, "chosen": chosen}
     kept = f"kept in {path}"
     try:

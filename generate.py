@@ -28,14 +28,14 @@ import torch
 
 from checkpoint import checkpoint_file, find_latest_checkpoint, load_checkpoint
 from classes import CLASS_NAMES
-from cli import InputError, Parser, check_at_least, check_value, check_writable_folder, exit_on_input_error
+from cli import InputError, Parser, check_at_least, check_writable_folder, exit_on_input_error
 from data import checkpoint_galaxies
 from devices import pick_device
 from evaluation import (REFINE_RECORD, evaluate, format_table, parse_refine_steps, record_refine_choice,
                         refine_choice)
 from files import atomic_output
 from latent_map import PROJECTIONS, draw_latent_map
-from model import decode_latents, encode_means, interpolate_latents, refine_latents
+from model import check_sky_noise, decode_latents, encode_means, interpolate_latents, refine_latents
 from morphology import band_sky_noise
 from plots import plot_grid, plot_interpolation, plot_reconstructions, save_pngs
 from samplers import (CLASS_CONFIDENCE, DEFAULT_SAMPLER, SAMPLERS, NormalSampler, check_confidence, check_kind,
@@ -162,7 +162,7 @@ def check_args(args):
     args.refine_steps = parse_refine_steps(args.refine_steps)
     check_confidence(args.class_confidence)
     if args.sky_noise is not None:
-        check_value("sky_noise", args.sky_noise, lambda v: 0 <= v <= 4, "a fraction of the sky's noise, 0 to 4 (0: off)")
+        check_sky_noise(args.sky_noise)
     if args.index and not args.interpolate:
         raise InputError("--index I J: only with --interpolate A B")
     if args.save_images and not (args.samples or args.target_class is not None):

@@ -35,8 +35,13 @@ class ModelConfig:
         check_value("res_blocks", self.res_blocks, lambda v: 0 <= v <= 8 and v == int(v), "a whole number, 0 to 8")
         check_choice("upsample", self.upsample, UPSAMPLE_MODES)
         check_flag("decoder_noise", self.decoder_noise)
-        check_value("sky_noise", self.sky_noise, lambda v: 0 <= v <= 4, "a fraction of the sky's noise, 0 to 4 (0: off)")
+        check_sky_noise(self.sky_noise)
         return self
+
+
+def check_sky_noise(fraction):
+    """--sky-noise F, at training (ModelConfig) or at draw time (generate.py): a fraction 0 to 4, else InputError."""
+    check_value("sky_noise", fraction, lambda v: 0 <= v <= 4, "a fraction of the sky's noise, 0 to 4 (0: off)")
 
 
 UPSAMPLE_MODES = ("transpose", "nearest", "bilinear")
@@ -147,14 +152,17 @@ class ConvVAE(nn.Module):
         return x
 
     def set_sky_noise(self, fraction, sky_sigma=None):
-        """Draw with `fraction` times the sky noise from now on, whatever the model was trained to draw with;
-        sky_sigma (per band) is needed only by a model built without sky noise, which has none stored."""
-        if fraction and not hasattr(self, "sky_sigma"):
-            if sky_sigma is None:
-                raise ValueError("this model stores no sky noise: give sky_sigma (morphology.band_sky_noise)")
-            device = next(self.parameters()).device
-            self.register_buffer("sky_sigma", torch.as_tensor(sky_sigma, dtype=torch.float32,
-                                                              device=device).view(1, -1, 1, 1))
+        """Draw with `fraction` times the sky noise from now on, whatever the model was trained to draw with.
+        sky_sigma (per band, morphology.band_sky_noise) replaces the stored one; a model built without sky
+        noise stores none, so it needs one for any fraction above 0."""
+        if sky_sigma is not None:
+            sigma = torch.as_tensor(sky_sigma, dtype=torch.float32).view(1, -1, 1, 1)
+            if hasattr(self, "sky_sigma"):
+                self.sky_sigma.copy_(sigma)
+            else:
+                self.register_buffer("sky_sigma", sigma.to(next(self.parameters()).device))
+        elif fraction and not hasattr(self, "sky_sigma"):
+            raise ValueError("this model stores no sky noise: give sky_sigma (morphology.band_sky_noise)")
         self.sky_noise = fraction
 
     def forward(self, x):

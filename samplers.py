@@ -94,11 +94,12 @@ class Sampler:
             if sum((p >= self.confidence).sum() for p in sure) >= n:
                 break
         z, sure = torch.cat(drawn), np.concatenate(sure)
-        self.kept[int(label)] = float((sure >= self.confidence).mean())
-        if (sure >= self.confidence).sum() >= n:
-            return z[torch.from_numpy(sure >= self.confidence)][:n]
+        keep = sure >= self.confidence
+        self.kept[int(label)] = float(keep.mean())
+        if keep.sum() >= n:
+            return z[torch.from_numpy(keep)][:n]
         # A model whose classes overlap everywhere: the n surest draws, in the order drawn, and a word.
-        print(f"warning: class {label}: only {(sure >= self.confidence).sum()} of {len(z)} latents drawn by the "
+        print(f"warning: class {label}: only {keep.sum()} of {len(z)} latents drawn by the "
               f"{self.kind} sampler reach --class-confidence {self.confidence:g}; drawing its {n} surest",
               file=sys.stderr)
         return z[torch.from_numpy(np.sort(np.argsort(-sure, kind="stable")[:n]))]

@@ -110,7 +110,7 @@ def train(config, galaxies=None, progress=True, resume=False, on_epoch=None):
         if device.type == "cuda" and "cuda_rng" in checkpoint:
             torch.cuda.set_rng_state(checkpoint["cuda_rng"].cpu(), device)
     elif config.sky_noise:  # measured on the training split alone (a resumed run loaded it with the weights)
-        model.sky_sigma.copy_(torch.as_tensor(band_sky_noise(galaxies.train_x)).view(1, -1, 1, 1))
+        model.set_sky_noise(config.sky_noise, band_sky_noise(galaxies.train_x))
     if progress:
         print(f"training on {device} ({config.precision}): {len(galaxies.train_x)} train / {len(galaxies.val_x)} validation "
               f"images from {galaxies.source}; run folder {run_dir}")
