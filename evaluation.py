@@ -1,19 +1,12 @@
-"""What --evaluate measures, and the one measurement a draw may reuse.
+"""What --evaluate measures.
 
 FIDs against a held-out split, each at equal N on both sides and per class (N / classes each) as well as
 pooled: the floor (real training galaxies), reconstructions of held-out galaxies (what the decoder can
 express) and each sampler's class-targeted samples. Beside them: SSIM of the reconstructions, the
 accuracy of the class judge (judge.py, chosen on validation accuracy alone) on real held-out galaxies, on
 their reconstructions and on each sampler's samples, and a data-copying test per sampler.
-
-The refine choice: how many decode-encode round trips (model.refine_latents) a checkpoint's sampled latents
-take. One step brings some models' samples to their reconstructions' FID and crowds others', so it is
-chosen per checkpoint and sampler on the validation split, only when asked (generate.py --evaluate --split
-val), and kept in refine_steps.json beside the checkpoint; a draw reads that record and never measures.
 """
 import hashlib
-import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -24,7 +17,7 @@ import fid
 from classes import CLASS_NAMES
 from cli import InputError
 from devices import forked_rng
-from files import atomic_output, sha256_of
+from files import atomic_output
 from judge import classify, load_or_train_classifier
 from losses import ssim
 from model import decode_latents, encode_means, refine_latents
@@ -286,8 +279,10 @@ def format_table(result, classes):
     lines.append(f"judge: width {chosen['width']}, epoch {chosen['epoch']}, chosen by validation accuracy "
                  f"{chosen['val_accuracy']:.4g} (class samples drawn {result['num_samples']} per class, each "
                  f"sampler's latents refined by {result['samplers']['refine_steps']} decode-encode step(s))")
-    if result.get("sky_noise"):
-        lines.append(f"every decoded image drawn with {result['sky_noise']:g} x the training split's sky noise per band")
+    if result.get("sky_noise") or result.get("sky_choice"):  # sky_choice: generate.py --sky-noise auto's record
+        how = " (--sky-noise auto: chosen on the validation split)" if result.get("sky_choice") else ""
+        lines.append(f"every decoded image drawn with {result['sky_noise']:g} x the training split's sky noise per "
+                     f"band{how}")
     if "reconstruction_judge" in result:
         recon = result["reconstruction_judge"]["chosen"]
         lines.append(f"recon judge: trained on this model's reconstructions of the training split, epoch {recon['epoch']} "
@@ -296,105 +291,3 @@ def format_table(result, classes):
         lines.append(f"copying, {kind}: Z_U {copy['z']:+.1f}, median distance to the nearest training latent "
                      f"{copy['median_ratio']:.2f} x the {split} galaxies' (Z_U far below 0: nearer than new galaxies)")
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------- the refine choice
-
-REFINE_RECORD = "refine_steps.json"  # beside the checkpoint: generate.py and explore.py draw alike
-REFINE_CHOICE_SAMPLES = 549  # N of the choice's FIDs (seed 0 whatever --seed): the whole validation split of
-# the embedded set and of Galaxy10 (183 a class), capped by smaller splits
-
-
-def parse_refine_steps(text):
-    """--refine-steps: "auto" or a whole number >= 0, else InputError."""
-    if text != "auto" and not (text.isdigit() and text.isascii()):
-        raise InputError(f"--refine-steps {text}: must be a whole number >= 0, or auto")
-    return text if text == "auto" else int(text)
-
-
-def choose_refine_steps(model, galaxies, sampler=DEFAULT_SAMPLER, components=4, sampler_epochs=None, device="cpu",
-                        progress=True, num_samples=REFINE_CHOICE_SAMPLES, seed=0, confidence=CLASS_CONFIDENCE):
-    """0 or 1 decode-encode steps, whichever gives the sampler's class samples the lower FID against the
-    validation split (n_k = N / classes a class, as evaluate's); the test split plays no part. Returns
-    (steps, {steps: FID}). A noisy decoder draws its noise from `seed` here, so that one checkpoint always
-    makes one choice."""
-    try:
-        counts = fid_counts(galaxies, "val", num_samples)
-    except InputError:
-        raise InputError("the validation split has fewer than 2 galaxies of a class") from None
-    inception = fid.load_inception(device=device)
-    real = {k: real_activations(galaxies, "val", k, n, seed, inception, device, progress) for k, n in counts.items()}
-    fitted = fit_training_sampler(sampler, model, galaxies, seed, components, sampler_epochs, confidence=confidence)
-    fids = {}
-    for steps in (0, 1):
-        with forked_rng(next(model.parameters()).device, seed):
-            samples = {k: decode_latents(model, refine_latents(model, fitted.sample(n, seed, label=k), steps))
-                       for k, n in counts.items()}
-        acts = {k: fid.get_activations(x, inception, None, device, progress) for k, x in samples.items()}
-        fids[steps] = fid_table(acts, real)["overall"]
-    return min(fids, key=fids.get), fids
-
-
-def _choice_key(checkpoint_path, sampler, components, sampler_epochs, confidence, sky_noise):
-    """What a choice depends on; sky_noise None is the checkpoint's own fraction (generate.py --sky-noise)."""
-    return {"checkpoint_sha256": sha256_of(checkpoint_path), "sampler": sampler, "components": components,
-            "sampler_epochs": sampler_epochs, "class_confidence": confidence, "sky_noise": sky_noise}
-
-
-RENAMED_KEYS = {"prior": "sampler", "prior_epochs": "sampler_epochs"}  # records written before the rename
-
-
-def _recorded_choices(path):
-    """The records in a refine_steps.json (none when it is missing or unreadable), their keys in today's names."""
-    try:
-        records = [r for r in json.loads(path.read_text())["choices"] if isinstance(r, dict) and "chosen" in r]
-    except (OSError, ValueError, KeyError, TypeError):
-        return []
-    for record in records:
-        key = record.get("key")
-        if isinstance(key, dict):  # records from before class_confidence kept every draw, before --sky-noise
-            record["key"] = {"class_confidence": 0.0, "sky_noise": None} | {RENAMED_KEYS.get(k, k): v
-                                                                           for k, v in key.items()}
-    return records
-
-
-def refine_choice(refine_steps, checkpoint_path, sampler=DEFAULT_SAMPLER, components=4, sampler_epochs=None,
-                  confidence=CLASS_CONFIDENCE, sky_noise=None):
-    """(steps, the record it came from or None): refine_steps as given, or for "auto" the choice recorded
-    beside the checkpoint for this sampler (record_refine_choice), else 0. Never measures: a draw costs no
-    more than drawing, and draws the same with or without the FID weights."""
-    if refine_steps != "auto":
-        return refine_steps, None
-    if sampler == "normal":  # the choice is measured on class samples, which N(0, I) cannot draw
-        return 0, None
-    key = _choice_key(checkpoint_path, sampler, components, sampler_epochs, confidence, sky_noise)
-    for record in _recorded_choices(Path(checkpoint_path).parent / REFINE_RECORD):
-        if record.get("key") == key:
-            return record["chosen"], record
-    return 0, None
-
-
-def record_refine_choice(model, galaxies, checkpoint_path, sampler=DEFAULT_SAMPLER, components=4, sampler_epochs=None,
-                         device="cpu", progress=True, confidence=CLASS_CONFIDENCE, sky_noise=None):
-    """Choose the steps on the validation split (choose_refine_steps) unless already recorded for this
-    checkpoint and sampler, and keep the choice in REFINE_RECORD beside the checkpoint; (steps, record)."""
-    steps, record = refine_choice("auto", checkpoint_path, sampler, components, sampler_epochs, confidence, sky_noise)
-    if record is not None:
-        return steps, record
-    path = Path(checkpoint_path).parent / REFINE_RECORD
-    print(f"--refine-steps auto: measuring 0 and 1 decode-encode steps of the {sampler} class samples on the "
-          "validation split", flush=True)
-    chosen, fids = choose_refine_steps(model, galaxies, sampler, components, sampler_epochs, device, progress,
-                                       confidence=confidence)
-    record = {"key": _choice_key(checkpoint_path, sampler, components, sampler_epochs, confidence, sky_noise),
-              "split": "val", "num_samples": REFINE_CHOICE_SAMPLES, "seed": 0,
-              "validation_fid": {str(k): v for k, v in fids.items()}, "chosen": chosen}
-    kept = f"kept in {path}"
-    try:
-        with atomic_output(path) as tmp:
-            tmp.write_text(json.dumps({"choices": _recorded_choices(path) + [record]}, indent=1))
-    except OSError as e:
-        kept = f"not kept: {path}: {e.strerror}"
-    print(f"--refine-steps auto: {chosen} (validation FID of {sampler} class samples: "
-          f"{fids[0]:.1f} as drawn, {fids[1]:.1f} after one step; {kept})")
-    return chosen, record

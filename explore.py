@@ -39,7 +39,7 @@ from classes import CLASS_NAMES
 from cli import InputError, Parser, check_at_least, exit_on_input_error
 from data import checkpoint_galaxies
 from devices import forked_rng, pick_device
-from evaluation import parse_refine_steps, refine_choice
+from draw_choice import draw_with_sky_noise, parse_refine_steps, parse_sky_noise, refine_choice, sky_choice
 from images import to_uint8
 from latent_map import CLASS_COLOURS, PROJECTIONS, principal_directions, project
 from model import decode_latents, encode_means, interpolate_latents, refine_latents
@@ -372,6 +372,9 @@ def parse_args(argv=None):
     p.add_argument("--components", type=int, default=4, help="most mixture components")
     p.add_argument("--refine-steps", default="auto", metavar="K|auto", help="decode-encode round trips of the "
                    "sampled latents, as generate.py (default auto: the checkpoint's recorded choice, else 0)")
+    p.add_argument("--sky-noise", default="auto", metavar="F|auto", help="fraction of the training sky's noise "
+                   "every galaxy is drawn with, as generate.py (default auto: the checkpoint's recorded choice, "
+                   "else its own)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler fit and the t-SNE map")
     return p.parse_args(argv)
 
@@ -382,7 +385,7 @@ def main(argv=None):
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port {args.port}: must be 0 to 65535")
     check_at_least({"--directions": (args.directions, 1), "--components": (args.components, 1)})
-    args.refine_steps = parse_refine_steps(args.refine_steps)
+    args.refine_steps, args.sky_noise = parse_refine_steps(args.refine_steps), parse_sky_noise(args.sky_noise)
     check_kind(args.sampler)
     if args.sampler == "normal":
         raise InputError("--sampler normal: N(0, I) knows no classes; choose gmm, vae2 or flow")
@@ -390,7 +393,9 @@ def main(argv=None):
     device = pick_device(args.device)
     model, checkpoint = load_checkpoint(path, device)
     galaxies = checkpoint_galaxies(checkpoint, progress=False)
-    refine_steps, _ = refine_choice(args.refine_steps, path, args.sampler, args.components)
+    sky, _ = sky_choice(args.sky_noise, path, args.sampler, args.components)
+    sky = draw_with_sky_noise(model, sky, galaxies)
+    refine_steps, _ = refine_choice(args.refine_steps, path, args.sampler, args.components, sky_noise=sky)
     name = f"{path.parent.name}/{path.name}"
     explorer = Explorer(model, galaxies, args.directions, args.sampler, args.components, args.seed, name, refine_steps)
     server = make_server(explorer, args.host, args.port)

@@ -9,10 +9,11 @@ folder (or --out). An unconditional VAE has no class input, so --class K fits a 
 Gaussian mixture per class by default, a second-stage VAE or a flow) to the encoder's training latents and
 decodes galaxies of class K drawn from it; --save-images DIR also writes them as PNGs.
 
-Drawing is quick: it measures nothing. Every sampler's latents take --refine-steps decode-encode round
-trips (model.refine_latents); auto, the default, takes the number recorded for this checkpoint and sampler
-by `--evaluate --split val` (which measures 0 and 1 step on the validation split and keeps the better),
-and 0 where none is recorded.
+Drawing is quick: it measures nothing. Two settings of a draw are chosen per checkpoint on the validation
+split by `--evaluate --split val` and recorded beside it (draw_choice.py): --refine-steps, the decode-encode
+round trips of every sampler's latents (0 or 1), and --sky-noise, the fraction of the sky's noise a model
+trained with sky noise draws (none, half or all of it). auto, the default of both, takes the recorded
+choice, else 0 steps and the checkpoint's own fraction.
 
 --evaluate measures on the test split (evaluation.py): SSIM, FIDs per class at equal N (the floor of real
 training galaxies, reconstructions, each sampler), the judge's accuracy and a data-copying test, as a table
@@ -31,12 +32,12 @@ from classes import CLASS_NAMES
 from cli import InputError, Parser, check_at_least, check_writable_folder, exit_on_input_error
 from data import checkpoint_galaxies
 from devices import pick_device
-from evaluation import (REFINE_RECORD, evaluate, format_table, parse_refine_steps, record_refine_choice,
-                        refine_choice)
+from draw_choice import (REFINE_RECORD, draw_with_sky_noise, needs_training_sky, parse_refine_steps, parse_sky_noise,
+                         record_refine_choice, record_sky_choice, refine_choice, sky_choice)
+from evaluation import evaluate, format_table
 from files import atomic_output
 from latent_map import PROJECTIONS, draw_latent_map
-from model import check_sky_noise, decode_latents, encode_means, interpolate_latents, refine_latents
-from morphology import band_sky_noise
+from model import decode_latents, encode_means, interpolate_latents, refine_latents
 from plots import plot_grid, plot_interpolation, plot_reconstructions, save_pngs
 from samplers import (CLASS_CONFIDENCE, DEFAULT_SAMPLER, SAMPLERS, NormalSampler, check_confidence, check_kind,
                       fit_training_sampler)
@@ -110,9 +111,10 @@ def parse_args(argv=None):
     o.add_argument("--class-confidence", type=float, default=CLASS_CONFIDENCE, metavar="P", help="keep a class's "
                    "drawn latent only if a logistic regression of the training latents gives it that class with "
                    f"probability >= P (default {CLASS_CONFIDENCE}; 0: keep every draw)")
-    o.add_argument("--sky-noise", type=float, metavar="F", help="draw every image with F times the training split's "
-                   "sky noise per band, whatever the checkpoint was trained with (0: the decoder's smooth mean; "
-                   "default: the checkpoint's own, 0.5 for the presets). SSIM pays for noise, FID and the judge see it")
+    o.add_argument("--sky-noise", default="auto", metavar="F|auto", help="draw every image with F times the training "
+                   "split's sky noise per band, whatever the checkpoint was trained with (0: the decoder's smooth "
+                   f"mean); auto (default): the fraction recorded in {REFINE_RECORD} by --evaluate --split val, else "
+                   "the checkpoint's own (0.5 for the presets). SSIM pays for noise, FID and the judge see it")
     o.add_argument("--refine-steps", default="auto", metavar="K|auto", help="decode-encode round trips of every "
                    "sampler's latents before they are decoded (0: as drawn); auto (default): the number recorded "
                    f"in {REFINE_RECORD} beside the checkpoint by --evaluate --split val, else 0")
@@ -161,8 +163,7 @@ def check_args(args):
                     "--judge-epochs": (args.judge_epochs, 1), "--sampler-epochs": (args.sampler_epochs, 1)})
     args.refine_steps = parse_refine_steps(args.refine_steps)
     check_confidence(args.class_confidence)
-    if args.sky_noise is not None:
-        check_sky_noise(args.sky_noise)
+    args.sky_noise = parse_sky_noise(args.sky_noise)
     if args.index and not args.interpolate:
         raise InputError("--index I J: only with --interpolate A B")
     if args.save_images and not (args.samples or args.target_class is not None):
@@ -183,14 +184,16 @@ def main(argv=None):
     if args.save_images:
         check_writable_folder(args.save_images, "--save-images")
     class_sampler, sample_sampler = args.sampler or DEFAULT_SAMPLER, args.sampler or "normal"
-    # None: the checkpoint's own fraction, under which its refine choices are recorded
-    sky = None if args.sky_noise is None or args.sky_noise == model.sky_noise else args.sky_noise
-    new_sky = bool(sky) and not hasattr(model, "sky_sigma")  # measured on the training split, as train.py does
+    choosing = args.evaluate and args.split == "val"  # the one place the auto choices are measured
+    sky, sky_record = sky_choice(args.sky_noise, path, class_sampler, args.components, args.sampler_epochs,
+                                 args.class_confidence)
     needs_data = (args.reconstruct or args.interpolate or args.target_class is not None or args.evaluate
-                  or args.latent_map or (args.samples and sample_sampler != "normal") or new_sky)
+                  or args.latent_map or (args.samples and sample_sampler != "normal") or needs_training_sky(model, sky))
     galaxies = checkpoint_galaxies(checkpoint, progress) if needs_data else None
-    if sky is not None:
-        model.set_sky_noise(sky, band_sky_noise(galaxies.train_x) if new_sky else None)
+    if choosing and args.sky_noise == "auto":  # before any figure: every action draws at the chosen fraction
+        sky, sky_record = record_sky_choice(model, galaxies, path, class_sampler, args.components, args.sampler_epochs,
+                                            device, progress, args.class_confidence)
+    sky = draw_with_sky_noise(model, sky, galaxies)
 
     def steps_for(sampler):
         return refine_choice(args.refine_steps, path, sampler, args.components, args.sampler_epochs,
@@ -234,7 +237,7 @@ def main(argv=None):
         draw_latent_map(model, galaxies, out / name, args.latent_map, args.seed)
         print(f"wrote {out / name}")
     if args.evaluate:
-        if args.split == "val" and args.refine_steps == "auto":  # the one place the choice is measured
+        if choosing and args.refine_steps == "auto":
             steps, choice = record_refine_choice(model, galaxies, path, class_sampler, args.components,
                                                  args.sampler_epochs, device, progress, args.class_confidence, sky)
         else:
@@ -244,7 +247,7 @@ def main(argv=None):
         result = {"checkpoint": str(path), "data": {"source": galaxies.source, "key": galaxies.key}} | evaluate(
             model, galaxies, args.fid_samples, args.seed, class_sampler, samplers, args.components, args.judge_epochs,
             args.sampler_epochs, device, progress, steps, args.split, args.class_confidence)
-        result["samplers"]["refine_choice"] = choice
+        result["samplers"]["refine_choice"], result["sky_choice"] = choice, sky_record
         print(format_table(result, galaxies.classes))
         name = "evaluation.json" if args.split == "test" else f"evaluation_{args.split}.json"
         with atomic_output(out / name) as tmp:

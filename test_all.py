@@ -41,6 +41,7 @@ import explore
 import fid
 import generate
 import grid_search as gs
+import draw_choice
 import evaluation
 import files
 import devices
@@ -1865,7 +1866,7 @@ def test_evaluate_on_the_validation_split_leaves_the_test_split_alone_and_record
     assert f"--refine-steps auto: {record['chosen']} (validation FID" in table
     assert result["samplers"]["refine_steps"] == record["chosen"] and result["samplers"]["refine_choice"] == record
     # Asked again, the record is reused: nothing measured twice.
-    monkeypatch.setattr(evaluation, "choose_refine_steps", lambda *a, **k: pytest.fail("measured again"))
+    monkeypatch.setattr(draw_choice, "choose_refine_steps", lambda *a, **k: pytest.fail("measured again"))
     generate.main(argv)
     assert "measuring" not in capsys.readouterr().out
 
@@ -1877,9 +1878,9 @@ def test_refine_choice_is_repeatable_with_a_noisy_decoder(run, monkeypatch):
     monkeypatch.setattr(fid, "get_activations", lambda *a, **k: get_activations(*a, **k)[:, :64])
     model = noisy_tiny_model()
     torch.manual_seed(5)
-    first = evaluation.choose_refine_steps(model, run.galaxies, components=2, progress=False)
+    first = draw_choice.choose_refine_steps(model, run.galaxies, components=2, progress=False)
     torch.manual_seed(6)  # another state of the global generator: the same noise, the same FIDs
-    assert evaluation.choose_refine_steps(model, run.galaxies, components=2, progress=False) == first
+    assert draw_choice.choose_refine_steps(model, run.galaxies, components=2, progress=False) == first
 
 
 def test_evaluate_is_repeatable_with_a_noisy_decoder(run, monkeypatch):
@@ -2061,8 +2062,99 @@ def test_sky_noise_chosen_at_draw_time_whatever_the_checkpoint_was_trained_with(
     for band in range(3):
         spread = noise[:, band][inside[:, band]].std().item()
         assert spread == pytest.approx(2 * sky[band], rel=0.1)
-    assert evaluation.refine_choice("auto", checkpoint, sky_noise=2.0) == (0, None)
-    assert evaluation.refine_choice("auto", checkpoint)[0] == 1
+    assert draw_choice.refine_choice("auto", checkpoint, sky_noise=2.0) == (0, None)
+    assert draw_choice.refine_choice("auto", checkpoint)[0] == 1
+
+
+def sky_checkpoint(isolated, tmp_path, fraction=0.5):
+    """The tiny model's best.pt as if trained with --sky-noise `fraction` (the sky of its training split stored
+    in the weights, as train.py stores it), in a run folder of this test's own."""
+    checkpoint = copied_checkpoint(isolated, tmp_path)
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    saved["config"]["sky_noise"] = fraction
+    model = model_module.build_model(saved["config"])
+    model.load_state_dict(saved["model"], strict=False)  # all but the sky, which the tiny model never measured
+    model.set_sky_noise(fraction, morphology.band_sky_noise(isolated.galaxies.train_x))
+    saved["model"] = model.state_dict()
+    torch.save(saved, checkpoint)
+    return checkpoint
+
+
+def test_sky_noise_auto_chooses_none_half_or_all_of_the_trained_fraction(isolated, tmp_path, monkeypatch):
+    # The choice's logic, with FIDs that make half the trained fraction the best: each candidate is measured
+    # with the model drawing at it, kept as that fraction's refine choice, and the model draws as trained after.
+    checkpoint = sky_checkpoint(isolated, tmp_path, 0.5)
+    model, _ = ckpt.load_checkpoint(checkpoint)
+    measured = []
+
+    def choose(model, galaxies, *args, **kwargs):
+        measured.append(model.sky_noise)
+        return 1, {0: 20 + model.sky_noise, 1: 10 + abs(model.sky_noise - 0.25)}
+    monkeypatch.setattr(draw_choice, "choose_refine_steps", choose)
+    assert draw_choice.sky_choice("auto", checkpoint) == (None, None)  # nothing recorded: the checkpoint's own
+    fraction, record = draw_choice.record_sky_choice(model, isolated.galaxies, checkpoint, progress=False)
+    assert measured == [0.0, 0.25, 0.5] and fraction == 0.25 and record["chosen"] == 0.25 and model.sky_noise == 0.5
+    assert record["validation_fid"] == {"0": 10.25, "0.25": 10.0, "0.5": 10.25} and record["key"]["sky_noise"] == "auto"
+    # Every fraction's refine choice is kept under its own key (None: the checkpoint's own, as --sky-noise F keeps it).
+    assert draw_choice.refine_choice("auto", checkpoint, sky_noise=0.0)[1]["validation_fid"] == {"0": 20.0, "1": 10.25}
+    assert draw_choice.refine_choice("auto", checkpoint, sky_noise=0.25)[0] == 1
+    assert draw_choice.refine_choice("auto", checkpoint)[1]["validation_fid"] == {"0": 20.5, "1": 10.25}
+    # Recorded: read back, never measured again; another sampler has its own choice; a given F is taken as given.
+    assert draw_choice.sky_choice("auto", checkpoint) == (0.25, record)
+    assert draw_choice.record_sky_choice(model, isolated.galaxies, checkpoint, progress=False) == (0.25, record)
+    assert len(measured) == 3 and draw_choice.sky_choice("auto", checkpoint, components=2) == (None, None)
+    assert draw_choice.sky_choice("auto", checkpoint, "normal") == (0.25, record)  # N(0, I): the class sampler's
+    assert draw_choice.sky_choice(0.5, checkpoint) == (0.5, None)
+    # A model trained without sky noise has nothing to choose: no measurement, no record.
+    (tmp_path / "plain").mkdir()
+    plain = copied_checkpoint(isolated, tmp_path / "plain")
+    assert draw_choice.record_sky_choice(isolated.model, isolated.galaxies, plain, progress=False) == (None, None)
+    assert len(measured) == 3 and not (plain.parent / "refine_steps.json").exists()
+
+
+def test_evaluate_on_validation_chooses_the_sky_fraction_and_every_draw_takes_it(isolated, tmp_path, monkeypatch,
+                                                                                capsys):
+    get_activations = fid.get_activations
+    monkeypatch.setattr(fid, "get_activations", lambda *a, **k: get_activations(*a, **k)[:, :64])
+    checkpoint, out = sky_checkpoint(isolated, tmp_path, 0.5), tmp_path / "figures"
+    decode, seen = model_module.decode_latents, []
+    monkeypatch.setattr(generate, "decode_latents", lambda model, z, **k: seen.append(model.sky_noise) or
+                        decode(model, z, **k))
+    argv = ["--quiet", "--checkpoint", str(checkpoint), "--out", str(out), "--samplers", "gmm", "--judge-epochs", "1"]
+    generate.main(argv + ["--class", "6", "2"])
+    assert seen == [0.5]  # nothing recorded: drawn as trained
+    generate.main(argv + ["--evaluate", "--split", "val", "--fid-samples", "6"])
+    table = capsys.readouterr().out
+    records = json.loads((tmp_path / "run" / "refine_steps.json").read_text())["choices"]
+    [sky] = [r for r in records if r["key"]["sky_noise"] == "auto"]
+    assert {r["key"]["sky_noise"] for r in records} == {0.0, 0.25, None, "auto"}  # one refine choice per fraction
+    fids = {float(f): v for f, v in sky["validation_fid"].items()}
+    assert set(fids) == {0.0, 0.25, 0.5} and sky["chosen"] == min(fids, key=fids.get)
+    assert f"--sky-noise auto: {sky['chosen']:g} (validation FID" in table
+    result = json.loads((out / "evaluation_val.json").read_text())
+    assert result["sky_noise"] == sky["chosen"] and result["sky_choice"] == sky
+    assert "(--sky-noise auto: chosen on the validation split)" in table
+    # The evaluation drew at the chosen fraction with that fraction's recorded refine steps.
+    steps = draw_choice.refine_choice("auto", checkpoint, sky_noise=None if sky["chosen"] == 0.5 else sky["chosen"])[0]
+    assert result["samplers"]["refine_steps"] == steps
+    # A draw takes the recorded fraction (here made the smooth mean, so that it differs from the trained one);
+    # --sky-noise F still wins; asked again, nothing is measured twice.
+    sky["chosen"] = 0.0
+    (tmp_path / "run" / "refine_steps.json").write_text(json.dumps({"choices": records}))
+    seen.clear()
+    generate.main(argv + ["--class", "6", "2"])
+    generate.main(argv + ["--class", "6", "2", "--sky-noise", "0.5"])
+    assert seen == [0.0, 0.5]
+    monkeypatch.setattr(draw_choice, "choose_refine_steps", lambda *a, **k: pytest.fail("measured again"))
+    generate.main(argv + ["--evaluate", "--split", "val", "--fid-samples", "6"])
+    assert "measuring" not in capsys.readouterr().out
+    assert json.loads((out / "evaluation_val.json").read_text())["sky_noise"] == 0.0
+    # The explorer draws as generate.py does.
+    monkeypatch.setattr(explore, "make_server", lambda explorer, *a: pytest.fail(f"sky {explorer.model.sky_noise}"))
+    with pytest.raises(pytest.fail.Exception, match="sky 0.0$"):
+        explore.main(["--checkpoint", str(checkpoint)])
+    with pytest.raises(pytest.fail.Exception, match="sky 0.5$"):
+        explore.main(["--checkpoint", str(checkpoint), "--sky-noise", "0.5"])
 
 
 def test_missing_checkpoint_is_one_line_exit_2(run):
@@ -2101,7 +2193,7 @@ def test_the_flags_old_names_still_work():
     (["--class", "6", "--sky-noise", "-1"], "--sky-noise -1.0: must be a fraction of the sky's noise, 0 to 4 (0: off)"),
     (["--class", "6", "--sky-noise", "5"], "--sky-noise 5.0: must be a fraction of the sky's noise, 0 to 4"),
     (["--class", "6", "--sky-noise", "nan"], "--sky-noise nan: must be a fraction of the sky's noise"),
-    (["--class", "6", "--sky-noise", "x"], "argument --sky-noise: invalid float value: 'x'"),
+    (["--class", "6", "--sky-noise", "x"], "--sky-noise x: must be a fraction of the sky's noise, 0 to 4 (0: off), or auto"),
     (["--evaluate", "--split", "train"], "argument --split: invalid choice: 'train'"),
     (["--evaluate", "--fid-samples", "5"], "--fid-samples 5: gives 1 image(s) of a class per FID"),
     (["--reconstruct", "--save-images", "x"], "--save-images DIR: only with --class K or --samples N"),
@@ -2749,6 +2841,8 @@ def test_explore_under_load_every_answer_is_correct(explorer):
     (["--bogus"], "unrecognized arguments: --bogus"),
     (["--refine-steps", "-1"], "--refine-steps -1: must be a whole number >= 0, or auto"),
     (["--sampler", "normal"], "--sampler normal: N(0, I) knows no classes; choose gmm, vae2 or flow"),
+    (["--sky-noise", "half"], "--sky-noise half: must be a fraction of the sky's noise, 0 to 4 (0: off), or auto"),
+    (["--sky-noise", "9"], "--sky-noise 9.0: must be a fraction of the sky's noise, 0 to 4 (0: off)"),
     (["--directions", "0"], "--directions 0: must be at least 1"),
 ])
 def test_explore_bad_flags_are_one_line(args, message, capsys):
