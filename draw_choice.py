@@ -180,7 +180,11 @@ def sky_choice(sky_noise, checkpoint_path, sampler=DEFAULT_SAMPLER, components=4
     sampler = DEFAULT_SAMPLER if sampler == "normal" else sampler
     record = _find_record(checkpoint_path, _choice_key(checkpoint_path, sampler, components, sampler_epochs,
                                                        confidence, "auto"))
-    return (None, None) if record is None else (record["chosen"], record)
+    try:
+        check_sky_noise(record["chosen"])
+    except (TypeError, InputError):  # none, or damaged: no record
+        return None, None
+    return record["chosen"], record
 
 
 def record_sky_choice(model, galaxies, checkpoint_path, sampler=DEFAULT_SAMPLER, components=4, sampler_epochs=None,

@@ -2105,6 +2105,11 @@ def test_sky_noise_auto_chooses_none_half_or_all_of_the_trained_fraction(isolate
     assert len(measured) == 3 and draw_choice.sky_choice("auto", checkpoint, components=2) == (None, None)
     assert draw_choice.sky_choice("auto", checkpoint, "normal") == (0.25, record)  # N(0, I): the class sampler's
     assert draw_choice.sky_choice(0.5, checkpoint) == (0.5, None)
+    # A damaged record is no record: drawn at the checkpoint's own fraction, no error.
+    records = json.loads((tmp_path / "run" / "refine_steps.json").read_text())
+    records["choices"][-1]["chosen"] = "half"
+    (tmp_path / "run" / "refine_steps.json").write_text(json.dumps(records))
+    assert draw_choice.sky_choice("auto", checkpoint) == (None, None)
     # A model trained without sky noise has nothing to choose: no measurement, no record.
     (tmp_path / "plain").mkdir()
     plain = copied_checkpoint(isolated, tmp_path / "plain")
