@@ -120,8 +120,9 @@ def _recorded_choices(path):
 
 
 def _find_record(checkpoint_path, key):
-    return next((r for r in _recorded_choices(Path(checkpoint_path).parent / REFINE_RECORD) if r.get("key") == key),
-                None)
+    """The newest record with this key (one measured again after a damaged one wins), else None."""
+    records = _recorded_choices(Path(checkpoint_path).parent / REFINE_RECORD)
+    return next((r for r in reversed(records) if r.get("key") == key), None)
 
 
 def _keep_record(checkpoint_path, record):

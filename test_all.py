@@ -2110,6 +2110,8 @@ def test_sky_noise_auto_chooses_none_half_or_all_of_the_trained_fraction(isolate
     records["choices"][-1]["chosen"] = "half"
     (tmp_path / "run" / "refine_steps.json").write_text(json.dumps(records))
     assert draw_choice.sky_choice("auto", checkpoint) == (None, None)
+    assert draw_choice.record_sky_choice(model, isolated.galaxies, checkpoint, progress=False)[0] == 0.25
+    assert draw_choice.sky_choice("auto", checkpoint)[0] == 0.25  # chosen again, the new record wins
     # A model trained without sky noise has nothing to choose: no measurement, no record.
     (tmp_path / "plain").mkdir()
     plain = copied_checkpoint(isolated, tmp_path / "plain")
