@@ -67,18 +67,21 @@ def needs_training_sky(model, fraction):
 # ---------------------------------------------------------------- measuring on the validation split
 
 def choose_refine_steps(model, galaxies, sampler=DEFAULT_SAMPLER, components=4, sampler_epochs=None, device="cpu",
-                        progress=True, num_samples=REFINE_CHOICE_SAMPLES, seed=0, confidence=CLASS_CONFIDENCE):
+                        progress=True, num_samples=REFINE_CHOICE_SAMPLES, seed=0, confidence=CLASS_CONFIDENCE,
+                        fitted=None):
     """0 or 1 decode-encode steps, whichever gives the sampler's class samples the lower FID against the
     validation split (n_k = N / classes a class, as evaluate's); the test split plays no part. Returns
     (steps, {steps: FID}). A noisy decoder draws its noise from `seed` here, so that one checkpoint always
-    makes one choice."""
+    makes one choice. `fitted`: the sampler already fitted to this model's training latents with these
+    settings and `seed` (the sky choice fits it once for its three fractions), else fitted here."""
     try:
         counts = fid_counts(galaxies, "val", num_samples)
     except InputError:
         raise InputError("the validation split has fewer than 2 galaxies of a class") from None
     inception = fid.load_inception(device=device)
     real = {k: real_activations(galaxies, "val", k, n, seed, inception, device, progress) for k, n in counts.items()}
-    fitted = fit_training_sampler(sampler, model, galaxies, seed, components, sampler_epochs, confidence=confidence)
+    if fitted is None:
+        fitted = fit_training_sampler(sampler, model, galaxies, seed, components, sampler_epochs, confidence=confidence)
     fids = {}
     for steps in (0, 1):
         with forked_rng(next(model.parameters()).device, seed):
@@ -151,17 +154,17 @@ def refine_choice(refine_steps, checkpoint_path, sampler=DEFAULT_SAMPLER, compon
 
 
 def record_refine_choice(model, galaxies, checkpoint_path, sampler=DEFAULT_SAMPLER, components=4, sampler_epochs=None,
-                         device="cpu", progress=True, confidence=CLASS_CONFIDENCE, sky_noise=None):
-    """Choose the steps on the validation split (choose_refine_steps) unless already recorded for this
-    checkpoint, sampler and sky fraction (the model must draw at it), and keep the choice in REFINE_RECORD
-    beside the checkpoint; (steps, record)."""
+                         device="cpu", progress=True, confidence=CLASS_CONFIDENCE, sky_noise=None, fitted=None):
+    """Choose the steps on the validation split (choose_refine_steps, given `fitted`) unless already recorded
+    for this checkpoint, sampler and sky fraction (the model must draw at it), and keep the choice in
+    REFINE_RECORD beside the checkpoint; (steps, record)."""
     steps, record = refine_choice("auto", checkpoint_path, sampler, components, sampler_epochs, confidence, sky_noise)
     if record is not None:
         return steps, record
     print(f"--refine-steps auto: measuring 0 and 1 decode-encode steps of the {sampler} class samples "
           f"({model.sky_noise:g} x the sky noise) on the validation split", flush=True)
     chosen, fids = choose_refine_steps(model, galaxies, sampler, components, sampler_epochs, device, progress,
-                                       confidence=confidence)
+                                       confidence=confidence, fitted=fitted)
     record = {"key": _choice_key(checkpoint_path, sampler, components, sampler_epochs, confidence, sky_noise),
               "split": "val", "num_samples": REFINE_CHOICE_SAMPLES, "seed": 0,
               "validation_fid": {str(k): v for k, v in fids.items()}, "chosen": chosen}
@@ -199,12 +202,13 @@ def record_sky_choice(model, galaxies, checkpoint_path, sampler=DEFAULT_SAMPLER,
     own, candidates = model.sky_noise, sky_candidates(model.sky_noise)
     if record is not None or len(candidates) == 1:  # a model trained without noise has nothing to choose
         return fraction, record
-    fids = {}
+    # The sampler's fit depends on the encoder alone, not on the noise the decoder draws: fitted once.
+    fitted, fids = fit_training_sampler(sampler, model, galaxies, 0, components, sampler_epochs, confidence=confidence), {}
     try:
         for f in candidates:
             model.set_sky_noise(f)
             steps, refined = record_refine_choice(model, galaxies, checkpoint_path, sampler, components, sampler_epochs,
-                                                  device, progress, confidence, None if f == own else f)
+                                                  device, progress, confidence, None if f == own else f, fitted)
             fids[f] = refined["validation_fid"][str(steps)]
     finally:
         model.set_sky_noise(own)

@@ -2085,15 +2085,17 @@ def test_sky_noise_auto_chooses_none_half_or_all_of_the_trained_fraction(isolate
     # with the model drawing at it, kept as that fraction's refine choice, and the model draws as trained after.
     checkpoint = sky_checkpoint(isolated, tmp_path, 0.5)
     model, _ = ckpt.load_checkpoint(checkpoint)
-    measured = []
+    measured, samplers_given = [], []
 
     def choose(model, galaxies, *args, **kwargs):
         measured.append(model.sky_noise)
+        samplers_given.append(kwargs["fitted"])
         return 1, {0: 20 + model.sky_noise, 1: 10 + abs(model.sky_noise - 0.25)}
     monkeypatch.setattr(draw_choice, "choose_refine_steps", choose)
     assert draw_choice.sky_choice("auto", checkpoint) == (None, None)  # nothing recorded: the checkpoint's own
     fraction, record = draw_choice.record_sky_choice(model, isolated.galaxies, checkpoint, progress=False)
     assert measured == [0.0, 0.25, 0.5] and fraction == 0.25 and record["chosen"] == 0.25 and model.sky_noise == 0.5
+    assert samplers_given[0].kind == "gmm" and samplers_given.count(samplers_given[0]) == 3  # fitted once for all three
     assert record["validation_fid"] == {"0": 10.25, "0.25": 10.0, "0.5": 10.25} and record["key"]["sky_noise"] == "auto"
     # Every fraction's refine choice is kept under its own key (None: the checkpoint's own, as --sky-noise F keeps it).
     assert draw_choice.refine_choice("auto", checkpoint, sky_noise=0.0)[1]["validation_fid"] == {"0": 20.0, "1": 10.25}
