@@ -1110,6 +1110,18 @@ def test_fid_every_keeps_the_epoch_of_the_lowest_validation_fid_and_resumes_exac
     resumed = train.train(config, galaxies=tiny_galaxies, progress=False, resume=True)
     assert {h["epoch"]: h["val_fid"] for h in resumed["history"] if "val_fid" in h} == pytest.approx(fids)
     assert torch.load(resumed["best"], weights_only=True)["epoch"] == best["epoch"]
+    # Trained without measuring, then continued with --resume --fid-every 2: measuring changes no weight, so
+    # it measures what the straight run did at the epochs it reaches, and best.pt is the lowest of those.
+    train.train(tiny_config(tmp_path / "later", adversarial=0.5, epochs=3, warmup_epochs=1), galaxies=tiny_galaxies,
+                progress=False)
+    later = train.config_of(train.parse_args(["--resume", str(tmp_path / "later"), "--epochs", "5", "--fid-every", "2"]))
+    assert (later.fid_every, later.epochs) == (2, 5)
+    continued = train.train(later, galaxies=tiny_galaxies, progress=False, resume=True)
+    assert {h["epoch"]: h["val_fid"] for h in continued["history"] if "val_fid" in h} == pytest.approx(
+        {4: fids[4], 5: fids[5]})
+    assert torch.load(continued["best"], weights_only=True)["epoch"] == min((4, 5), key=fids.get)
+    with pytest.raises(InputError, match="--fid-every -1"):
+        train.config_of(train.parse_args(["--resume", str(tmp_path / "later"), "--fid-every", "-1"])).check()
 
 
 def test_fid_every_is_off_on_a_cpu_and_on_by_default_for_a_gan_on_a_gpu():

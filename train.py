@@ -234,8 +234,8 @@ def parse_args(argv=None):
            "in bfloat16, SSIM and KLD in fp32; measuring is always fp32)")
     option(g, "fid_every", int, "every K epochs (and at the last), measure the FID of the validation "
            "reconstructions and keep the epoch of the lowest as best.pt (default: 5 for --adversarial on a GPU, "
-           "else 0: off; on a CPU each measurement takes about N/8 s, N = the validation split up to 549)",
-           metavar="K")
+           "else 0: off; on a CPU each measurement takes about N/8 s, N = the validation split up to 549); "
+           "may be given with --resume, as measuring does not change training", metavar="K")
     option(g, "seed", int, None)
     option(g, "out", str, "run folder (default: runs/<date-time>)")
     g.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last.pt")
@@ -249,13 +249,15 @@ def parse_args(argv=None):
 
 def config_of(args):
     """The run's TrainConfig from the parsed flags: a new run's, or with --resume the saved one, whose number
-    of epochs alone may be raised to train longer. --epochs, when given, wins over --galaxies-shown."""
+    of epochs may be raised to train longer and whose --fid-every may change (measuring draws from no RNG the
+    training uses). --epochs, when given, wins over --galaxies-shown."""
     if args.resume:
         last = Path(args.resume) / "last.pt"
         if not last.is_file():
             raise InputError(f"{last}: no checkpoint to resume from")
         _, checkpoint = load_checkpoint(last)
-        config = TrainConfig.from_dict(checkpoint["config"] | {"out": args.resume, "device": args.device})
+        given = {"fid_every": args.fid_every} if args.fid_every is not None else {}
+        config = TrainConfig.from_dict(checkpoint["config"] | {"out": args.resume, "device": args.device} | given)
         if args.epochs is not None:
             config.epochs, config.galaxies_shown = args.epochs, None
         return config
