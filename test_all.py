@@ -1189,6 +1189,7 @@ def test_preset_sets_its_options_and_flags_beside_it_win(preset):
 def test_galaxies_shown_sets_the_epochs_by_the_split_and_given_epochs_win(tmp_path, tiny_galaxies):
     # The CPU preset is a budget of galaxies shown: a small set gets more epochs in the same minutes.
     assert train.config_of(train.parse_args(["--preset", "vaegan-cpu"])).galaxies_shown == 175_000
+    assert train.config_of(train.parse_args(["--preset", "vaegan-gpu"])).galaxies_shown == 2 * 175_000
     given = train.config_of(train.parse_args(["--preset", "vaegan-cpu", "--epochs", "60"]))
     assert (given.epochs, given.galaxies_shown) == (60, None)
     n = len(tiny_galaxies.train_x)
