@@ -163,8 +163,8 @@ class TorchSampler(Sampler):
     few thousand latents are not memorised. A step of these small MLPs costs far less than 4x more at 4x
     the batch (the time goes to launching operations), so the batch grows with the set, to about 8 steps an
     epoch between 128 and 512 latents, and the learning rate with its square root: on the embedded set's
-    3,950 training latents that fits vae2 and flow 1.5-2.9x faster at the same or a lower held-out loss; a
-    small set (gz1_sdss_sample's 920) keeps 128, where fewer steps fitted the flow worse (docs/performance.md,
+    3,951 training latents that fits vae2 and flow 1.5-2.9x faster at the same or a lower held-out loss; a
+    small set (gz1_sdss_sample's 921) keeps 128, where fewer steps fitted the flow worse (docs/performance.md,
     "Fitting the samplers")."""
 
     def __init__(self, latents, labels, seed=0, epochs=200, batch_size=None, lr=None):
@@ -179,8 +179,7 @@ class TorchSampler(Sampler):
         z = (z - onehot @ self.mean) / (onehot @ self.std)
         torch.manual_seed(seed)
         self.net = self.build()
-        batch_size = batch_size or min(512, max(128, round(0.9 * len(z) / 8)))  # 0.9: held out below
-        self.fit(z, onehot, seed, epochs, batch_size, lr or 1e-3 * math.sqrt(batch_size / 128))
+        self.fit(z, onehot, seed, epochs, batch_size, lr)
 
     def onehot(self, labels):
         labels = torch.as_tensor(np.asarray(labels).astype(np.int64))
@@ -191,7 +190,8 @@ class TorchSampler(Sampler):
         order = torch.randperm(len(z), generator=g)
         held = order[: max(1, len(z) // 10)] if len(z) >= 20 else order  # tiny sets: no room to hold out
         train = order[len(held):] if len(z) >= 20 else order
-        optimizer = torch.optim.Adam(self.net.parameters(), lr=lr)
+        batch_size = batch_size or min(512, max(128, round(len(train) / 8)))
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=lr or 1e-3 * math.sqrt(batch_size / 128))
         best, best_state = math.inf, None
         for epoch in range(epochs):
             self.warmup = min(1.0, (epoch + 1) / max(1, epochs // 4))  # vae2's KL weight: 0 -> 1 over a quarter
