@@ -14,6 +14,7 @@ import torch
 from scipy.stats import mannwhitneyu
 
 import fid
+import morphometry
 from classes import CLASS_NAMES
 from cli import InputError
 from devices import forked_rng
@@ -154,9 +155,54 @@ def judge_accuracy(judge, images, labels, classes):
     return {"overall": float(np.mean(list(result.values())))} | result
 
 
+# ---------------------------------------------------------------- morphology, as astronomers measure it
+
+def training_pool(galaxies, k, n, seed):
+    """The real training galaxies of class k whose morphology the floor is drawn from: a seeded 3n of them
+    (all, if fewer), so that FLOOR_DRAWS draws of n differ while the pool is measured once and cached."""
+    return galaxies.train_x[class_subset(galaxies.train_y, k, 3 * n, seed)]
+
+
+def morphology_report(galaxies, held, recon, samples, counts, seed=0, progress=True):
+    """statmorph's statistics of each set against the real held-out galaxies, per class (morphometry):
+    held, recon: {k: the n_k held-out galaxies the FID sees, and their reconstructions}; samples: {sampler:
+    {k: its n_k class samples}}. Real galaxies' tables are cached by their pixels; the generated ones are
+    measured in one pass over the cores. Returns the JSON-ready report, shaped like the FIDs: n and failures
+    per set, reconstructions.<k> and samplers.<name>.<k> each {<statistic>: {w, floor, ratio}, mean_ratio},
+    and every galaxy's values (for morphology.png)."""
+    real = {k: morphometry.measure_cached(x, progress, f"statmorph, real class {k}") for k, x in held.items()}
+    pools = {k: morphometry.measure_cached(training_pool(galaxies, k, n, seed), progress, f"statmorph, training class {k}")
+             for k, n in counts.items()}
+    sets = [("reconstructions", recon)] + [(f"samplers.{kind}", by_class) for kind, by_class in samples.items()]
+    pieces = [(name, k, images) for name, by_class in sets for k, images in by_class.items()]
+    table = morphometry.measure_all(torch.cat([images for _, _, images in pieces]), progress, "statmorph, drawn")
+    tables, start = {}, 0
+    for name, k, images in pieces:
+        tables.setdefault(name, {})[k] = {key: values[start:start + len(images)] for key, values in table.items()}
+        start += len(images)
+
+    def per_class(by_class):
+        return {str(k): morphometry.compare(t, real[k], pools[k], counts[k], seed=seed) for k, t in by_class.items()}
+
+    def counted(by_class, how):
+        return {str(k): how(t) for k, t in by_class.items()}
+
+    def values(by_class):
+        return {str(k): {s: [round(v, 5) if np.isfinite(v) else None for v in t[s].tolist()] for s in morphometry.NAMES}
+                for k, t in by_class.items()}
+
+    everything = {"real": real, "floor": pools} | tables
+    return {"n": {name: counted(t, lambda t: len(t["failure"])) for name, t in everything.items()},
+            "failures": {name: counted(t, morphometry.failures) for name, t in everything.items()},
+            "floor_draws": morphometry.FLOOR_DRAWS, "settings": morphometry.SETTINGS,
+            "reconstructions": per_class(tables["reconstructions"]),
+            "samplers": {kind: per_class(tables[f"samplers.{kind}"]) for kind in samples},
+            "values": {name: values(t) for name, t in everything.items() if name != "floor"}}
+
+
 def evaluate(model, galaxies, num_samples=256, seed=0, sampler=DEFAULT_SAMPLER, samplers=SAMPLERS, components=4,
              judge_epochs=30, sampler_epochs=None, device="cpu", progress=True, refine_steps=0, split="test",
-             confidence=CLASS_CONFIDENCE):
+             confidence=CLASS_CONFIDENCE, morphology=True):
     """All metrics on a held-out split (the test split; "val" to choose settings without touching it) as
     one JSON-ready dict. FIDs against that split, each at equal N on both sides: n_k = min(N / classes,
     held-out and training galaxies of class k) per class, and the classes pooled (n = sum of n_k) overall.
@@ -165,14 +211,15 @@ def evaluate(model, galaxies, num_samples=256, seed=0, sampler=DEFAULT_SAMPLER, 
     refine_steps decode-encode round trips, and kept at `confidence` (samplers.Sampler.keep_confident).
     Copying, per sampler: the latents of the FID's samples against the held-out galaxies' latents (the same
     n_k of each class), each point's distance to the nearest training galaxy's latent (copying_z).
+    Morphology (with `morphology`): the same galaxies' statmorph statistics, per class (morphology_report).
     A noisy decoder draws its noise from `seed`, so one checkpoint always gives one evaluation."""
     with forked_rng(next(model.parameters()).device, seed):
         return _evaluate(model, galaxies, num_samples, seed, sampler, samplers, components, judge_epochs,
-                         sampler_epochs, device, progress, refine_steps, split, confidence)
+                         sampler_epochs, device, progress, refine_steps, split, confidence, morphology)
 
 
 def _evaluate(model, galaxies, num_samples, seed, sampler, samplers, components, judge_epochs, sampler_epochs, device,
-              progress, refine_steps, split, confidence):
+              progress, refine_steps, split, confidence, morphology):
     classes, (held_x, held_y) = list(galaxies.classes), galaxies.split(split)
     inception = fid.load_inception(device=device)
 
@@ -229,8 +276,14 @@ def _evaluate(model, galaxies, num_samples, seed, sampler, samplers, components,
         "reconstructions": judge_accuracy(recon_judge, held_recon, held_y, classes),
         "samplers": {kind: None if kind not in drawn else judge_accuracy(recon_judge, drawn[kind], drawn_labels, classes)
                      for kind in samplers}}
+    shapes = None
+    if morphology:
+        shapes = morphology_report(galaxies, {k: held_x[s] for k, s in subsets.items()},
+                                   {k: held_recon[s] for k, s in subsets.items()},
+                                   {kind: {k: images[k][:n] for k, n in counts.items()} for kind, images in class_samples.items()},
+                                   counts, seed, progress)
     return {"split": split, "num_samples": num_samples, "seed": seed, "sampler": sampler,
-            "sky_noise": model.sky_noise, "ssim": ssim_result,
+            "sky_noise": model.sky_noise, "ssim": ssim_result, "morphology": shapes,
             "fid": arrange_fids(fids, counts), "accuracy": accuracy, "copying": copying,
             "samplers": {"fit_seconds": fit_seconds, "sampler_epochs": sampler_epochs, "components": components,
                          "refine_steps": refine_steps, "class_confidence": confidence, "kept": kept},
@@ -246,6 +299,22 @@ def arrange_fids(fids, counts):
         "per_class": {str(k): {"n": n} | at(k) for k, n in counts.items()}}
 
 
+def morphology_rows(shapes):
+    """The table's morphology rows: each set's mean W ratio per class (overall: the classes' mean), and failures."""
+    if not shapes:
+        return []
+    sets = [("reconstructions", shapes["reconstructions"])] + [(f"{kind} samples", t) for kind, t in shapes["samplers"].items()]
+    rows = []
+    for name, by_class in sets:
+        means = {k: c["mean_ratio"] for k, c in by_class.items()}
+        known = [m for m in means.values() if m is not None]
+        rows.append((f"morphology W / floor, {name}", float(np.mean(known)) if known else None, means))
+    for name, by_class in shapes["failures"].items():
+        rows.append((f"statmorph failures, {name.replace('samplers.', '')}", sum(by_class.values()),
+                     {k: f"{f}/{shapes['n'][name][k]}" for k, f in by_class.items()}))
+    return rows
+
+
 def format_table(result, classes):
     """The evaluation as a plain-text table: one column overall, one per class."""
     def cell(value):
@@ -259,6 +328,7 @@ def format_table(result, classes):
     for kind in fids["samplers"]:
         rows.append((f"FID {kind} samples ({result['samplers']['fit_seconds'][kind]:.3g} s fit)",
                      fids["samplers"][kind], per_class(lambda e: e["samplers"][kind])))
+    rows += morphology_rows(result.get("morphology"))
     rows += [(f"judge accuracy, real {split} galaxies", acc[f"real_{split}"]["overall"], acc[f"real_{split}"]),
              ("judge accuracy, reconstructions", acc["reconstructions"]["overall"], acc["reconstructions"])]
     for kind, table in acc["samplers"].items():

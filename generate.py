@@ -38,7 +38,7 @@ from evaluation import evaluate, format_table
 from files import atomic_output
 from latent_map import PROJECTIONS, draw_latent_map
 from model import decode_latents, encode_means, interpolate_latents, refine_latents
-from plots import plot_grid, plot_interpolation, plot_reconstructions, save_pngs
+from plots import plot_grid, plot_interpolation, plot_morphology, plot_reconstructions, save_pngs
 from samplers import (CLASS_CONFIDENCE, DEFAULT_SAMPLER, SAMPLERS, NormalSampler, check_confidence, check_kind,
                       fit_training_sampler)
 
@@ -124,6 +124,11 @@ def parse_args(argv=None):
     o.add_argument("--save-images", metavar="DIR", help="--class, --samples: also write each galaxy as a 64x64 "
                    "PNG into DIR (class_K_SAMPLER_0000.png..., samples_SAMPLER_0000.png...), e.g. for fid.py DIR test")
     e = p.add_argument_group("evaluating")
+    e.add_argument("--no-morphology", action="store_true", help="--evaluate without the statmorph statistics "
+                   "(a quicker look: they take ~1 s per galaxy per core, real galaxies' cached)")
+    e.add_argument("--morphology-plot", action="store_true", help="morphology.png: each statmorph statistic's "
+                   "distribution per class, real against reconstructions and --sampler's samples (from --evaluate, "
+                   "else from the evaluation.json beside the checkpoint)")
     e.add_argument("--split", choices=("test", "val"), default="test", help="the held-out split to measure "
                    "against (default test; val chooses settings without touching the test split, records the "
                    "--refine-steps auto choice and writes evaluation_val.json)")
@@ -144,9 +149,11 @@ def parse_args(argv=None):
 
 def check_args(args):
     if not (args.reconstruct or args.samples is not None or args.interpolate or args.target_class is not None
-            or args.evaluate or args.latent_map):
+            or args.evaluate or args.latent_map or args.morphology_plot):
         raise InputError("nothing to do: give --reconstruct, --samples N, --interpolate A B, --class K, "
-                         "--latent-map and/or --evaluate")
+                         "--latent-map, --evaluate and/or --morphology-plot")
+    if args.morphology_plot and args.evaluate and args.no_morphology:
+        raise InputError("--morphology-plot with --evaluate --no-morphology: nothing to plot")
     if args.target_class is not None:
         if len(args.target_class) > 2:
             raise InputError(f"--class {' '.join(map(str, args.target_class))}: give a class K and at most a count N")
@@ -246,13 +253,33 @@ def main(argv=None):
         samplers = list(dict.fromkeys(args.samplers + [class_sampler]))  # the reported sampler is always measured
         result = {"checkpoint": str(path), "data": {"source": galaxies.source, "key": galaxies.key}} | evaluate(
             model, galaxies, args.fid_samples, args.seed, class_sampler, samplers, args.components, args.judge_epochs,
-            args.sampler_epochs, device, progress, steps, args.split, args.class_confidence)
+            args.sampler_epochs, device, progress, steps, args.split, args.class_confidence, not args.no_morphology)
         result["samplers"]["refine_choice"], result["sky_choice"] = choice, sky_record
         print(format_table(result, galaxies.classes))
-        name = "evaluation.json" if args.split == "test" else f"evaluation_{args.split}.json"
-        with atomic_output(out / name) as tmp:
+        with atomic_output(out / evaluation_name(args.split)) as tmp:
             tmp.write_text(json.dumps(result, indent=1))
-        print(f"wrote {out / name}")
+        print(f"wrote {out / evaluation_name(args.split)}")
+    if args.morphology_plot:
+        shapes = result["morphology"] if args.evaluate else recorded_morphology(out / evaluation_name(args.split))
+        plot_morphology(shapes, out / "morphology.png", class_sampler if class_sampler in shapes["samplers"] else None)
+        print(f"wrote {out / 'morphology.png'}")
+
+
+def evaluation_name(split):
+    return "evaluation.json" if split == "test" else f"evaluation_{split}.json"
+
+
+def recorded_morphology(path):
+    """The morphology an earlier --evaluate wrote into `path`; InputError where there is none."""
+    try:
+        shapes = json.loads(Path(path).read_text()).get("morphology")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file: run --evaluate (with --morphology-plot) first") from None
+    except (OSError, ValueError, AttributeError) as error:
+        raise InputError(f"{path}: not a readable evaluation ({type(error).__name__})") from None
+    if not shapes:
+        raise InputError(f"{path}: measured without morphology (--no-morphology): run --evaluate again")
+    return shapes
 
 
 if __name__ == "__main__":

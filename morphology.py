@@ -1,19 +1,16 @@
-"""What a survey astronomer measures on a 64x64 colour cutout: the sky (level, noise, its pixel
-correlation), the central galaxy (size, shape, concentration, colour, surface brightness, arm
-contrast, bulge-to-disk look, dust lane), the seeing and the field sources around it.
+"""What a survey astronomer measures on a 64x64 colour cutout beyond statmorph's statistics of the galaxy
+(morphometry.py: size, shape, concentration, Gini-M20, CAS, Sersic index): the sky (level, noise, its
+pixel correlation), the galaxy's colour, surface brightness, arm contrast, bulge-to-disk look and dust
+lane, the seeing and the field sources around it.
 
-Plain numpy + scipy.ndimage (moments, curves of growth, threshold segmentation): at 64x64 a galaxy
-spans a few to a few tens of pixels, where photutils' or statmorph's model fits add nothing but an
-install. Everything is measured on the displayed (asinh-stretched, 0-1) pixel values, identically
+Plain numpy + scipy.ndimage (moments, curves of growth, threshold segmentation), as statmorph measures
+none of these. Everything is measured on the displayed (asinh-stretched, 0-1) pixel values, identically
 for real and embedded cutouts, so the numbers compare the two rather than the physical galaxies."""
 import numpy as np
 from scipy import ndimage
 
 # (name, what it is) in the order tables print them
 STATISTICS = (
-    ("size", "half-light radius (px)"),
-    ("axis_ratio", "minor/major axis, 2nd moments"),
-    ("concentration", "5 log10(r80/r20)"),
     ("colour_rg", "R/G = z/r flux ratio in the galaxy"),
     ("colour_bg", "B/G = g/r flux ratio in the galaxy"),
     ("surface_brightness", "mean intensity inside r50"),
@@ -118,7 +115,7 @@ def measure(image):
     evals, evecs = np.linalg.eigh(cov)
     q = float(np.sqrt(max(evals[0], 1e-9) / evals[1]))
     r = np.hypot(xx - xc, yy - yc)
-    r20, r50, r80 = _radii_of_growth(r[galaxy], g[galaxy], (0.2, 0.5, 0.8))
+    [r50] = _radii_of_growth(r[galaxy], g[galaxy], (0.5,))
     total = g[galaxy].sum()
     rgb = (image - sky_rgb[:, None, None])[:, galaxy].sum(1)
 
@@ -156,8 +153,7 @@ def measure(image):
             m = box.sum()
             var = ((by - (box * by).sum() / m) ** 2 + (bx - (box * bx).sum() / m) ** 2) * box
             fwhms.append(2.3548 * np.sqrt(var.sum() / m / 2))
-    return {**out, "size": r50, "axis_ratio": q, "concentration": 5 * np.log10(r80 / max(r20, 1e-3)),
-            "colour_rg": float(rgb[0] / rgb[1]), "colour_bg": float(rgb[2] / rgb[1]),
+    return {**out, "colour_rg": float(rgb[0] / rgb[1]), "colour_bg": float(rgb[2] / rgb[1]),
             "surface_brightness": float(0.5 * total / (np.pi * max(r50, 0.5) ** 2)),
             "arm_contrast": arm,
             "bulge_to_disk": float(g[galaxy & (r < r50 / 2)].sum() / max(g[galaxy & (r > r50)].sum(), 1e-9)),

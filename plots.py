@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
+import numpy as np
 import torch
 from PIL import Image
 from torchvision.utils import make_grid
@@ -17,6 +18,7 @@ from classes import CLASS_NAMES
 from files import atomic_output
 from images import to_uint8
 from model import decode_latents, encode_means
+from morphometry import STATISTICS
 
 
 def save_figure(fig, path, dpi=110):
@@ -101,3 +103,37 @@ def save_pngs(images, folder, prefix):
         with atomic_output(Path(folder) / f"{prefix}_{i:04d}.png") as tmp:
             Image.fromarray(image).save(tmp, format="PNG")
     return len(pixels)
+
+
+def plot_morphology(shapes, path, sampler=None, statistics=None):
+    """morphology.png: per class (rows) and statistic (columns), the cumulative distribution of the real
+    held-out galaxies against the reconstructions and one sampler's class samples (`sampler`, default the
+    first measured), with each one's W1 / floor ratio in the title. `shapes` is evaluation.json's
+    "morphology" (evaluation.morphology_report)."""
+    statistics = statistics or STATISTICS
+    values = shapes["values"]
+    sampler = sampler or next(iter(shapes["samplers"]), None)
+    sets = [("real", values["real"], "black", None), ("reconstructions", values["reconstructions"], "tab:blue",
+                                                      shapes["reconstructions"])]
+    if sampler is not None:
+        sets.append((f"{sampler} samples", values[f"samplers.{sampler}"], "tab:orange", shapes["samplers"][sampler]))
+    classes = list(values["real"])
+    fig, axes = plt.subplots(len(classes), len(statistics), figsize=(2.3 * len(statistics), 2.4 * len(classes)),
+                             squeeze=False)
+    for row, k in zip(axes, classes):
+        for ax, (name, what) in zip(row, statistics):
+            ratios = []
+            for label, by_class, colour, report in sets:
+                v = np.sort([x for x in by_class[k][name] if x is not None])
+                if len(v):
+                    ax.step(v, np.arange(1, len(v) + 1) / len(v), where="post", color=colour, lw=1.2, label=label)
+                if report is not None and report[k][name]["ratio"] is not None:
+                    ratios.append(f"{report[k][name]['ratio']:.2f}")
+            ax.set_title(f"{name}\nW/floor {' / '.join(ratios)}", fontsize=8)
+            ax.tick_params(labelsize=7)
+        row[0].set_ylabel(f"class {k} {CLASS_NAMES[int(k)]}\ncumulative share", fontsize=8)
+    axes[0][0].legend(fontsize=7, loc="lower right")
+    fig.suptitle("statmorph statistics: real held-out galaxies against the reconstructions"
+                 + (f" and the {sampler} class samples" if sampler else "") + " (W/floor: reconstructions / samples)",
+                 fontsize=10)
+    save_figure(fig, path)

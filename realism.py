@@ -1,5 +1,7 @@
 """How the galaxies look: a preview of any data source, and how far the embedded procedural set is from
-real galaxies (the FID at equal N and the survey statistics of morphology.py, per class).
+real galaxies, per class: the FID at equal N, statmorph's statistics of the galaxies (morphometry.py, W1 as a
+multiple of the real folder's half against half) and the survey statistics of morphology.py (sky, seeing,
+field sources, colour and the looks statmorph does not measure).
 
     python realism.py --compare ../shared/reference/galaxy10_decals_sample   # writes comparison.png + .json
     python realism.py embedded --preview preview.png                         # a few galaxies per class
@@ -15,6 +17,7 @@ import torch
 
 import fid
 import morphology
+import morphometry
 from classes import CLASS_NAMES, DEFAULT_CLASSES
 from cli import InputError, Parser, exit_on_input_error
 from data import load_galaxies, read_image_folder
@@ -29,7 +32,9 @@ def compare(folder, classes=DEFAULT_CLASSES, max_per_class=None, seed=0, device=
     """How far the embedded set is from the real galaxies in `folder` (one subfolder per class), per
     class: FID of embedded test galaxies against the folder's at the same N (the folder's count, capped
     by the embedded test split), the floor (FID of one half of the folder against the other half), and
-    the medians of morphology's statistics on both sides. Returns a JSON-ready dict and the images."""
+    the medians of morphology's statistics on both sides, and statmorph's (morphometry) with their W1 / floor:
+    the first embedded draw's first half against the folder's second half, over the folder's first half
+    against its second (N / 2 a side, as the FID's floor). Returns a JSON-ready dict and the images."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise InputError(f"{folder}: no such folder")
@@ -62,11 +67,28 @@ def compare(folder, classes=DEFAULT_CLASSES, max_per_class=None, seed=0, device=
         report[str(c)] = {"name": CLASS_NAMES[c], "n": n,
                           **summary([fid.feature_distance(real_f, f) for f in emb_f]),
                           "floor": fid.feature_distance(real_f[:n // 2], real_f[n // 2:]), "floor_n": n // 2,
-                          "statistics": {k: {"real": real_s[k], "embedded": emb_s[k]} for k in real_s}}
+                          "statistics": {k: {"real": real_s[k], "embedded": emb_s[k]} for k in real_s},
+                          "morphometry": compare_morphometry(real, emb[:n], progress, f"statmorph, class {c}")}
         shown[c] = (real, emb[:n])
     all_real, all_emb = np.concatenate(all_real), np.concatenate(all_emb, axis=1)
     report["overall"] = {"n": len(all_real), **summary([fid.feature_distance(all_real, f) for f in all_emb])}
     return {"folder": str(folder), "seed": seed, "classes": report}, shown
+
+
+def compare_morphometry(real, embedded, progress=True, desc="statmorph"):
+    """statmorph's statistics of n real and n embedded galaxies: per statistic the medians, the embedded
+    set's first half's W1 to the real second half, as a multiple of the real first half's (morphometry.compare),
+    and each side's failures."""
+    half = len(real) // 2
+    both = morphometry.measure_all(np.concatenate([real, embedded]), progress, desc)
+    real_t, emb_t = ({k: v[s] for k, v in both.items()} for s in (slice(0, len(real)), slice(len(real), None)))
+    halves = lambda t, part: {k: v[:half] if part == 0 else v[half:2 * half] for k, v in t.items()}
+    distance = morphometry.compare(halves(emb_t, 0), halves(real_t, 1), halves(real_t, 0), n=half, draws=1)
+    median = lambda t, name: float(np.median(morphometry.good(t, name))) if len(morphometry.good(t, name)) else None
+    return {"n": half, "failures": {"real": morphometry.failures(real_t), "embedded": morphometry.failures(emb_t)},
+            "mean_ratio": distance["mean_ratio"],
+            "statistics": {name: {"real": median(real_t, name), "embedded": median(emb_t, name),
+                                  "ratio": distance[name]["ratio"]} for name in morphometry.NAMES}}
 
 
 def print_comparison(result):
@@ -87,6 +109,18 @@ def print_comparison(result):
         cells = "".join(f"{result['classes'][k]['statistics'][name]['real']:>9.3g} /"
                         f"{result['classes'][k]['statistics'][name]['embedded']:>9.3g}" for k in classes)
         print(f"{name:<20}{what[:23]:<24}{cells}")
+    shapes = {k: result["classes"][k]["morphometry"] for k in classes}
+    print(f"\nstatmorph, real / embedded medians (W1 / floor) {'':<0}" + "".join(f"{'class ' + k:>27}" for k in classes))
+    number = lambda v, f: "-" if v is None else format(v, f)
+    for name, what in morphometry.STATISTICS:
+        cells = "".join(f"{number(shapes[k]['statistics'][name]['real'], '>8.3g')} /"
+                        f"{number(shapes[k]['statistics'][name]['embedded'], '>8.3g')}"
+                        f"{'(' + number(shapes[k]['statistics'][name]['ratio'], '.2f') + ')':>9}" for k in classes)
+        print(f"{name:<22}{what[:22]:<22}{cells}")
+    print(f"{'mean W1 / floor':<44}" + "".join(f"{number(shapes[k]['mean_ratio'], '>26.2f')} " for k in classes))
+    print(f"{'failures real / embedded':<44}" + "".join(
+        f"{str(shapes[k]['failures']['real']) + ' / ' + str(shapes[k]['failures']['embedded']):>26} " for k in classes)
+        + f"  (of {shapes[classes[0]]['n'] * 2} a side; W1 at N = {shapes[classes[0]]['n']} halves)")
 
 
 def draw_comparison(shown, out, per_class=8):

@@ -52,6 +52,7 @@ import latent_map
 import losses
 import model as model_module
 import morphology
+import morphometry
 import samplers
 import procedural
 import realism
@@ -542,18 +543,17 @@ def blob_cutout(rng, sigma=3.0, q=1.0, colour=(1.2, 1.0, 0.8), stars=((10, 12), 
 def test_morphology_recovers_known_galaxies():
     rng = np.random.default_rng(0)
     round_ = morphology.measure(blob_cutout(rng, sigma=3.0))
-    # a circular Gaussian encloses half its light within sigma * sqrt(2 ln 2)
-    assert round_["size"] == pytest.approx(3.0 * math.sqrt(2 * math.log(2)), rel=0.1)
-    assert round_["axis_ratio"] > 0.9 and round_["field_sources"] == 2
+    # a circular Gaussian's mean intensity inside its half-light radius sigma * sqrt(2 ln 2): half its flux
+    # 0.4 * 2 pi sigma^2 (the mean of its bands: 0.4) over that area
+    assert round_["surface_brightness"] == pytest.approx(0.4 / (2 * math.log(2)), rel=0.1)
+    assert round_["field_sources"] == 2
     assert round_["colour_rg"] == pytest.approx(1.2, rel=0.05) and round_["colour_bg"] == pytest.approx(0.8, rel=0.05)
     assert round_["sky_level"] == pytest.approx(0.1, abs=0.003)
     assert round_["sky_noise"] == pytest.approx(0.01 / math.sqrt(3), rel=0.15)   # the mean of 3 bands
     assert abs(round_["noise_correlation"]) < 0.1   # white noise
     assert round_["psf_fwhm"] == pytest.approx(0.8 * 2.3548, rel=0.25)
-    flat = morphology.measure(blob_cutout(rng, sigma=4.0, q=0.4))
-    assert flat["axis_ratio"] == pytest.approx(0.4, rel=0.15)
     stats = morphology.measure_all(np.stack([blob_cutout(rng), np.full((3, 64, 64), 0.1, np.float32)]))
-    assert np.isnan(stats["size"][1]) and morphology.medians(stats)["size"] == pytest.approx(stats["size"][0])
+    assert np.isnan(stats["colour_rg"][1]) and morphology.medians(stats)["colour_rg"] == pytest.approx(stats["colour_rg"][0])
 
 
 def test_morphology_of_a_clipped_black_sky_is_undefined_not_an_error():
@@ -588,6 +588,120 @@ def test_band_sky_noise_reads_8_bit_skies_between_grey_levels_and_every_class_of
     images = np.round((0.2 + sigma * rng.standard_normal((90, 3, 64, 64))) * 255) / 255
     found = morphology.band_sky_noise(torch.tensor(images, dtype=torch.float32), max_images=50) * 255
     assert np.allclose(found, np.hypot(1.9, np.sqrt(1 / 12)), rtol=0.05)  # rounding adds a level's variance / 12
+
+
+# ------------------------------------------------------------------------------------------------
+# morphometry.py: statmorph's statistics of known galaxies, failures counted, W1 against its floor
+# ------------------------------------------------------------------------------------------------
+
+def sersic_cutout(rng, n=1.0, r_eff=5.0, ellip=0.5, theta=0.7, g_over_r=0.8, peak=0.8, sky=0.1, noise=0.003):
+    """A 3 x 64 x 64 cutout of one Sersic galaxy of known index, half-light semi-major axis and ellipticity
+    (astropy's model), its g band g_over_r times its r band, on a flat sky with white noise."""
+    from astropy.modeling.models import Sersic2D
+    yy, xx = np.mgrid[:64, :64]
+    light = Sersic2D(1.0, r_eff, n, 32, 32, ellip, theta)(xx, yy)
+    light *= peak / light.max()
+    bands = sky + np.stack([1.1 * light, light, g_over_r * light]) + rng.normal(0, noise, (3, 64, 64))
+    return np.clip(bands, 0, 1).astype(np.float32)
+
+
+@pytest.mark.parametrize("n, r_eff, ellip", [(0.5, 4.0, 0.2), (1.0, 5.0, 0.5), (1.5, 6.0, 0.7)])
+def test_morphometry_recovers_a_sersic_galaxys_index_size_shape_and_colour(n, r_eff, ellip):
+    measured = morphometry.measure(sersic_cutout(np.random.default_rng(0), n, r_eff, ellip))
+    assert measured["failure"] == ""
+    assert measured["sersic_n"] == pytest.approx(n, rel=0.1)
+    assert measured["rhalf_ellip"] == pytest.approx(r_eff, rel=0.15)
+    assert measured["ellipticity_asymmetry"] == pytest.approx(ellip, abs=0.05)
+    assert measured["colour_gr"] == pytest.approx(-2.5 * math.log10(0.8), abs=0.03)
+    assert abs(measured["asymmetry"]) < 0.05  # a smooth, point-symmetric light
+
+
+def test_morphometry_measures_a_noiseless_galaxy_as_a_decoder_draws_it():
+    # no noise, and a sky that drifts by a fifth of a grey level across the cutout, as a decoder's does
+    drift = np.linspace(0, 0.2 / 255, 64)[None, None, :]
+    smooth = [sersic_cutout(np.random.default_rng(0), 1.0, r, 0.3, noise=0.0) + drift for r in (3.0, 5.0)]
+    table = morphometry.measure_all(np.stack(smooth), progress=False, workers=1)
+    assert table["failure"] == ["", ""]
+    np.testing.assert_allclose(table["rhalf_ellip"], [3.0, 5.0], rtol=0.15)
+
+
+def test_morphometry_ranks_concentration_and_gini_with_the_sersic_index():
+    # three noise draws each: statmorph flags a steep profile's measurement now and then (its centroid pixel)
+    rng = np.random.default_rng(1)
+    disk, bulge = (morphometry.measure_all(np.stack([sersic_cutout(rng, n, 4.0, 0.5) for _ in range(3)]),
+                                           progress=False, workers=1) for n in (0.5, 1.5))
+    assert morphometry.failures(disk) + morphometry.failures(bulge) <= 2
+    median = lambda table, name: np.median(morphometry.good(table, name))
+    assert median(bulge, "concentration") > median(disk, "concentration") + 0.5
+    assert median(bulge, "gini") > median(disk, "gini") + 0.05 and median(bulge, "m20") < median(disk, "m20")
+
+
+def test_morphometry_counts_empty_sky_only_and_saturated_cutouts_as_failures():
+    rng = np.random.default_rng(0)
+    cutouts = np.stack([np.zeros((3, 64, 64)), np.ones((3, 64, 64)), 0.1 + 0.01 * rng.standard_normal((3, 64, 64)),
+                        sersic_cutout(rng)]).astype(np.float32)
+    table = morphometry.measure_all(cutouts, progress=False)
+    assert table["failure"][:3] == ["no source"] * 3  # each only the noise floor's grey level of noise
+    assert table["failure"][3] == "" and morphometry.failures(table) == 3
+    assert all(np.isnan(table[name][:3]).all() and np.isfinite(table[name][3]) for name in morphometry.NAMES)
+
+
+def test_morphometry_measures_in_parallel_what_it_measures_alone():
+    rng = np.random.default_rng(2)
+    cutouts = np.stack([sersic_cutout(rng, 1.0, r) for r in np.linspace(3, 6, morphometry.PARALLEL_FROM)])
+    together = morphometry.measure_all(cutouts, progress=False, workers=2)
+    alone = morphometry.measure_all(cutouts[:2], progress=False, workers=1)
+    for name in morphometry.NAMES:
+        np.testing.assert_allclose(together[name][:2], alone[name])
+    assert np.all(np.diff(together["rhalf_ellip"]) > 0)  # in order
+
+
+def fake_table(values_by_name):
+    n = len(next(iter(values_by_name.values())))
+    return {name: np.asarray(values_by_name.get(name, np.zeros(n)), np.float64) for name in morphometry.NAMES} | {
+        "failure": [""] * n}
+
+
+def test_w1_ratio_is_near_1_for_another_real_sample_and_far_above_for_wrong_sizes():
+    rng = np.random.default_rng(0)
+
+    def sample(n, size_shift=0.0):
+        return fake_table({name: rng.standard_normal(n) * (i + 1) + (size_shift if name == "rhalf_ellip" else 0)
+                           for i, name in enumerate(morphometry.NAMES)})
+
+    real, pool = sample(60), sample(300)
+    same = morphometry.compare(sample(60), real, pool, draws=20)
+    assert 0.6 < same["mean_ratio"] < 1.5 and all(0.3 < same[name]["ratio"] < 2.5 for name in morphometry.NAMES)
+    wrong = morphometry.compare(sample(60, size_shift=4.0), real, pool, draws=20)
+    assert wrong["rhalf_ellip"]["ratio"] > 4 and wrong["mean_ratio"] > same["mean_ratio"] + 0.3
+    assert wrong["rhalf_ellip"]["w"] == pytest.approx(wrong["rhalf_ellip"]["ratio"] * wrong["rhalf_ellip"]["floor"])
+    # a statistic piled up at one value (smoothness of small galaxies): no division by a vanishing spread
+    piled = lambda: np.where(rng.random(60) < 0.7, 0.0, rng.random(60))
+    tied = morphometry.compare(fake_table({"smoothness": piled()}), fake_table({"smoothness": piled()}),
+                               fake_table({"smoothness": np.concatenate([piled() for _ in range(5)])}))
+    assert morphometry.spread(piled()) > 0.05 and tied["smoothness"]["w"] < 3 and 0.2 < tied["smoothness"]["ratio"] < 4
+
+
+def test_w1_leaves_failures_out_and_says_nothing_without_enough_values():
+    real = fake_table({"gini": [0.4, 0.5, np.nan, 0.6]})
+    real["failure"][2] = "no source"
+    result = morphometry.compare(fake_table({"gini": [np.nan, np.nan]}), real, real)
+    assert result["gini"] == {"w": None, "floor": None, "ratio": None}
+
+
+def test_morphometry_cache_is_hit_the_second_time_and_a_damaged_one_is_moved_aside(tmp_path, monkeypatch, capsys):
+    cutouts = np.stack([sersic_cutout(np.random.default_rng(i)) for i in range(2)])
+    first = morphometry.measure_cached(cutouts, progress=False, cache_dir=tmp_path)
+    monkeypatch.setattr(morphometry, "measure_all", lambda *a, **k: pytest.fail("measured although cached"))
+    again = morphometry.measure_cached(cutouts, progress=False, cache_dir=tmp_path)
+    assert all(np.array_equal(first[name], again[name]) for name in morphometry.NAMES)
+    assert again["failure"] == first["failure"] == ["", ""]
+    path = morphometry.cache_path(cutouts, tmp_path)
+    assert path != morphometry.cache_path(cutouts[::-1], tmp_path)  # other pixels, another entry
+    path.write_bytes(b"torn")
+    monkeypatch.setattr(morphometry, "measure_all", lambda *a, **k: first)
+    morphometry.measure_cached(cutouts, progress=False, cache_dir=tmp_path)
+    assert "unreadable" in capsys.readouterr().out and path.with_name(path.name + ".damaged").read_bytes() == b"torn"
 
 
 def test_bad_inputs_exit_2_with_one_line(tmp_path, data_dir, capsys):
@@ -1768,9 +1882,11 @@ def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
     monkeypatch.setattr(fid, "get_activations", lambda *a, **k: get_activations(*a, **k)[:, :64])
     out = isolated.dir / "evaluation"
     generate.main(["--quiet", "--checkpoint", str(isolated.best), "--out", str(out), "--evaluate",
-                   "--fid-samples", "8", "--judge-epochs", "1", "--sampler-epochs", "2", "--refine-steps", "1"])
+                   "--fid-samples", "8", "--judge-epochs", "1", "--sampler-epochs", "2", "--refine-steps", "1",
+                   "--morphology-plot"])
     table = capsys.readouterr().out
-    for row in ("test SSIM", "FID floor", "FID reconstructions", "FID normal samples", "FID flow samples",
+    for row in ("morphology W / floor, reconstructions", "morphology W / floor, flow samples",
+                "statmorph failures, real", "statmorph failures, gmm", "test SSIM", "FID floor", "FID reconstructions", "FID normal samples", "FID flow samples",
                 "judge accuracy, vae2 class samples", "6 Unbarred Tight Spi", "chosen by validation accuracy",
                 "copying, gmm: Z_U", "copying, normal: Z_U", "refined by 1 decode-encode step(s)",
                 "recon judge accuracy, reconstructions", "recon judge accuracy, gmm samples",
@@ -1819,6 +1935,31 @@ def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
     expected = fid.get_activations(test_6, fid.load_inception(), progress=False)
     np.testing.assert_allclose(np.sort(np.load(test_acts), 0), np.sort(expected, 0), atol=1e-3)
     assert list((isolated.data_dir / "cache").glob("acts-*-train-class6-*.npy"))
+    # Morphology: statmorph on the same galaxies, per set and class, each statistic against its floor.
+    shapes = result["morphology"]
+    assert shapes["n"]["real"] == shapes["n"]["reconstructions"] == shapes["n"]["samplers.flow"] == dict.fromkeys(classes, 2)
+    assert set(shapes["failures"]) == {"real", "floor", "reconstructions", "samplers.gmm", "samplers.vae2", "samplers.flow"}
+    assert set(shapes["samplers"]) == {"gmm", "vae2", "flow"}
+    for by_class in [shapes["reconstructions"]] + list(shapes["samplers"].values()):
+        assert set(by_class) == set(classes)
+        for entry in by_class.values():
+            assert set(entry) == {*morphometry.NAMES, "mean_ratio"}
+            assert all(set(entry[name]) == {"w", "floor", "ratio"} for name in morphometry.NAMES)
+    real_6 = morphometry.measure_all(test_6, progress=False)  # the 2 test galaxies of class 6, measured here
+    for name in morphometry.NAMES:
+        recorded = [np.nan if v is None else v for v in shapes["values"]["real"]["6"][name]]
+        np.testing.assert_allclose(np.sort(recorded), np.sort(real_6[name]), atol=1e-4)
+    assert figure_is_drawn(out / "morphology.png")
+    (out / "morphology.png").unlink()  # drawn again from evaluation.json alone
+    generate.main(["--quiet", "--checkpoint", str(isolated.best), "--out", str(out), "--morphology-plot"])
+    assert figure_is_drawn(out / "morphology.png")
+
+
+def figure_is_drawn(path):
+    """A PNG that holds more than a background: some pixels far from the most common colour."""
+    pixels = np.asarray(Image.open(path).convert("L"), np.float64)
+    values, counts = np.unique(pixels, return_counts=True)
+    return (np.abs(pixels - values[counts.argmax()]) > 64).mean() > 0.005
 
 
 def test_reconstruction_judge_learns_the_models_reconstructions_and_is_cached_by_its_weights(isolated, tmp_path):
@@ -1856,7 +1997,7 @@ def test_evaluate_on_the_validation_split_leaves_the_test_split_alone_and_record
                         real_activations(g, split, *a, **k))
     checkpoint, out = copied_checkpoint(isolated, tmp_path), tmp_path / "evaluation-on-val"
     argv = ["--quiet", "--checkpoint", str(checkpoint), "--out", str(out), "--evaluate", "--split", "val",
-            "--samplers", "gmm", "--fid-samples", "6", "--judge-epochs", "1"]
+            "--samplers", "gmm", "--fid-samples", "6", "--judge-epochs", "1", "--no-morphology"]
     generate.main(argv)
     table = capsys.readouterr().out
     for row in ("val SSIM", "FID reconstructions of val galaxies", "judge accuracy, real val galaxies", "x the val galaxies'"):
@@ -1903,7 +2044,8 @@ def test_evaluate_is_repeatable_with_a_noisy_decoder(run, monkeypatch):
 
     def evaluated(state):
         torch.manual_seed(state)  # another state of the global generator: the same noise, the same figures
-        result = evaluation.evaluate(model, run.galaxies, 8, samplers=("gmm",), judge_epochs=1, progress=False)
+        result = evaluation.evaluate(model, run.galaxies, 8, samplers=("gmm",), judge_epochs=1, progress=False,
+                                     morphology=False)
         return result["fid"], result["ssim"], result["accuracy"]["samplers"]
     assert evaluated(5) == evaluated(6)
 
@@ -2145,7 +2287,7 @@ def test_evaluate_on_validation_chooses_the_sky_fraction_and_every_draw_takes_it
     argv = ["--quiet", "--checkpoint", str(checkpoint), "--out", str(out), "--samplers", "gmm", "--judge-epochs", "1"]
     generate.main(argv + ["--class", "6", "2"])
     assert seen == [0.5]  # nothing recorded: drawn as trained
-    generate.main(argv + ["--evaluate", "--split", "val", "--fid-samples", "6"])
+    generate.main(argv + ["--evaluate", "--split", "val", "--fid-samples", "6", "--no-morphology"])
     table = capsys.readouterr().out
     records = json.loads((tmp_path / "run" / "refine_steps.json").read_text())["choices"]
     [sky] = [r for r in records if r["key"]["sky_noise"] == "auto"]
@@ -2168,7 +2310,7 @@ def test_evaluate_on_validation_chooses_the_sky_fraction_and_every_draw_takes_it
     generate.main(argv + ["--class", "6", "2", "--sky-noise", "0.5"])
     assert seen == [0.0, 0.5]
     monkeypatch.setattr(draw_choice, "choose_refine_steps", lambda *a, **k: pytest.fail("measured again"))
-    generate.main(argv + ["--evaluate", "--split", "val", "--fid-samples", "6"])
+    generate.main(argv + ["--evaluate", "--split", "val", "--fid-samples", "6", "--no-morphology"])
     assert "measuring" not in capsys.readouterr().out
     assert json.loads((out / "evaluation_val.json").read_text())["sky_noise"] == 0.0
     # The explorer draws as generate.py does.
@@ -2647,12 +2789,17 @@ def test_compare_embedded_against_a_folder(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     result = json.loads(out.with_suffix(".json").read_text())
     assert Image.open(out).size[0] > 0 and "Round Smooth" in printed and "field_sources" in printed
+    assert "rhalf_ellip" in printed and "mean W1 / floor" in printed
     for c in ("2", "6", "9"):
         r = result["classes"][c]
         # the embedded test split (20 of 200) holds two disjoint draws of the folder's 10
         assert r["n"] == 10 and r["floor_n"] == 5 and r["draws"] == 2 and r["fid_sd"] > 0
         assert r["fid"] > 0 and r["floor"] > 0 and set(r["statistics"]) == {k for k, _ in morphology.STATISTICS}
         assert r["statistics"]["sky_level"]["real"] == pytest.approx(0.1, abs=0.01)
+        shapes = r["morphometry"]  # statmorph: 5 embedded against the folder's last 5, over its first 5 against them
+        assert shapes["n"] == 5 and set(shapes["statistics"]) == set(morphometry.NAMES)
+        assert shapes["failures"]["real"] <= 2 and shapes["mean_ratio"] > 0
+        assert all(s["real"] is not None for s in shapes["statistics"].values())
     assert result["classes"]["overall"]["n"] == 30 and result["classes"]["overall"]["draws"] == 2
     assert [p.name for p in out.parent.iterdir()] == ["cmp.png", "cmp.json"] or \
         sorted(p.name for p in out.parent.iterdir()) == ["cmp.json", "cmp.png"]
