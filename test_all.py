@@ -1531,12 +1531,17 @@ def inception():
         return fid.load_inception(device="cpu")
 
 
-def low_rank_statistics(seed, n=300, dim=512, shift=0.0):
-    """Statistics of n < dim non-negative, correlated 'features' (rank n - 1 covariance), like Inception's."""
+def low_rank_features(seed, n=300, dim=512, shift=0.0):
+    """n non-negative, correlated 'features' (float32, as Inception's come), of rank 64 plus a little noise."""
     rng = np.random.default_rng(seed)
     mixing = np.random.default_rng(123).standard_normal((64, dim)) / 8
     acts = np.maximum((rng.standard_normal((n, 64)) + shift) @ mixing + 0.1 * rng.standard_normal((n, dim)), 0)
-    return fid.calculate_statistics(acts)
+    return acts.astype(np.float32)
+
+
+def low_rank_statistics(seed, n=300, dim=512, shift=0.0):
+    """Statistics of n < dim features (rank n - 1 covariance), like Inception's."""
+    return fid.calculate_statistics(low_rank_features(seed, n, dim, shift))
 
 
 @pytest.mark.parametrize("method", ["eig", "sqrtm"])
@@ -1588,6 +1593,45 @@ def test_matches_pytorch_fid_and_eig_matches_sqrtm_on_low_rank_covariances():
     assert fid.frechet_distance(mu1, s1, mu2, s2, method="sqrtm") == pytest.approx(reference, rel=1e-6)
     assert fid.frechet_distance(mu1, s1, mu2, s2, method="eig") == pytest.approx(reference, rel=1e-6)
     assert fid.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(reference, rel=1e-6)  # the default
+
+
+@pytest.mark.parametrize("n1, n2, subset_size", [
+    (120, 120, 1000),  # every subset is the whole set (the size capped by N), one kernel matrix each
+    (60, 90, 1000),  # the size capped by the smaller set
+    (100, 150, 40),  # proper subsets sliced from the whole kernel matrices
+    (150, 200, 40),  # subsets taken one product at a time (N > 4 m)
+])
+def test_kid_matches_torch_fidelity_on_the_same_features_and_subsets(n1, n2, subset_size):
+    from torch_fidelity.metric_kid import kid_features_to_metric
+    a, b = low_rank_features(5, n1, 256), low_rank_features(6, n2, 256, shift=0.3)
+    # torch-fidelity computes in its features' dtype: given float64, it does the arithmetic fid.py does.
+    reference = kid_features_to_metric(torch.from_numpy(a.astype(np.float64)), torch.from_numpy(b.astype(np.float64)),
+                                       kid_subset_size=min(subset_size, n1, n2), rng_seed=7, verbose=False)
+    mean, sd = fid.kernel_inception_distance(a, b, subset_size=subset_size, seed=7)
+    assert reference["kernel_inception_distance_mean"] > 0.01
+    assert mean == pytest.approx(reference["kernel_inception_distance_mean"], rel=1e-9)
+    assert sd == pytest.approx(reference["kernel_inception_distance_std"], rel=1e-6, abs=1e-12)
+
+
+def test_kid_of_two_draws_of_one_distribution_averages_zero_and_of_two_distributions_does_not():
+    # Binkowski et al.'s reason for KID: its estimate is unbiased, so two draws of one distribution score 0
+    # on average at any N (FID, a distance of estimated statistics, stays above 0).
+    same = [fid.kernel_inception_distance(low_rank_features(2 * i, 30, 128), low_rank_features(2 * i + 1, 30, 128))[0]
+            for i in range(40)]
+    shifted = [fid.kernel_inception_distance(low_rank_features(2 * i, 30, 128),
+                                             low_rank_features(2 * i + 1, 30, 128, shift=0.3))[0] for i in range(40)]
+    error = np.std(same) / np.sqrt(len(same))
+    assert abs(np.mean(same)) < 3 * error and np.mean(shifted) > 10 * error
+
+
+def test_kid_rejects_bad_features():
+    good = np.ones((4, 8))
+    with pytest.raises(InputError, match="same D"):
+        fid.kernel_inception_distance(good, np.ones((4, 6)))
+    with pytest.raises(InputError, match="at least 2 images a side"):
+        fid.kernel_inception_distance(good, np.ones((1, 8)))
+    with pytest.raises(InputError, match="NaN or infinite"):
+        fid.kernel_inception_distance(good, np.where(good > 0, np.nan, good))
 
 
 def test_bad_statistics_are_rejected():
