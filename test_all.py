@@ -1815,6 +1815,7 @@ def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
                    "--fid-samples", "8", "--judge-epochs", "1", "--sampler-epochs", "2", "--refine-steps", "1"])
     table = capsys.readouterr().out
     for row in ("test SSIM", "FID floor", "FID reconstructions", "FID normal samples", "FID flow samples",
+                "KID floor", "KID reconstructions", "KID normal samples", "KID flow samples", "mean ± sd over 100 subsets",
                 "judge accuracy, vae2 class samples", "6 Unbarred Tight Spi", "chosen by validation accuracy",
                 "copying, gmm: Z_U", "copying, normal: Z_U", "refined by 1 decode-encode step(s)",
                 "recon judge accuracy, reconstructions", "recon judge accuracy, gmm samples",
@@ -1862,7 +1863,28 @@ def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
     test_6 = isolated.galaxies.test_x[isolated.galaxies.test_y == 6]
     expected = fid.get_activations(test_6, fid.load_inception(), progress=False)
     np.testing.assert_allclose(np.sort(np.load(test_acts), 0), np.sort(expected, 0), atol=1e-3)
-    assert list((isolated.data_dir / "cache").glob("acts-*-train-class6-*.npy"))
+    [train_acts] = (isolated.data_dir / "cache").glob("acts-*-train-class6-*.npy")
+    # kid mirrors fid: the same keys and N, a {mean, sd} where fid has a number, None where fid has None.
+    def leaves(tree, path=()):
+        if isinstance(tree, dict) and set(tree) != {"mean", "sd"}:
+            for key, value in tree.items():
+                yield from leaves(value, path + (key,))
+        else:
+            yield path, tree
+    fid_leaves, kid_leaves = dict(leaves(fids)), dict(leaves(result["kid"]))
+    assert fid_leaves.keys() == kid_leaves.keys() and len(fid_leaves) == (1 + len(classes)) * (3 + len(samplers.SAMPLERS))
+    for path, value in fid_leaves.items():
+        kid = kid_leaves[path]
+        if path[-1] == "n" or value is None:
+            assert kid == value, path
+        else:
+            assert set(kid) == {"mean", "sd"} and np.isfinite(kid["mean"]) and kid["sd"] >= 0, path
+    # The floor of class 6 once more, by torch-fidelity from the cached features of both sides.
+    from torch_fidelity.metric_kid import kid_features_to_metric
+    floor_6 = kid_features_to_metric(*(torch.from_numpy(np.load(p).astype(np.float64)) for p in (train_acts, test_acts)),
+                                     kid_subset_size=2, rng_seed=result["seed"], verbose=False)
+    assert result["kid"]["per_class"]["6"]["floor"]["mean"] == pytest.approx(floor_6["kernel_inception_distance_mean"],
+                                                                             rel=1e-9)
 
 
 def test_reconstruction_judge_learns_the_models_reconstructions_and_is_cached_by_its_weights(isolated, tmp_path):
