@@ -2,9 +2,10 @@
 
 FIDs against a held-out split, each at equal N on both sides and per class (N / classes each) as well as
 pooled: the floor (real training galaxies), reconstructions of held-out galaxies (what the decoder can
-express) and each sampler's class-targeted samples. Beside them: SSIM of the reconstructions, the
-accuracy of the class judge (judge.py, chosen on validation accuracy alone) on real held-out galaxies, on
-their reconstructions and on each sampler's samples, and a data-copying test per sampler.
+express) and each sampler's class-targeted samples; each with its KID on the same features (unbiased at
+small N, where FID is not). Beside them: SSIM of the reconstructions, the accuracy of the class judge
+(judge.py, chosen on validation accuracy alone) on real held-out galaxies, on their reconstructions and on
+each sampler's samples, and a data-copying test per sampler.
 """
 import hashlib
 from types import SimpleNamespace
@@ -64,15 +65,27 @@ def fid_counts(galaxies, split, num_samples):
     return counts
 
 
-def fid_table(per_class_acts, real):
-    """FID of generated features against real ones, per class and of all classes pooled: {"overall": x,
-    k: x, ...}."""
-    table = {k: None if acts is None else fid.feature_distance(acts, real[k])
+def fid_table(per_class_acts, real, distance=fid.feature_distance):
+    """FID (or another distance of two feature sets) of generated features against real ones, per class and
+    of all classes pooled: {"overall": x, k: x, ...}."""
+    table = {k: None if acts is None else distance(acts, real[k])
              for k, acts in per_class_acts.items()}
     if all(a is not None for a in per_class_acts.values()):
-        table["overall"] = fid.feature_distance(np.concatenate(list(per_class_acts.values())),
-                                            np.concatenate(list(real.values())))
+        table["overall"] = distance(np.concatenate(list(per_class_acts.values())), np.concatenate(list(real.values())))
     return table
+
+
+def kid_of(acts, real_acts, seed=0):
+    """KID as evaluation.json holds it: {"mean", "sd"} over fid.kernel_inception_distance's subsets (100 of
+    min(1000, N) a side, torch-fidelity's defaults), drawn from `seed`."""
+    mean, sd = fid.kernel_inception_distance(acts, real_acts, seed=seed)
+    return {"mean": mean, "sd": sd}
+
+
+def kid_table(per_class_acts, real, seed=0):
+    """fid_table's table with KIDs ({"mean", "sd"}) in place of FIDs: the same features, no second
+    Inception pass."""
+    return fid_table(per_class_acts, real, lambda acts, real_acts: kid_of(acts, real_acts, seed))
 
 
 # ---------------------------------------------------------------- one FID against validation galaxies, per model
@@ -235,6 +248,7 @@ def _evaluate(model, galaxies, num_samples, seed, sampler, samplers, components,
     subsets = {k: class_subset(held_y, k, n, seed) for k, n in counts.items()}  # the galaxies the FID sees
     recon = {k: acts_of(held_recon[subset]) for k, subset in subsets.items()}
     fids = {"floor": fid_table(floor, real), "reconstructions": fid_table(recon, real), "samplers": {}}
+    kids = {"floor": kid_table(floor, real, seed), "reconstructions": kid_table(recon, real, seed), "samplers": {}}
 
     train_mu, fit_seconds, kept, class_samples = encode_means(model, galaxies.train_x), {}, {}, {}
     held_out = nearest_distances(torch.cat([held_mu[subset] for subset in subsets.values()]), train_mu)
@@ -249,15 +263,17 @@ def _evaluate(model, galaxies, num_samples, seed, sampler, samplers, components,
         fit_seconds[kind] = round(fitted.fit_seconds, 2)
         if kind == "normal":  # no classes: as many N(0, I) galaxies as all classes' real ones together
             latents = refine_latents(model, fitted.sample(sum(counts.values()), seed), refine_steps)
-            acts = acts_of(decode_latents(model, latents))
-            fids["samplers"][kind] = {"overall": fid.feature_distance(acts, np.concatenate(list(real.values())))}
+            acts, pooled = acts_of(decode_latents(model, latents)), np.concatenate(list(real.values()))
+            fids["samplers"][kind] = {"overall": fid.feature_distance(acts, pooled)}
+            kids["samplers"][kind] = {"overall": kid_of(acts, pooled, seed)}
             copying["samplers"][kind] = copying_of(latents)
             continue
         # num_samples galaxies per class for the judge; the first n_k of them for the FID.
         latents = {k: refine_latents(model, fitted.sample(num_samples, seed, label=k), refine_steps) for k in classes}
         samples = class_samples[kind] = {k: decode_latents(model, z) for k, z in latents.items()}
         kept[kind] = {str(k): share for k, share in fitted.kept.items()}
-        fids["samplers"][kind] = fid_table({k: acts_of(samples[k][:n]) for k, n in counts.items()}, real)
+        sample_acts = {k: acts_of(samples[k][:n]) for k, n in counts.items()}
+        fids["samplers"][kind], kids["samplers"][kind] = fid_table(sample_acts, real), kid_table(sample_acts, real, seed)
         copying["samplers"][kind] = copying_of(torch.cat([latents[k][:n] for k, n in counts.items()]))
 
     judge = load_or_train_classifier(galaxies, judge_epochs, seed, device, progress=progress)
@@ -284,14 +300,15 @@ def _evaluate(model, galaxies, num_samples, seed, sampler, samplers, components,
                                    counts, seed, progress)
     return {"split": split, "num_samples": num_samples, "seed": seed, "sampler": sampler,
             "sky_noise": model.sky_noise, "ssim": ssim_result, "morphology": shapes,
-            "fid": arrange_fids(fids, counts), "accuracy": accuracy, "copying": copying,
+            "fid": arrange_fids(fids, counts), "kid": arrange_fids(kids, counts), "accuracy": accuracy, "copying": copying,
             "samplers": {"fit_seconds": fit_seconds, "sampler_epochs": sampler_epochs, "components": components,
                          "refine_steps": refine_steps, "class_confidence": confidence, "kept": kept},
             "judge": judge.selection, "reconstruction_judge": recon_judge.selection}
 
 
 def arrange_fids(fids, counts):
-    """{"n", "floor", "reconstructions", "samplers": {...}} overall, and the same under per_class."""
+    """{"n", "floor", "reconstructions", "samplers": {...}} overall, and the same under per_class (of FIDs or
+    of KIDs)."""
     def at(key):
         return {"floor": fids["floor"].get(key), "reconstructions": fids["reconstructions"].get(key),
                 "samplers": {kind: table.get(key) for kind, table in fids["samplers"].items()}}
@@ -318,16 +335,22 @@ def morphology_rows(shapes):
 def format_table(result, classes):
     """The evaluation as a plain-text table: one column overall, one per class."""
     def cell(value):
+        if isinstance(value, dict):  # a KID
+            return f"{value['mean']:.4f} ± {value['sd']:.4f}"
         return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    def distance_rows(name, table):  # FID's or KID's rows: floor, reconstructions, each sampler
+        per_class = lambda get: {str(k): get(table["per_class"][str(k)]) for k in classes}
+        rows = [(f"{name} floor: real training galaxies", table["floor"], per_class(lambda e: e["floor"])),
+                (f"{name} reconstructions of {split} galaxies", table["reconstructions"],
+                 per_class(lambda e: e["reconstructions"]))]
+        fit = lambda kind: f" ({result['samplers']['fit_seconds'][kind]:.3g} s fit)" if name == "FID" else ""
+        return rows + [(f"{name} {kind} samples{fit(kind)}", table["samplers"][kind],
+                        per_class(lambda e: e["samplers"][kind])) for kind in table["samplers"]]
     fids, acc, chosen, split = result["fid"], result["accuracy"], result["judge"]["chosen"], result.get("split", "test")
-    per_class = lambda get: {str(k): get(fids["per_class"][str(k)]) for k in classes}
     rows = [(f"{split} SSIM (posterior mean)", result["ssim"]["mean"], result["ssim"]["per_class"]),
-            ("images per FID side (N)", fids["n"], per_class(lambda e: e["n"])),
-            ("FID floor: real training galaxies", fids["floor"], per_class(lambda e: e["floor"])),
-            (f"FID reconstructions of {split} galaxies", fids["reconstructions"], per_class(lambda e: e["reconstructions"]))]
-    for kind in fids["samplers"]:
-        rows.append((f"FID {kind} samples ({result['samplers']['fit_seconds'][kind]:.3g} s fit)",
-                     fids["samplers"][kind], per_class(lambda e: e["samplers"][kind])))
+            ("images per FID and KID side (N)", fids["n"], {str(k): fids["per_class"][str(k)]["n"] for k in classes})]
+    rows += distance_rows("FID", fids) + distance_rows("KID", result["kid"])
     rows += morphology_rows(result.get("morphology"))
     rows += [(f"judge accuracy, real {split} galaxies", acc[f"real_{split}"]["overall"], acc[f"real_{split}"]),
              ("judge accuracy, reconstructions", acc["reconstructions"]["overall"], acc["reconstructions"])]
@@ -343,9 +366,11 @@ def format_table(result, classes):
                      recon_judge["reconstructions"]))
         rows += [(f"recon judge accuracy, {kind} samples", table["overall"], table)
                  for kind, table in recon_judge["samplers"].items() if table is not None]
-    lines = [f"{'':40}{'overall':>10}" + "".join(f"{f'{k} {CLASS_NAMES[k]}'[:20]:>22}" for k in classes)]
+    lines = [f"{'':40}{'overall':>16}" + "".join(f"{f'{k} {CLASS_NAMES[k]}'[:20]:>22}" for k in classes)]
     for name, overall, by_class in rows:
-        lines.append(f"{name[:40]:40}{cell(overall):>10}" + "".join(f"{cell(by_class.get(str(k))):>22}" for k in classes))
+        lines.append(f"{name[:40]:40}{cell(overall):>16}" + "".join(f"{cell(by_class.get(str(k))):>22}" for k in classes))
+    lines.append("KID: unbiased MMD^2 on the FID's features, kernel (x.y / d + 1)^3, mean ± sd over 100 subsets of "
+                 "min(1000, N) a side (at N <= 1000 each subset is the whole set, so sd ~ 0)")
     lines.append(f"judge: width {chosen['width']}, epoch {chosen['epoch']}, chosen by validation accuracy "
                  f"{chosen['val_accuracy']:.4g} (class samples drawn {result['num_samples']} per class, each "
                  f"sampler's latents refined by {result['samplers']['refine_steps']} decode-encode step(s))")

@@ -1645,12 +1645,17 @@ def inception():
         return fid.load_inception(device="cpu")
 
 
-def low_rank_statistics(seed, n=300, dim=512, shift=0.0):
-    """Statistics of n < dim non-negative, correlated 'features' (rank n - 1 covariance), like Inception's."""
+def low_rank_features(seed, n=300, dim=512, shift=0.0):
+    """n non-negative, correlated 'features' (float32, as Inception's come), of rank 64 plus a little noise."""
     rng = np.random.default_rng(seed)
     mixing = np.random.default_rng(123).standard_normal((64, dim)) / 8
     acts = np.maximum((rng.standard_normal((n, 64)) + shift) @ mixing + 0.1 * rng.standard_normal((n, dim)), 0)
-    return fid.calculate_statistics(acts)
+    return acts.astype(np.float32)
+
+
+def low_rank_statistics(seed, n=300, dim=512, shift=0.0):
+    """Statistics of n < dim features (rank n - 1 covariance), like Inception's."""
+    return fid.calculate_statistics(low_rank_features(seed, n, dim, shift))
 
 
 @pytest.mark.parametrize("method", ["eig", "sqrtm"])
@@ -1702,6 +1707,45 @@ def test_matches_pytorch_fid_and_eig_matches_sqrtm_on_low_rank_covariances():
     assert fid.frechet_distance(mu1, s1, mu2, s2, method="sqrtm") == pytest.approx(reference, rel=1e-6)
     assert fid.frechet_distance(mu1, s1, mu2, s2, method="eig") == pytest.approx(reference, rel=1e-6)
     assert fid.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(reference, rel=1e-6)  # the default
+
+
+@pytest.mark.parametrize("n1, n2, subset_size", [
+    (120, 120, 1000),  # every subset is the whole set (the size capped by N), one kernel matrix each
+    (60, 90, 1000),  # the size capped by the smaller set
+    (100, 150, 40),  # proper subsets sliced from the whole kernel matrices
+    (150, 200, 40),  # subsets taken one product at a time (N > 4 m)
+])
+def test_kid_matches_torch_fidelity_on_the_same_features_and_subsets(n1, n2, subset_size):
+    from torch_fidelity.metric_kid import kid_features_to_metric
+    a, b = low_rank_features(5, n1, 256), low_rank_features(6, n2, 256, shift=0.3)
+    # torch-fidelity computes in its features' dtype: given float64, it does the arithmetic fid.py does.
+    reference = kid_features_to_metric(torch.from_numpy(a.astype(np.float64)), torch.from_numpy(b.astype(np.float64)),
+                                       kid_subset_size=min(subset_size, n1, n2), rng_seed=7, verbose=False)
+    mean, sd = fid.kernel_inception_distance(a, b, subset_size=subset_size, seed=7)
+    assert reference["kernel_inception_distance_mean"] > 0.01
+    assert mean == pytest.approx(reference["kernel_inception_distance_mean"], rel=1e-9)
+    assert sd == pytest.approx(reference["kernel_inception_distance_std"], rel=1e-6, abs=1e-12)
+
+
+def test_kid_of_two_draws_of_one_distribution_averages_zero_and_of_two_distributions_does_not():
+    # Binkowski et al.'s reason for KID: its estimate is unbiased, so two draws of one distribution score 0
+    # on average at any N (FID, a distance of estimated statistics, stays above 0).
+    same = [fid.kernel_inception_distance(low_rank_features(2 * i, 30, 128), low_rank_features(2 * i + 1, 30, 128))[0]
+            for i in range(40)]
+    shifted = [fid.kernel_inception_distance(low_rank_features(2 * i, 30, 128),
+                                             low_rank_features(2 * i + 1, 30, 128, shift=0.3))[0] for i in range(40)]
+    error = np.std(same) / np.sqrt(len(same))
+    assert abs(np.mean(same)) < 3 * error and np.mean(shifted) > 10 * error
+
+
+def test_kid_rejects_bad_features():
+    good = np.ones((4, 8))
+    with pytest.raises(InputError, match="same D"):
+        fid.kernel_inception_distance(good, np.ones((4, 6)))
+    with pytest.raises(InputError, match="at least 2 images a side"):
+        fid.kernel_inception_distance(good, np.ones((1, 8)))
+    with pytest.raises(InputError, match="NaN or infinite"):
+        fid.kernel_inception_distance(good, np.where(good > 0, np.nan, good))
 
 
 def test_bad_statistics_are_rejected():
@@ -1886,7 +1930,9 @@ def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
                    "--morphology-plot"])
     table = capsys.readouterr().out
     for row in ("morphology W / floor, reconstructions", "morphology W / floor, flow samples",
-                "statmorph failures, real", "statmorph failures, gmm", "test SSIM", "FID floor", "FID reconstructions", "FID normal samples", "FID flow samples",
+                "statmorph failures, real", "statmorph failures, gmm", "test SSIM", "FID floor", "FID reconstructions",
+                "FID normal samples", "FID flow samples",
+                "KID floor", "KID reconstructions", "KID normal samples", "KID flow samples", "mean ± sd over 100 subsets",
                 "judge accuracy, vae2 class samples", "6 Unbarred Tight Spi", "chosen by validation accuracy",
                 "copying, gmm: Z_U", "copying, normal: Z_U", "refined by 1 decode-encode step(s)",
                 "recon judge accuracy, reconstructions", "recon judge accuracy, gmm samples",
@@ -1934,7 +1980,28 @@ def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
     test_6 = isolated.galaxies.test_x[isolated.galaxies.test_y == 6]
     expected = fid.get_activations(test_6, fid.load_inception(), progress=False)
     np.testing.assert_allclose(np.sort(np.load(test_acts), 0), np.sort(expected, 0), atol=1e-3)
-    assert list((isolated.data_dir / "cache").glob("acts-*-train-class6-*.npy"))
+    [train_acts] = (isolated.data_dir / "cache").glob("acts-*-train-class6-*.npy")
+    # kid mirrors fid: the same keys and N, a {mean, sd} where fid has a number, None where fid has None.
+    def leaves(tree, path=()):
+        if isinstance(tree, dict) and set(tree) != {"mean", "sd"}:
+            for key, value in tree.items():
+                yield from leaves(value, path + (key,))
+        else:
+            yield path, tree
+    fid_leaves, kid_leaves = dict(leaves(fids)), dict(leaves(result["kid"]))
+    assert fid_leaves.keys() == kid_leaves.keys() and len(fid_leaves) == (1 + len(classes)) * (3 + len(samplers.SAMPLERS))
+    for path, value in fid_leaves.items():
+        kid = kid_leaves[path]
+        if path[-1] == "n" or value is None:
+            assert kid == value, path
+        else:
+            assert set(kid) == {"mean", "sd"} and np.isfinite(kid["mean"]) and kid["sd"] >= 0, path
+    # The floor of class 6 once more, by torch-fidelity from the cached features of both sides.
+    from torch_fidelity.metric_kid import kid_features_to_metric
+    floor_6 = kid_features_to_metric(*(torch.from_numpy(np.load(p).astype(np.float64)) for p in (train_acts, test_acts)),
+                                     kid_subset_size=2, rng_seed=result["seed"], verbose=False)
+    assert result["kid"]["per_class"]["6"]["floor"]["mean"] == pytest.approx(floor_6["kernel_inception_distance_mean"],
+                                                                             rel=1e-9)
     # Morphology: statmorph on the same galaxies, per set and class, each statistic against its floor.
     shapes = result["morphology"]
     assert shapes["n"]["real"] == shapes["n"]["reconstructions"] == shapes["n"]["samplers.flow"] == dict.fromkeys(classes, 2)
@@ -1953,6 +2020,7 @@ def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
     (out / "morphology.png").unlink()  # drawn again from evaluation.json alone
     generate.main(["--quiet", "--checkpoint", str(isolated.best), "--out", str(out), "--morphology-plot"])
     assert figure_is_drawn(out / "morphology.png")
+
 
 
 def figure_is_drawn(path):
