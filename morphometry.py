@@ -152,7 +152,7 @@ def measure(image):
 
 # ---------------------------------------------------------------- many galaxies, cached for real ones
 
-def _workers():
+def cpu_workers():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
@@ -160,7 +160,7 @@ def measure_all(images, progress=True, desc="statmorph", workers=None):
     """The statistics of many cutouts (N x 3 x S x S, a tensor or array): {name: array of N values,
     "failure": list of N reasons ("" for a good one)}, spread over the CPU cores."""
     images = np.asarray(images, np.float32)
-    workers = workers or _workers()
+    workers = workers or cpu_workers()
     bar = tqdm(total=len(images), desc=desc, disable=not progress, leave=False)
     if workers < 2 or len(images) < PARALLEL_FROM:
         rows = []
