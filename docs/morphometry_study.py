@@ -36,11 +36,26 @@ def real_against_real(checkpoint, counts, seed, split="test"):
     return result
 
 
+def print_statistics(lines):
+    """A markdown table: each statistic's W1 / floor per set and class, mean over the evaluations."""
+    sets = list(lines[0]["ratio"])
+    classes = list(lines[0]["ratio"][sets[0]])
+    print("| statistic | " + " | ".join(f"{name}, {k}" for name in sets for k in classes) + " |")
+    print("| --- " * (1 + len(sets) * len(classes)) + "|")
+    for stat in morphometry.NAMES:
+        cells = []
+        for name in sets:
+            for k in classes:
+                values = [line["ratio"][name][k][stat] for line in lines if line["ratio"][name][k][stat] is not None]
+                cells.append(f"{np.mean(values):.2f}" if values else "-")
+        print(f"| {stat} | " + " | ".join(cells) + " |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("evaluations", nargs="+", help="folders with evaluation.json")
     args = parser.parse_args()
-    summary = {}
+    summary, lines = {}, []
     for folder in map(Path, args.evaluations):
         result = json.loads((folder / "evaluation.json").read_text())
         shapes, seed = result["morphology"], result["seed"]
@@ -53,9 +68,11 @@ def main():
                 "ratio": {name: {k: {s: c[s]["ratio"] for s in morphometry.NAMES} for k, c in t.items()}
                           for name, t in rows.items()}}
         print(json.dumps(line))
+        lines.append(line)
         for name, by_class in line["mean_ratio"].items():
             for k, value in by_class.items():
                 summary.setdefault(name, {}).setdefault(k, []).append(value)
+    print_statistics(lines)
     print("mean W1 / floor per class, mean +- sd over the evaluations:")
     for name, by_class in summary.items():
         cells = "  ".join(f"{k}: {np.mean(v):.2f} +- {np.std(v, ddof=1) if len(v) > 1 else 0:.2f}"
