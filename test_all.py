@@ -2392,8 +2392,10 @@ def logged_train(config, resume=False, on_epoch=None, **kwargs):
             time.sleep(600)
     return real_train(config, resume=resume, on_epoch=epoch_done, **kwargs)
 train.train = logged_train
+# Beats a second apart, to find a killed worker soon; three seconds where none dies, so that a loaded machine
+# does not take a live one for dead.
 gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS | {"epochs": epochs}, out, storage=storage,
-            score_fid=cheap_fid, progress=False, heartbeat=1)
+            score_fid=cheap_fid, progress=False, heartbeat=3 if mode == "together" else 1)
 """
 
 
@@ -2505,9 +2507,10 @@ def test_four_workers_started_together_on_a_fresh_storage_train_each_configurati
     assert len({t.user_attrs["worker"] for t in complete}) >= 2
 
 
-def test_kill_9_in_a_configuration_then_every_configuration_finishes_once(data_dir, tmp_path, monkeypatch):
+def test_kill_9_in_a_configuration_then_every_configuration_finishes_once(data_dir, tmp_path, monkeypatch,
+                                                                        fresh_storage):
     out, log, stalled = tmp_path / "grid", tmp_path / "trainings.log", tmp_path / "stalled"
-    first = start_worker(tmp_path, out, log, 2, f"stall:{stalled}")
+    first = start_worker(tmp_path, out, log, 2, f"stall:{stalled}", fresh_storage)
     deadline = time.time() + 240
     while not stalled.exists():
         if first.poll() is not None or time.time() > deadline:
@@ -2524,7 +2527,7 @@ def test_kill_9_in_a_configuration_then_every_configuration_finishes_once(data_d
     assert (killed_run / "last.pt").exists() and len(epoch_1) == 1
 
     log.write_text("")
-    second = start_worker(tmp_path, out, log, 2, "plain")
+    second = start_worker(tmp_path, out, log, 2, "plain", fresh_storage)
     output = finish(second)
     assert second.returncode == 0, output[-3000:]
     third = next(i for i in TINY_IDS if i not in (done_run.name, killed_run.name))
@@ -2534,7 +2537,7 @@ def test_kill_9_in_a_configuration_then_every_configuration_finishes_once(data_d
     history = json.loads((killed_run / "history.json").read_text())
     assert len(history) == 2 and history[0] == epoch_1[0]  # its first epoch kept, not trained again
     assert (done_run / "best.pt").stat().st_mtime_ns == best_mtime
-    trials = grid_trials(out)
+    trials = grid_trials(out, fresh_storage)
     complete = [t.user_attrs["id"] for t in trials if t.state == gs.TrialState.COMPLETE]
     failed = [t for t in trials if t.state == gs.TrialState.FAIL]
     assert sorted(complete) == TINY_IDS  # every configuration finished exactly once
@@ -2543,9 +2546,109 @@ def test_kill_9_in_a_configuration_then_every_configuration_finishes_once(data_d
     # Run again after the end: nothing is trained, the same ranking.
     table, trained = grid_table(out), []
     monkeypatch.setattr(train, "train", lambda config, **kwargs: trained.append(config.out))
-    rows = gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS | {"epochs": 2}, out, score_fid=cheap_fid,
-                       progress=False)
+    rows = gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS | {"epochs": 2}, out, storage=fresh_storage,
+                       score_fid=cheap_fid, progress=False)
     assert trained == [] and len(rows) == 3 and grid_table(out) == table
+
+
+@pytest.fixture(scope="module")
+def finished_grid(data_dir, tmp_path_factory):
+    """The tiny grid run to its end by one worker, its study in the journal file of its folder."""
+    out = tmp_path_factory.mktemp("finished_grid")
+    gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS, out, score_fid=cheap_fid, progress=False, heartbeat=1)
+    return out
+
+
+def ranking_and_epochs(out):
+    """What a grid folder ranks (without the seconds each took) and how many epochs each run trained."""
+    return [(row["id"], row["status"], row["val_loss"], row["fid"], row["score"], row["checkpoint"],
+             len(json.loads((out / "runs" / row["id"] / "history.json").read_text()))) for row in grid_table(out)]
+
+
+def test_a_torn_journal_tail_is_set_aside_and_no_configuration_is_lost(finished_grid, tmp_path, capsys):
+    """A write cut off at any byte of the last record (or of the one before): --summarize warns in one line and
+    sets the torn bytes aside beside the journal, a worker then finishes the grid, nothing trained again."""
+    journal = (finished_grid / gs.JOURNAL).read_bytes()
+    starts = [0] + [i + 1 for i, byte in enumerate(journal[:-1]) if byte == ord("\n")]  # where each record starts
+    expected = ranking_and_epochs(finished_grid)
+    last = len(journal) - starts[-1]
+    for cut in sorted({2, 3, last // 2, last - 1, last + 2, last + (starts[-1] - starts[-2]) // 2}):
+        out = tmp_path / f"cut{cut}"
+        shutil.copytree(finished_grid, out)
+        (out / "results.csv").unlink()
+        (out / gs.JOURNAL).write_bytes(journal[:-cut])
+        kept = max(start for start in starts if start < len(journal) - cut)  # the torn record's start
+        gs.main(["--summarize", str(out)])
+        printed = capsys.readouterr()
+        aside = list(out.glob(f"{gs.JOURNAL}.torn-*"))
+        assert len(aside) == 1 and aside[0].read_bytes() == journal[kept:-cut], cut
+        assert printed.err == (f"warning: {out / gs.JOURNAL}: its last line was cut off ({len(journal) - cut - kept} "
+                               f"bytes, a write that never finished); set aside into {aside[0].name}, the records "
+                               "before it kept\n"), cut
+        assert (out / gs.JOURNAL).read_bytes() == journal[:kept] and "configurations finished" in printed.out
+        gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS, out, score_fid=cheap_fid, progress=False, heartbeat=1)
+        assert ranking_and_epochs(out) == expected, cut  # 0 configurations lost, none trained again
+        assert "Traceback" not in capsys.readouterr().err
+    # Only the newline of the last record missing: it is given back, nothing set aside.
+    out = tmp_path / "newline"
+    shutil.copytree(finished_grid, out)
+    (out / gs.JOURNAL).write_bytes(journal[:-1])
+    gs.main(["--summarize", str(out)])
+    assert "lacked its newline" in capsys.readouterr().err and (out / gs.JOURNAL).read_bytes() == journal
+    assert not list(out.glob(f"{gs.JOURNAL}.torn-*")) and ranking_and_epochs(out) == expected
+
+
+def test_a_worker_running_when_a_write_is_cut_off_repairs_the_tail_before_appending(tmp_path, capsys):
+    """Optuna skips a torn last line but appends after it, making a damaged line no worker can read past."""
+    path = tmp_path / "journal.log"
+    study = gs.optuna.create_study(storage=study_storage.open_storage(path, None), study_name="grid")
+    study.set_user_attr("a", 1)
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-9])  # another worker's write cut off while this one runs
+    study.set_user_attr("b", 2)
+    assert "its last line was cut off" in capsys.readouterr().err
+    reopened = gs.optuna.load_study(study_name="grid", storage=study_storage.open_storage(path, None))
+    assert reopened.user_attrs == {"b": 2}
+    assert [p.read_bytes() for p in tmp_path.glob("journal.log.torn-*")] == [whole[whole.rstrip(b"\n").rfind(b"\n") + 1:-9]]
+
+
+def test_a_journal_damaged_elsewhere_is_one_line_and_summarize_ranks_from_the_run_folders(finished_grid, tmp_path,
+                                                                                         capsys):
+    out = tmp_path / "grid"
+    shutil.copytree(finished_grid, out)
+    (out / "results.csv").unlink()
+    lines = (out / gs.JOURNAL).read_bytes().splitlines(keepends=True)
+    lines[4] = lines[4][:20] + b"\x00" * 8 + b"\n"  # a damaged block in the middle
+    (out / gs.JOURNAL).write_bytes(b"".join(lines))
+    lr = ["--lr", "1e-3", "2e-3", "4e-3"]
+    line = bad_input(gs.main, *TINY_FLAGS, *lr, "--out", out, capsys=capsys)
+    assert f"--out {out / gs.JOURNAL}: damaged at line 5" in line and "grid_search.py --summarize" in line
+    gs.main(["--summarize", str(out)])
+    printed = capsys.readouterr()
+    assert printed.err.count("\n") == 1 and "damaged at line 5" in printed.err and "3 run folders" in printed.err
+    assert "3 of 3 configurations finished" in printed.out
+    assert grid_table(out) == grid_table(finished_grid)  # the same ranking, seconds and checkpoints as the study's
+    assert ckpt.load_checkpoint(out / "best.pt")[1]["config"]["out"].endswith(grid_table(out)[0]["id"])
+
+
+def test_a_worker_taken_for_dead_while_alive_is_told_so_not_stopped(tmp_path):
+    """A stalled worker's trial failed by another meanwhile: Optuna's tell raises, and the worker goes on."""
+    study = gs.optuna.create_study(storage=study_storage.open_storage(tmp_path / "journal.log", None))
+
+    def objective(trial):  # another worker's fail_stale_trials while this one trains
+        study._storage.set_trial_state_values(trial._trial_id, gs.TrialState.FAIL)
+        return 1.0
+    with pytest.raises(Exception) as told:
+        study.optimize(objective, n_trials=1)
+    assert gs.taken_over(told.value) and not gs.taken_over(ValueError("an ordinary error"))
+
+
+def test_a_missing_database_driver_names_the_package_to_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if not installed
+    line = bad_input(gs.main, *TINY_FLAGS, "--storage", "postgresql://grid@127.0.0.1:9/grid", "--out",
+                     tmp_path / "out", capsys=capsys)
+    assert line.endswith('--storage postgresql://grid@127.0.0.1:9/grid: its database driver psycopg is not '
+                         'installed (pip install "psycopg[binary]")')
 
 
 def test_diverged_configuration_is_recorded_once_and_ranked_last(data_dir, tmp_path, monkeypatch, capsys):
