@@ -2347,10 +2347,12 @@ def postgres():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_workers_opening_a_fresh_database_at_once_all_get_its_study(postgres):
+@pytest.mark.parametrize("kind", ["postgresql", "sqlite"])
+def test_workers_opening_a_fresh_database_at_once_all_get_its_study(kind, request, tmp_path):
     """Optuna's tables, schema stamp and study made by whichever worker comes first: the others' collisions
     (UniqueViolation on "pg_type_typname_nsp_index", tables already there) are tried again, not fatal."""
-    url, start, opened, errors = postgres("race"), threading.Barrier(8), [], []
+    url = request.getfixturevalue("postgres")("race") if kind == "postgresql" else f"sqlite:///{tmp_path / 'grid.db'}"
+    start, opened, errors = threading.Barrier(8), [], []
 
     def worker():
         start.wait()
@@ -2479,29 +2481,37 @@ def test_each_configuration_has_one_trial_that_trains_it():
     assert gs.tally(interrupted)[0] == {} and gs.tally(interrupted)[2] == {gs.config_id(c): interrupted[-1]}
 
 
+def grid_ranking(folder):
+    return [(row["id"], row["status"], float(row["val_loss"]), float(row["fid"]), float(row["score"]))
+            for row in grid_table(folder)]
+
+
+@pytest.fixture(scope="module")
+def one_worker_ranking(data_dir, tmp_path_factory):
+    """The tiny grid ranked by one worker alone, in a fresh process too: this test process's torch state,
+    after other tests, need not train to the same last digit."""
+    folder = tmp_path_factory.mktemp("one_worker")
+    alone = start_worker(folder, folder / "single", folder / "alone.log", 1, "plain")
+    output = finish(alone)
+    assert alone.returncode == 0, output[-3000:]
+    return grid_ranking(folder / "single")
+
+
 def test_four_workers_started_together_on_a_fresh_storage_train_each_configuration_once_and_rank_as_one(
-        data_dir, tmp_path, fresh_storage):
-    # The one worker in a fresh process too, beside the four: this test process's torch state, after other
-    # tests, need not train to the same last digit.
-    single, shared, log = tmp_path / "single", tmp_path / "shared", tmp_path / "trainings.log"
-    alone = start_worker(tmp_path, single, tmp_path / "alone.log", 1, "plain")
+        one_worker_ranking, tmp_path, fresh_storage):
+    shared, log = tmp_path / "shared", tmp_path / "trainings.log"
     workers = [start_worker(tmp_path, shared, log, 1, "together", fresh_storage) for _ in range(4)]
     outputs = [finish(worker) for worker in workers]
     assert [worker.returncode for worker in workers] == [0] * 4, outputs  # none died
     assert not any("Traceback" in output for output in outputs), outputs
-    output = finish(alone)
-    assert alone.returncode == 0, output[-3000:]
     trained = trainings(log)
     assert sorted(Path(run).name for _, run, _ in trained) == TINY_IDS  # each configuration once
     assert len({pid for pid, _, _ in trained}) >= 2 and {resumed for _, _, resumed in trained} == {"0"}
     assert all("3 of 3 configurations finished" in output for output in outputs)
-
-    def ranking(folder):
-        return [(row["id"], row["status"], float(row["val_loss"]), float(row["fid"]), float(row["score"]))
-                for row in grid_table(folder)]
-    assert [row[:2] for row in ranking(shared)] == [row[:2] for row in ranking(single)]
-    assert [x for row in ranking(shared) for x in row[2:]] == pytest.approx([x for row in ranking(single) for x in row[2:]],
-                                                                         rel=1e-6)
+    ranking = grid_ranking(shared)
+    assert [row[:2] for row in ranking] == [row[:2] for row in one_worker_ranking]
+    assert [x for row in ranking for x in row[2:]] == pytest.approx([x for row in one_worker_ranking for x in row[2:]],
+                                                                    rel=1e-6)
     complete = [t for t in grid_trials(shared, fresh_storage) if t.state == gs.TrialState.COMPLETE]
     assert sorted(t.user_attrs["id"] for t in complete) == TINY_IDS
     assert len({t.user_attrs["worker"] for t in complete}) >= 2
