@@ -17,7 +17,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-import grid_search as gs  # noqa: E402
+import optuna  # noqa: E402
+from study_storage import open_storage  # noqa: E402
 
 FLAGS = ["--data", "embedded", "--max-per-class", "20", "--epochs", "1", "--warmup-epochs", "0", "--batch-size",
          "16", "--base-channels", "4", "--latent", "4", "--layers", "2", "--lr", "1e-3", "2e-3", "4e-3", "8e-4",
@@ -41,16 +42,16 @@ def main():
     outputs = [worker.communicate()[0] for worker in workers]
     wall = time.time() - started[0]
     alive = sum(worker.returncode == 0 and "Traceback" not in output for worker, output in zip(workers, outputs))
-    study, n_configs = gs.load_study(args.out, args.storage)
-    finished, _, _ = gs.tally(study.get_trials(deepcopy=False))
-    holders = Counter(t.user_attrs.get("id") for t in study.get_trials(deepcopy=False)
-                      if t.state == gs.TrialState.COMPLETE and "surplus" not in t.user_attrs)
+    record = json.loads((args.out / "study.json").read_text())  # the grid's study, as grid_search.py keeps it
+    study = optuna.load_study(study_name=record["study"], storage=open_storage(args.storage, args.out))
+    holders = Counter(t.user_attrs.get("id") for t in study.get_trials(deepcopy=False)  # the trials that trained
+                      if t.state == optuna.trial.TrialState.COMPLETE and "surplus" not in t.user_attrs)
     trained = Counter(line.split()[1].rstrip(":") for output in outputs for line in output.splitlines()
                       if line.startswith("[") and "/" in line.split()[0] and " val loss " in line)
     print(json.dumps({"workers": args.workers, "started_within_s": round(started[-1] - started[0], 3),
                       "alive_to_the_end": alive, "exit_codes": [worker.returncode for worker in workers],
-                      "configurations": n_configs, "finished": len(finished),
-                      "finished_once": sum(holders[gs.config_id(c)] == 1 for c in map(gs.trial_config, finished.values())),
+                      "configurations": record["n_configs"], "finished": len(holders),
+                      "finished_once": sum(n == 1 for n in holders.values()),
                       "trained_once": sum(n == 1 for n in trained.values()), "trained_twice_or_more": sum(
                           n > 1 for n in trained.values()), "wall_s": round(wall, 1)}))
     if alive < args.workers:
