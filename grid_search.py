@@ -47,6 +47,7 @@ import multiprocessing
 import os
 import shutil
 import socket
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -86,6 +87,7 @@ DEFAULT_GRID = {"batch_size": [64], "lr": [1e-3, 3e-3], "base_channels": [32], "
 EXTRA_AXES = ("upsample", "res_blocks", "l1_weight", "adversarial", "decoder_noise", "augment", "disc_augment",
               "disc_channels", "lecam", "sky_noise")
 FOLDER_RECORD = "study.json"    # which grid and study --out belongs to, and where the study is kept
+RUN_RECORD = "grid_result.json"  # in each run folder: its configuration's results, as its trial holds them
 HEARTBEAT = 30                  # seconds between a training worker's beats; silent for 3 beats = dead
 MAX_RETRIES = 3                 # a configuration whose worker dies more often than this is given up, as failed
 LIVE, DONE = (TrialState.RUNNING, TrialState.WAITING), (TrialState.COMPLETE, TrialState.PRUNED)
@@ -275,16 +277,41 @@ def requeue(study, trials, configs, finished, running, to_retry):
 # Ranking
 # ------------------------------------------------------------------------------------------------
 
+def results(config, attrs):
+    """A configuration's results, from what its trial records (its user attributes)."""
+    return {"id": config_id(config), "config": config, "status": attrs.get("status") or "pruned",
+            "val_loss": attrs.get("val_loss"), "fid": attrs.get("fid"), "fid_n": attrs.get("fid_n"),
+            "seconds": attrs.get("seconds"), "checkpoint": attrs.get("checkpoint"), "error": attrs.get("error")}
+
+
 def record_of(trial):
     """A finished configuration's results, from its trial."""
-    a = trial.user_attrs
+    record = results(trial_config(trial), trial.user_attrs)
     if trial.state == TrialState.FAIL:  # given up
-        status, error = "failed", f"its worker died or crashed {MAX_RETRIES + 1} times"
-    else:
-        status, error = a.get("status") or "pruned", a.get("error")
-    return {"id": config_id(trial_config(trial)), "config": trial_config(trial), "status": status,
-            "val_loss": a.get("val_loss"), "fid": a.get("fid"), "fid_n": a.get("fid_n"),
-            "seconds": a.get("seconds"), "checkpoint": a.get("checkpoint"), "error": error}
+        record |= {"status": "failed", "error": f"its worker died or crashed {MAX_RETRIES + 1} times"}
+    return record
+
+
+def write_run_record(run_dir, grid, record):
+    """Keep a configuration's results in its run folder too, so that a study that cannot be read any more
+    (a damaged journal) does not cost them (run_folder_records)."""
+    with atomic_output(Path(run_dir) / RUN_RECORD) as tmp:
+        tmp.write_text(json.dumps({"grid": grid, **record}, indent=1))
+
+
+def run_folder_records(folder, grid):
+    """The results that the run folders of `folder` keep for the grid `grid`; an unreadable record is named."""
+    records = []
+    for path in sorted((Path(folder) / "runs").glob(f"*/{RUN_RECORD}")):
+        try:
+            record = json.loads(path.read_text())
+            record["grid"], record["config"], record["status"]
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            print(f"warning: {path}: unreadable ({type(e).__name__}), left out", file=sys.stderr)
+            continue
+        if record["grid"] == grid:
+            records.append(record)
+    return records
 
 
 def score_of(record, loss_weight):
@@ -345,20 +372,37 @@ def load_study(folder, storage=None):
                          f"(the grid of {folder}); give the --storage its workers used") from None
 
 
+def gather_records(folder, storage=None):
+    """What the grid of `folder` has finished: (results, the grid's size, how many are in progress). From its
+    study; where the study cannot be read (a damaged journal, a database out of reach), from the records its
+    run folders keep, with a warning (in progress: unknown there, 0)."""
+    try:
+        study, n_configs = load_study(folder, storage)
+    except InputError as error:
+        record = read_folder_record(folder)
+        records = run_folder_records(folder, record.get("grid"))
+        if not records:
+            raise
+        print(f"warning: {error}; ranked instead from the results that {len(records)} run folders keep",
+              file=sys.stderr)
+        return records, record["n_configs"], 0
+    finished, running, _ = tally(study.get_trials(deepcopy=False))
+    return [record_of(t) for t in finished.values()], n_configs, len(running)
+
+
 def summarize(folder, loss_weight=LOSS_WEIGHT, storage=None):
     """Rank what the study of `folder` holds: print the table, write results.csv, scores.png and best.pt."""
     folder = Path(folder)
-    study, n_configs = load_study(folder, storage)
-    finished, running, _ = tally(study.get_trials(deepcopy=False))
-    if not finished:
-        raise InputError(f"{folder}: no configuration finished yet ({len(running)} in progress)")
-    rows = rank([record_of(t) for t in finished.values()], loss_weight)
+    records, n_configs, running = gather_records(folder, storage)
+    if not records:
+        raise InputError(f"{folder}: no configuration finished yet ({running} in progress)")
+    rows = rank(records, loss_weight)
     columns = ["rank", "id", *AXES, "val_loss", "fid", "fid_n", "score", "status", "seconds", "checkpoint"]
     with atomic_output(folder / "results.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, columns)
         writer.writeheader()
         writer.writerows({"rank": i, **row} for i, row in enumerate(rows, 1))
-    print(f"{len(rows)} of {n_configs} configurations finished" + (f", {len(running)} in progress" if running else "")
+    print(f"{len(rows)} of {n_configs} configurations finished" + (f", {running} in progress" if running else "")
           + f"; score = {loss_weight:.4g} * loss + FID")
     print(f"{'rank':>4}  {'configuration':<44} {'val loss':>9} {'FID':>7} {'score':>8}  FID of N = "
           f"{', '.join(sorted({str(row['fid_n']) for row in rows if row['fid_n'] is not None}))} images a side")
@@ -471,9 +515,11 @@ class Worker:
             if record["beta"] == train_config.beta:  # after warm-up: the loss the score uses
                 trial.report(record["val_loss"], epoch)
                 if trial.should_prune():
-                    for key, value in {"status": "pruned", "val_loss": record["val_loss"], "fid_n": self.n,
-                                       "seconds": round(time.time() - start, 1)}.items():
+                    pruned = {"status": "pruned", "val_loss": record["val_loss"], "fid_n": self.n,
+                              "seconds": round(time.time() - start, 1)}
+                    for key, value in pruned.items():
                         trial.set_user_attr(key, value)
+                    write_run_record(train_config.out, self.grid, results(config, pruned))
                     raise optuna.TrialPruned(f"validation loss {record['val_loss']:.1f} behind at epoch {epoch}")
 
         try:
@@ -481,9 +527,10 @@ class Worker:
         except KeyboardInterrupt:
             trial.set_user_attr("interrupted", True)  # Ctrl-C is no death of the configuration's: retried, uncounted
             raise
-        for key, value in {**metrics, "fid_n": self.n, "seconds": round(time.time() - start, 1),
-                           "resumed": resumed}.items():
+        attrs = {**metrics, "fid_n": self.n, "seconds": round(time.time() - start, 1), "resumed": resumed}
+        for key, value in attrs.items():
             trial.set_user_attr(key, value)
+        write_run_record(train_config.out, self.grid, results(config, attrs))
         return score_of(metrics, self.loss_weight)  # inf for a failed one: recorded once, ranked last
 
     def work(self, position=0):
@@ -520,7 +567,9 @@ class Worker:
                 if len(trials) < total or any(t.state == TrialState.WAITING for t in trials):
                     try:  # one trial: Optuna fails stale trials, asks, beats while it trains, tells
                         self.study.optimize(self.run_trial, n_trials=1, callbacks=[report])
-                    except UpdateFinishedTrialError:
+                    except Exception as e:
+                        if not taken_over(e):
+                            raise
                         tqdm.write("this worker was taken for dead and its configuration taken over; going on")
                     continue
                 if requeue(self.study, trials, self.configs, finished, running, to_retry):
@@ -534,6 +583,15 @@ class Worker:
         finally:
             bar.close()
         return self.study
+
+
+def taken_over(error):
+    """Whether an error of Study.optimize says that another worker failed this one's trial meanwhile (taken
+    for dead: a machine that stalled past the grace period): a write to the trial raises
+    UpdateFinishedTrialError; Optuna 5.1's tell of it raises "Cannot tell a FAIL trial." (a ValueError), which
+    its own clean-up then replaces with an AssertionError ("Should not reach.")."""
+    return any(isinstance(e, UpdateFinishedTrialError) or (isinstance(e, ValueError) and str(e).startswith(
+        "Cannot tell a ")) for e in (error, error.__context__))
 
 
 def start_worker(kwargs, threads, position):

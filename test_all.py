@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import types
@@ -56,6 +57,7 @@ import morphometry
 import samplers
 import procedural
 import realism
+import study_storage
 import train
 from cli import InputError
 from config import PRESETS, TrainConfig
@@ -2500,10 +2502,83 @@ def grid_table(folder):
         return list(csv.DictReader(f))
 
 
-def grid_trials(folder):
+def grid_trials(folder, storage=None):
     """The trials of the study of a grid folder, read as --summarize reads them."""
-    study, _ = gs.load_study(folder)
+    study, _ = gs.load_study(folder, storage)
     return study.get_trials()
+
+
+@pytest.fixture(params=["journal", "postgresql"])
+def fresh_storage(request, tmp_path):
+    """A storage no worker has opened yet: None (the journal file in --out) or a new PostgreSQL database."""
+    return None if request.param == "journal" else request.getfixturevalue("postgres")(f"grid_{tmp_path.name[-20:]}")
+
+
+def postgres_server_binaries():
+    """The newest PostgreSQL server's bin folder (Debian's `postgresql` package), or None."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A throw-away PostgreSQL server of the tests' own (initdb in a temporary folder, a free port on
+    127.0.0.1, its socket in that folder, stopped at the end); yields name -> the URL of a new empty database.
+    initdb refuses to run as root, so as root (CI) the server runs as the `postgres` user."""
+    bin_dir = postgres_server_binaries()
+    if bin_dir is None:
+        why = "no PostgreSQL server here (/usr/lib/postgresql/*/bin: apt-get install postgresql)"
+        if os.environ.get("GALAXY_VAE_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"the PostgreSQL tests are required here (GALAXY_VAE_REQUIRE_POSTGRES=1), but {why}")
+        pytest.skip(why)
+    import psycopg
+    root = Path(tempfile.mkdtemp(prefix="galaxy-vae-pg-"))  # not under pytest's root-only folder: postgres enters it
+    as_server = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_server:
+        shutil.chown(root, "postgres")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data_folder = root / "data"
+
+    def server(*command):
+        subprocess.run([*as_server, bin_dir / command[0], *command[1:]], check=True, capture_output=True, timeout=120)
+    server("initdb", "-D", data_folder, "-U", "postgres", "-A", "trust", "--no-sync", "--no-locale", "-E", "UTF8")
+    server("pg_ctl", "-D", data_folder, "-l", root / "server.log", "-w", "-o",
+           f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", "start")
+    try:
+        def new_database(name):
+            with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True) as connection:
+                connection.execute(f'CREATE DATABASE "{name}"')
+            return f"postgresql://postgres@127.0.0.1:{port}/{name}"
+        yield new_database
+    finally:
+        server("pg_ctl", "-D", data_folder, "-m", "immediate", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "sqlite"])
+def test_workers_opening_a_fresh_database_at_once_all_get_its_study(kind, request, tmp_path):
+    """Optuna's tables, schema stamp and study made by whichever worker comes first: the others' collisions
+    (UniqueViolation on "pg_type_typname_nsp_index", tables already there) are tried again, not fatal."""
+    url = request.getfixturevalue("postgres")("race") if kind == "postgresql" else f"sqlite:///{tmp_path / 'grid.db'}"
+    start, opened, errors = threading.Barrier(8), [], []
+
+    def worker():
+        start.wait()
+        try:
+            storage = study_storage.open_storage(url, None, heartbeat=1)
+            opened.append(gs.optuna.create_study(storage=storage, study_name="grid-race", load_if_exists=True))
+        except Exception as e:
+            errors.append(e)
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len(opened) == 8
+    assert {study._study_id for study in opened} == {opened[0]._study_id}
+    assert gs.optuna.get_all_study_names(url) == ["grid-race"]
 
 
 # A worker in its own process, which logs every training it starts ("pid run-folder resumed"), to prove
@@ -2514,6 +2589,7 @@ DRIVER = """
 import os, sys, time, train, grid_search as gs
 from test_all import TINY_AXES, TINY_SETTINGS, cheap_fid
 out, log, epochs, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+storage = sys.argv[5] if len(sys.argv) > 5 else None
 real_train = train.train
 def logged_train(config, resume=False, on_epoch=None, **kwargs):
     with open(log, "a") as f:
@@ -2528,16 +2604,19 @@ def logged_train(config, resume=False, on_epoch=None, **kwargs):
             time.sleep(600)
     return real_train(config, resume=resume, on_epoch=epoch_done, **kwargs)
 train.train = logged_train
-gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS | {"epochs": epochs}, out, score_fid=cheap_fid,
-            progress=False, heartbeat=1)
+# Beats a second apart, to find a killed worker soon; three seconds where none dies, so that a loaded machine
+# does not take a live one for dead.
+gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS | {"epochs": epochs}, out, storage=storage,
+            score_fid=cheap_fid, progress=False, heartbeat=3 if mode == "together" else 1)
 """
 
 
-def start_worker(tmp_path, out, log, epochs, mode):
+def start_worker(tmp_path, out, log, epochs, mode, storage=None):
     driver = tmp_path / "driver.py"
     if not driver.exists():  # written once: a worker started before may be reading it
         driver.write_text(DRIVER)
-    return subprocess.Popen([sys.executable, driver, out, log, str(epochs), mode], cwd=HERE, text=True,
+    return subprocess.Popen([sys.executable, driver, out, log, str(epochs), mode, *([storage] if storage else [])],
+                            cwd=HERE, text=True,
                             env=os.environ | {"PYTHONPATH": str(HERE)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
@@ -2612,35 +2691,46 @@ def test_each_configuration_has_one_trial_that_trains_it():
     assert gs.tally(interrupted)[0] == {} and gs.tally(interrupted)[2] == {gs.config_id(c): interrupted[-1]}
 
 
-def test_two_workers_sharing_one_storage_rank_as_one_worker(data_dir, tmp_path):
-    # The one worker in a fresh process too, beside the two: this test process's torch state, after other
-    # tests, need not train to the same last digit.
-    single, shared, log = tmp_path / "single", tmp_path / "shared", tmp_path / "trainings.log"
-    alone = start_worker(tmp_path, single, tmp_path / "alone.log", 1, "plain")
-    workers = [start_worker(tmp_path, shared, log, 1, "together") for _ in range(2)]
-    outputs = [finish(worker) for worker in workers]
-    assert [worker.returncode for worker in workers] == [0, 0], outputs
+def grid_ranking(folder):
+    return [(row["id"], row["status"], float(row["val_loss"]), float(row["fid"]), float(row["score"]))
+            for row in grid_table(folder)]
+
+
+@pytest.fixture(scope="module")
+def one_worker_ranking(data_dir, tmp_path_factory):
+    """The tiny grid ranked by one worker alone, in a fresh process too: this test process's torch state,
+    after other tests, need not train to the same last digit."""
+    folder = tmp_path_factory.mktemp("one_worker")
+    alone = start_worker(folder, folder / "single", folder / "alone.log", 1, "plain")
     output = finish(alone)
     assert alone.returncode == 0, output[-3000:]
+    return grid_ranking(folder / "single")
+
+
+def test_four_workers_started_together_on_a_fresh_storage_train_each_configuration_once_and_rank_as_one(
+        one_worker_ranking, tmp_path, fresh_storage):
+    shared, log = tmp_path / "shared", tmp_path / "trainings.log"
+    workers = [start_worker(tmp_path, shared, log, 1, "together", fresh_storage) for _ in range(4)]
+    outputs = [finish(worker) for worker in workers]
+    assert [worker.returncode for worker in workers] == [0] * 4, outputs  # none died
+    assert not any("Traceback" in output for output in outputs), outputs
     trained = trainings(log)
     assert sorted(Path(run).name for _, run, _ in trained) == TINY_IDS  # each configuration once
-    assert len({pid for pid, _, _ in trained}) == 2 and {resumed for _, _, resumed in trained} == {"0"}
+    assert len({pid for pid, _, _ in trained}) >= 2 and {resumed for _, _, resumed in trained} == {"0"}
     assert all("3 of 3 configurations finished" in output for output in outputs)
-
-    def ranking(folder):
-        return [(row["id"], row["status"], float(row["val_loss"]), float(row["fid"]), float(row["score"]))
-                for row in grid_table(folder)]
-    assert [row[:2] for row in ranking(shared)] == [row[:2] for row in ranking(single)]
-    assert [x for row in ranking(shared) for x in row[2:]] == pytest.approx([x for row in ranking(single) for x in row[2:]],
-                                                                         rel=1e-6)
-    complete = [t for t in grid_trials(shared) if t.state == gs.TrialState.COMPLETE]
+    ranking = grid_ranking(shared)
+    assert [row[:2] for row in ranking] == [row[:2] for row in one_worker_ranking]
+    assert [x for row in ranking for x in row[2:]] == pytest.approx([x for row in one_worker_ranking for x in row[2:]],
+                                                                    rel=1e-6)
+    complete = [t for t in grid_trials(shared, fresh_storage) if t.state == gs.TrialState.COMPLETE]
     assert sorted(t.user_attrs["id"] for t in complete) == TINY_IDS
-    assert len({t.user_attrs["worker"] for t in complete}) == 2
+    assert len({t.user_attrs["worker"] for t in complete}) >= 2
 
 
-def test_kill_9_in_a_configuration_then_every_configuration_finishes_once(data_dir, tmp_path, monkeypatch):
+def test_kill_9_in_a_configuration_then_every_configuration_finishes_once(data_dir, tmp_path, monkeypatch,
+                                                                        fresh_storage):
     out, log, stalled = tmp_path / "grid", tmp_path / "trainings.log", tmp_path / "stalled"
-    first = start_worker(tmp_path, out, log, 2, f"stall:{stalled}")
+    first = start_worker(tmp_path, out, log, 2, f"stall:{stalled}", fresh_storage)
     deadline = time.time() + 240
     while not stalled.exists():
         if first.poll() is not None or time.time() > deadline:
@@ -2657,7 +2747,7 @@ def test_kill_9_in_a_configuration_then_every_configuration_finishes_once(data_d
     assert (killed_run / "last.pt").exists() and len(epoch_1) == 1
 
     log.write_text("")
-    second = start_worker(tmp_path, out, log, 2, "plain")
+    second = start_worker(tmp_path, out, log, 2, "plain", fresh_storage)
     output = finish(second)
     assert second.returncode == 0, output[-3000:]
     third = next(i for i in TINY_IDS if i not in (done_run.name, killed_run.name))
@@ -2667,7 +2757,7 @@ def test_kill_9_in_a_configuration_then_every_configuration_finishes_once(data_d
     history = json.loads((killed_run / "history.json").read_text())
     assert len(history) == 2 and history[0] == epoch_1[0]  # its first epoch kept, not trained again
     assert (done_run / "best.pt").stat().st_mtime_ns == best_mtime
-    trials = grid_trials(out)
+    trials = grid_trials(out, fresh_storage)
     complete = [t.user_attrs["id"] for t in trials if t.state == gs.TrialState.COMPLETE]
     failed = [t for t in trials if t.state == gs.TrialState.FAIL]
     assert sorted(complete) == TINY_IDS  # every configuration finished exactly once
@@ -2676,9 +2766,109 @@ def test_kill_9_in_a_configuration_then_every_configuration_finishes_once(data_d
     # Run again after the end: nothing is trained, the same ranking.
     table, trained = grid_table(out), []
     monkeypatch.setattr(train, "train", lambda config, **kwargs: trained.append(config.out))
-    rows = gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS | {"epochs": 2}, out, score_fid=cheap_fid,
-                       progress=False)
+    rows = gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS | {"epochs": 2}, out, storage=fresh_storage,
+                       score_fid=cheap_fid, progress=False)
     assert trained == [] and len(rows) == 3 and grid_table(out) == table
+
+
+@pytest.fixture(scope="module")
+def finished_grid(data_dir, tmp_path_factory):
+    """The tiny grid run to its end by one worker, its study in the journal file of its folder."""
+    out = tmp_path_factory.mktemp("finished_grid")
+    gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS, out, score_fid=cheap_fid, progress=False, heartbeat=1)
+    return out
+
+
+def ranking_and_epochs(out):
+    """What a grid folder ranks (without the seconds each took) and how many epochs each run trained."""
+    return [(row["id"], row["status"], row["val_loss"], row["fid"], row["score"], row["checkpoint"],
+             len(json.loads((out / "runs" / row["id"] / "history.json").read_text()))) for row in grid_table(out)]
+
+
+def test_a_torn_journal_tail_is_set_aside_and_no_configuration_is_lost(finished_grid, tmp_path, capsys):
+    """A write cut off at any byte of the last record (or of the one before): --summarize warns in one line and
+    sets the torn bytes aside beside the journal, a worker then finishes the grid, nothing trained again."""
+    journal = (finished_grid / gs.JOURNAL).read_bytes()
+    starts = [0] + [i + 1 for i, byte in enumerate(journal[:-1]) if byte == ord("\n")]  # where each record starts
+    expected = ranking_and_epochs(finished_grid)
+    last = len(journal) - starts[-1]
+    for cut in sorted({2, 3, last // 2, last - 1, last + 2, last + (starts[-1] - starts[-2]) // 2}):
+        out = tmp_path / f"cut{cut}"
+        shutil.copytree(finished_grid, out)
+        (out / "results.csv").unlink()
+        (out / gs.JOURNAL).write_bytes(journal[:-cut])
+        kept = max(start for start in starts if start < len(journal) - cut)  # the torn record's start
+        gs.main(["--summarize", str(out)])
+        printed = capsys.readouterr()
+        aside = list(out.glob(f"{gs.JOURNAL}.torn-*"))
+        assert len(aside) == 1 and aside[0].read_bytes() == journal[kept:-cut], cut
+        assert printed.err == (f"warning: {out / gs.JOURNAL}: its last line was cut off ({len(journal) - cut - kept} "
+                               f"bytes, a write that never finished); set aside into {aside[0].name}, the records "
+                               "before it kept\n"), cut
+        assert (out / gs.JOURNAL).read_bytes() == journal[:kept] and "configurations finished" in printed.out
+        gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS, out, score_fid=cheap_fid, progress=False, heartbeat=1)
+        assert ranking_and_epochs(out) == expected, cut  # 0 configurations lost, none trained again
+        assert "Traceback" not in capsys.readouterr().err
+    # Only the newline of the last record missing: it is given back, nothing set aside.
+    out = tmp_path / "newline"
+    shutil.copytree(finished_grid, out)
+    (out / gs.JOURNAL).write_bytes(journal[:-1])
+    gs.main(["--summarize", str(out)])
+    assert "lacked its newline" in capsys.readouterr().err and (out / gs.JOURNAL).read_bytes() == journal
+    assert not list(out.glob(f"{gs.JOURNAL}.torn-*")) and ranking_and_epochs(out) == expected
+
+
+def test_a_worker_running_when_a_write_is_cut_off_repairs_the_tail_before_appending(tmp_path, capsys):
+    """Optuna skips a torn last line but appends after it, making a damaged line no worker can read past."""
+    path = tmp_path / "journal.log"
+    study = gs.optuna.create_study(storage=study_storage.open_storage(path, None), study_name="grid")
+    study.set_user_attr("a", 1)
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-9])  # another worker's write cut off while this one runs
+    study.set_user_attr("b", 2)
+    assert "its last line was cut off" in capsys.readouterr().err
+    reopened = gs.optuna.load_study(study_name="grid", storage=study_storage.open_storage(path, None))
+    assert reopened.user_attrs == {"b": 2}
+    assert [p.read_bytes() for p in tmp_path.glob("journal.log.torn-*")] == [whole[whole.rstrip(b"\n").rfind(b"\n") + 1:-9]]
+
+
+def test_a_journal_damaged_elsewhere_is_one_line_and_summarize_ranks_from_the_run_folders(finished_grid, tmp_path,
+                                                                                         capsys):
+    out = tmp_path / "grid"
+    shutil.copytree(finished_grid, out)
+    (out / "results.csv").unlink()
+    lines = (out / gs.JOURNAL).read_bytes().splitlines(keepends=True)
+    lines[4] = lines[4][:20] + b"\x00" * 8 + b"\n"  # a damaged block in the middle
+    (out / gs.JOURNAL).write_bytes(b"".join(lines))
+    lr = ["--lr", "1e-3", "2e-3", "4e-3"]
+    line = bad_input(gs.main, *TINY_FLAGS, *lr, "--out", out, capsys=capsys)
+    assert f"--out {out / gs.JOURNAL}: damaged at line 5" in line and "grid_search.py --summarize" in line
+    gs.main(["--summarize", str(out)])
+    printed = capsys.readouterr()
+    assert printed.err.count("\n") == 1 and "damaged at line 5" in printed.err and "3 run folders" in printed.err
+    assert "3 of 3 configurations finished" in printed.out
+    assert grid_table(out) == grid_table(finished_grid)  # the same ranking, seconds and checkpoints as the study's
+    assert ckpt.load_checkpoint(out / "best.pt")[1]["config"]["out"].endswith(grid_table(out)[0]["id"])
+
+
+def test_a_worker_taken_for_dead_while_alive_is_told_so_not_stopped(tmp_path):
+    """A stalled worker's trial failed by another meanwhile: Optuna's tell raises, and the worker goes on."""
+    study = gs.optuna.create_study(storage=study_storage.open_storage(tmp_path / "journal.log", None))
+
+    def objective(trial):  # another worker's fail_stale_trials while this one trains
+        study._storage.set_trial_state_values(trial._trial_id, gs.TrialState.FAIL)
+        return 1.0
+    with pytest.raises(Exception) as told:
+        study.optimize(objective, n_trials=1)
+    assert gs.taken_over(told.value) and not gs.taken_over(ValueError("an ordinary error"))
+
+
+def test_a_missing_database_driver_names_the_package_to_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if not installed
+    line = bad_input(gs.main, *TINY_FLAGS, "--storage", "postgresql://grid@127.0.0.1:9/grid", "--out",
+                     tmp_path / "out", capsys=capsys)
+    assert line.endswith('--storage postgresql://grid@127.0.0.1:9/grid: its database driver psycopg is not '
+                         'installed (pip install "psycopg[binary]")')
 
 
 def test_diverged_configuration_is_recorded_once_and_ranked_last(data_dir, tmp_path, monkeypatch, capsys):
