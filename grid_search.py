@@ -75,15 +75,15 @@ from study_storage import JOURNAL, is_url, open_storage, shown
 LOSS_WEIGHT = 300 / (3 * 64 * 64)  # see the module docstring
 # name: type; the values' validity rules are TrainConfig.check's, the same as train.py's
 AXES = {"batch_size": int, "lr": float, "base_channels": int, "latent": int, "layers": int, "beta": float,
-        "upsample": str, "res_blocks": int, "l1_weight": float, "adversarial": float, "decoder_noise": bool,
+        "recon_loss": str, "upsample": str, "res_blocks": int, "l1_weight": float, "adversarial": float, "decoder_noise": bool,
         "augment": bool, "disc_augment": bool, "disc_channels": int, "lecam": float, "sky_noise": float}
 # Small enough for 2 CPU cores: 8 configurations, 3 epochs each, FID on 256 samples, ~15 minutes in all.
 DEFAULT_GRID = {"batch_size": [64], "lr": [1e-3, 3e-3], "base_channels": [32], "latent": [16, 64],
-                "layers": [4], "beta": [0.5, 2.0], "upsample": ["transpose"], "res_blocks": [0], "l1_weight": [0.0],
+                "layers": [4], "beta": [0.5, 2.0], "recon_loss": ["ssim"], "upsample": ["transpose"], "res_blocks": [0], "l1_weight": [0.0],
                 "adversarial": [0.0], "decoder_noise": [False], "augment": [False], "disc_augment": [False],
                 "disc_channels": [32], "lecam": [0.0], "sky_noise": [0.0]}
 # named in ids only when not the default
-EXTRA_AXES = ("upsample", "res_blocks", "l1_weight", "adversarial", "decoder_noise", "augment", "disc_augment",
+EXTRA_AXES = ("recon_loss", "upsample", "res_blocks", "l1_weight", "adversarial", "decoder_noise", "augment", "disc_augment",
               "disc_channels", "lecam", "sky_noise")
 FOLDER_RECORD = "study.json"    # which grid and study --out belongs to, and where the study is kept
 HEARTBEAT = 30                  # seconds between a training worker's beats; silent for 3 beats = dead

@@ -824,6 +824,22 @@ def test_l1_mix_adds_alpha_times_mean_absolute_error():
     assert mixed["recon"].item() == pytest.approx((mixed["total"] - mixed["kld"]).item(), rel=1e-6)
 
 
+def test_mse_takes_the_place_of_1_minus_ssim_scaled_to_its_size_and_ssim_is_still_reported():
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 16, 16)
+    recon = (x + 0.05 * torch.randn_like(x)).clamp(0, 1).requires_grad_()
+    mu, logvar = torch.zeros(2, 4), torch.zeros(2, 4)
+    by_ssim = losses.vae_loss(recon, x, mu, logvar, 1.0)
+    by_mse = losses.vae_loss(recon, x, mu, logvar, 1.0, l1_weight=0.5, recon_loss="mse")
+    mse, l1 = ((recon - x) ** 2).mean(), (recon - x).abs().mean()
+    assert by_mse["recon"].item() == pytest.approx(x[0].numel() * (losses.MSE_SCALE * mse + 0.5 * l1).item(), rel=1e-5)
+    assert by_mse["ssim"].item() == pytest.approx(by_ssim["ssim"].item())
+    grads = [torch.autograd.grad(out["recon"], recon)[0] for out in (by_ssim, by_mse)]
+    assert not torch.allclose(grads[0], grads[1])
+    with pytest.raises(ValueError, match="recon_loss 'l2'"):
+        losses.vae_loss(recon, x, mu, logvar, 1.0, recon_loss="l2")
+
+
 def test_adaptive_weight_is_the_ratio_of_gradient_norms():
     w = torch.tensor([1.0, 2.0], requires_grad=True)
     rec, adv = (3 * w).sum(), (w ** 2).sum()  # gradients (3, 3) and (2, 4)
@@ -985,6 +1001,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_galaxies, 
     (["--lecam", "-0.1"], "--lecam -0.1: must be >= 0 (0: off)"),
     (["--preset", "blurry"], "--preset 'blurry'"),
     (["--galaxies-shown", "0"], "--galaxies-shown 0: must be a whole number, at least 1"),
+    (["--recon-loss", "l2"], "--recon-loss 'l2': choose ssim or mse"),
 ])
 def test_train_cli_bad_input_is_one_line_exit_2(args, message, tmp_path, data_dir, capsys):
     # in-process, through the same wrapped main() the script runs (test_train_cli_runs_and_resumes starts it)
@@ -1007,7 +1024,7 @@ def test_train_cli_runs_and_resumes(tmp_path, data_dir):
 VARIANTS = [{"upsample": "nearest"}, {"upsample": "bilinear", "res_blocks": 1}, {"l1_weight": 1.0},
             {"adversarial": 0.5}, {"upsample": "bilinear", "decoder_noise": True, "adversarial": 0.5},
             {"adversarial": 0.5, "disc_augment": True}, {"adversarial": 0.5, "decoder_noise": True, "disc_channels": 8},
-            {"sky_noise": 0.5}, {"adversarial": 0.5, "lecam": 0.1}]
+            {"sky_noise": 0.5}, {"adversarial": 0.5, "lecam": 0.1}, {"recon_loss": "mse"}]
 
 
 @pytest.mark.parametrize("overrides", VARIANTS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
@@ -1214,6 +1231,20 @@ def test_checkpoint_of_an_unknown_variant_is_one_line_exit_2(tmp_path, tiny_gala
     for script, args in (("train.py", ["--resume", tmp_path / "run"]),
                          ("generate.py", ["--checkpoint", tmp_path / "run", "--samples", "4"])):
         assert "--upsample 'pixelshuffle'" in bad_input(script, *args)
+
+
+def test_a_checkpoint_from_before_recon_loss_trained_with_ssim_and_resumes_so(tmp_path, tiny_galaxies):
+    train.train(tiny_config(tmp_path / "run", epochs=1), galaxies=tiny_galaxies, progress=False)
+    checkpoint = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert checkpoint["config"]["recon_loss"] == "ssim"
+    del checkpoint["config"]["recon_loss"]
+    torch.save(checkpoint, tmp_path / "run" / "last.pt")
+    config = train.config_of(train.parse_args(["--resume", str(tmp_path / "run"), "--epochs", "2"]))
+    assert config.recon_loss == "ssim"
+    assert ckpt.belongs_to(tmp_path / "run" / "last.pt", tiny_config(tmp_path / "elsewhere", epochs=1))
+    assert not ckpt.belongs_to(tmp_path / "run" / "last.pt", tiny_config(tmp_path, epochs=1, recon_loss="mse"))
+    train.train(config, galaxies=tiny_galaxies, progress=False, resume=True)
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["config"]["recon_loss"] == "ssim"
 
 
 def test_bf16_step_is_close_to_fp32_measuring_is_fp32_and_precision_is_saved(tmp_path, tiny_galaxies):
@@ -2349,7 +2380,8 @@ def test_expand_and_ids():
     assert axes["beta"] == [0.5, 2.0]
     configs = gs.expand_grid(axes)
     assert len(configs) == 6 and configs[0] == {"batch_size": 16, "lr": 1e-3, "base_channels": 4, "latent": 4,
-                                                "layers": 2, "beta": 0.5, "upsample": "transpose",
+                                                "layers": 2, "beta": 0.5, "recon_loss": "ssim",
+                                                "upsample": "transpose",
                                                 "res_blocks": 0, "l1_weight": 0.0, "adversarial": 0.0,
                                                 "decoder_noise": False, "augment": False, "disc_augment": False,
                                                 "disc_channels": 32,
