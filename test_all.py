@@ -29,6 +29,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import matplotlib.pyplot as plt
 import pytest
 import scipy.linalg
 import torch
@@ -52,6 +53,7 @@ import latent_map
 import losses
 import model as model_module
 import morphology
+import plots
 import samplers
 import procedural
 import realism
@@ -1941,8 +1943,34 @@ def test_evaluate_is_repeatable_with_a_noisy_decoder(run, monkeypatch):
 
 # ================================================================================================
 # plots.py and latent_map.py
-# The latent map's projections and its figure.
+# The grid's trade-off figure; the latent map's projections and its figure.
 # ================================================================================================
+
+TRADE_OFF = [{"id": f"z{z}-b{b}", "beta": b, "latent": z, "val_ssim": 0.5 + 0.02 * i + 0.01 * j, "fid": 200 - 10 * i + 3 * j,
+              "recon_loss": "ssim"} for i, b in enumerate([0.1, 1.0, 10.0]) for j, z in enumerate([8, 32])]
+
+
+def coloured_pixels(path, rgb, tolerance=40):
+    """Pixels within `tolerance` of the colour rgb (0-1) left of the colour bar (the figure's last sixth)."""
+    pixels = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    left = pixels[:, : pixels.shape[1] * 5 // 6]
+    return int((np.abs(left - np.array(rgb[:3]) * 255).max(axis=2) < tolerance).sum())
+
+
+def test_trade_off_figure_draws_each_configuration_coloured_by_beta_and_rings_the_pick(tmp_path):
+    failed = {"id": "failed", "beta": 1.0, "latent": 8, "val_ssim": None, "fid": None}
+    assert plots.plot_trade_off(TRADE_OFF + [failed], tmp_path / "a.png", pick="z32-b1.0") == 6
+    smallest, largest, red = plt.cm.viridis(0.0), plt.cm.viridis(1.0), (1.0, 0.0, 0.0)
+    assert coloured_pixels(tmp_path / "a.png", smallest) > 30 and coloured_pixels(tmp_path / "a.png", largest) > 30
+    assert coloured_pixels(tmp_path / "a.png", red) > 30
+    plots.plot_trade_off(TRADE_OFF, tmp_path / "b.png")  # no pick: no ring
+    assert coloured_pixels(tmp_path / "b.png", red) == 0
+    # A class sampler's FID, where measured, is a second panel; nothing usable draws nothing.
+    width = Image.open(tmp_path / "a.png").size[0]
+    plots.plot_trade_off([r | {"class_fid": r["fid"] - 20} for r in TRADE_OFF], tmp_path / "c.png")
+    assert Image.open(tmp_path / "c.png").size[0] > 1.5 * width
+    assert plots.plot_trade_off([failed], tmp_path / "d.png") == 0 and not (tmp_path / "d.png").exists()
+
 
 def test_latent_map_projections_and_the_generate_figure(isolated):
     z = np.random.default_rng(0).normal(size=(40, 5)) * [5, 3, 1, 1, 1]
@@ -2545,6 +2573,22 @@ def test_diverged_configuration_is_recorded_once_and_ranked_last(data_dir, tmp_p
                     score_fid=cheap_fid, progress=False)
 
 
+def test_results_csv_holds_each_configurations_validation_ssim_and_fid_and_the_trade_off_figure_draws_them(
+        data_dir, tmp_path):
+    axes = gs.validate_axes(TINY_AXES | {"lr": [2e-3], "beta": [0.5, 2.0], "latent": [4, 6]})
+    rows = gs.run_grid(axes, TINY_SETTINGS, tmp_path, score_fid=cheap_fid, progress=False)
+    table = grid_table(tmp_path)
+    assert [row["id"] for row in table] == [row["id"] for row in rows] and len(table) == 4
+    for row in table:  # each row's numbers are those of its own best.pt
+        model, checkpoint = ckpt.load_checkpoint(tmp_path / row["checkpoint"])
+        assert float(row["val_ssim"]) == pytest.approx(checkpoint["history"][checkpoint["epoch"] - 1]["val_ssim"])
+        assert float(row["fid"]) == pytest.approx(cheap_fid(model)) and row["class_fid"] == ""
+        assert (int(row["latent"]), float(row["beta"])) == (checkpoint["config"]["latent"], checkpoint["config"]["beta"])
+    assert len({(row["latent"], row["beta"]) for row in table}) == 4
+    assert Image.open(tmp_path / "trade_off.png").size[0] > 400
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
 def test_prune_stops_a_configuration_behind_at_a_rung(data_dir, tmp_path):
     rows = gs.run_grid(gs.validate_axes(TINY_AXES), TINY_SETTINGS | {"epochs": 2}, tmp_path, score_fid=cheap_fid,
                        progress=False, prune=True)
@@ -2648,12 +2692,14 @@ def test_grid_axes_cover_the_new_options():
     assert gs.parse_args(["--lecam", "0", "0.1"]).lecam == [0.0, 0.1]
     assert gs.parse_args(["--sky-noise", "0", "0.5"]).sky_noise == [0.0, 0.5]
     assert "disc_channels16" in gs.config_id(gs.expand_grid({"disc_channels": [16]})[0])
+    assert gs.config_id(gs.expand_grid({"recon_loss": ["mse"]})[0]).endswith("-recon_lossmse")
     assert gs.config_id(gs.expand_grid({})[0]) == "bs64-lr0.001-ch32-z16-L4-beta0.5"  # old ids unchanged
     for bad, message in (({"upsample": ["cubic"]}, "--upsample 'cubic'"), ({"upsample": [3]}, "must be a name"),
                          ({"adversarial": [-1.0]}, "--adversarial -1.0"), ({"l1_weight": [-1]}, "--l1-weight -1"),
                          ({"decoder_noise": ["maybe"]}, "--decoder-noise 'maybe': must be true or false"),
                          ({"latent": [1.5]}, "--latent 1.5: must be a whole number"),
-                         ({"disc_channels": [0]}, "--disc-channels 0")):
+                         ({"disc_channels": [0]}, "--disc-channels 0"),
+                         ({"recon_loss": ["l2"]}, "--recon-loss 'l2': choose ssim or mse")):
         with pytest.raises(InputError, match=message):
             gs.validate_axes(bad)
 
