@@ -13,8 +13,8 @@ Reductions, and why the two terms are on comparable scales:
 - `recon_loss` "mse" (train.py --recon-loss mse) puts MSE_SCALE x the mean squared error per pixel value
   in the place of 1 - SSIM, weighed by the same recon_weight, so that "SSIM or MSE in the loss" is tested
   at equal beta. The scale makes the two terms the same size where training ends: on the validation
-  reconstructions of trained default models (1 - SSIM) / MSE was 95 and 87 on gz1_sdss_sample (two seeds;
-  docs/grid-search.md, "SSIM or MSE"), so MSE_SCALE = 100. Read as a likelihood, MSE_SCALE * MSE summed
+  reconstructions of trained default models (1 - SSIM) / MSE was 95, 87 and 97 on gz1_sdss_sample (three
+  seeds; docs/grid-search.md, "SSIM or MSE"), so MSE_SCALE = 100. Read as a likelihood, MSE_SCALE * MSE summed
   over the pixel values is -log N(x; recon, sigma^2) up to a constant, with sigma^2 = 1 / 200 (sigma 0.071
   of the pixel range): beta = 1 is the usual VAE balance for a decoder that far from its targets.
 - `l1_weight` alpha adds alpha * mean |x - recon| to 1 - SSIM before that scaling (Zhao et al. 2017):
