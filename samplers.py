@@ -110,7 +110,6 @@ class Sampler:
               file=sys.stderr)
         return z[torch.from_numpy(np.sort(np.argsort(-sure, kind="stable")[:n]))]
 
-
     def collapse(self, label, drawn, seed=0):
         """Have the draws of class `label` collapsed? `drawn`: their latents (n x d), as callers measure them
         the encoder's means of the decoded images, so that both sides are encodings of images like the training
@@ -302,8 +301,8 @@ class SecondStageVAE(TorchSampler):
         the mean of z given u; what u does not encode is in gamma, the decoder's variance (measured on the
         held-out latents: the training ones it partly learnt by heart). Dai & Wipf draw the mean, as their
         gamma goes to 0; on a few thousand latents it does not (its u cannot hold 32-128 dimensions of
-        them), and the mean alone drew every class near its middle: on gz1_sdss_sample's vaegan-cpu latents
-        (128 dimensions) no draw was sure of its class and all were judged spirals (docs/samplers.md)."""
+        them), and the mean alone drew every class near its middle (issue 43, gz1_sdss_sample's vaegan-cpu
+        model: no draw sure of its class, all judged spirals; before and after: docs/samplers.md)."""
         return self.net.decoder(torch.cat([u, c], 1)) + math.sqrt(self.gamma) * eps
 
 
