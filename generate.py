@@ -84,7 +84,7 @@ def kept_line(fitted, k):
     """How many of a class draw's latents the sampler kept, as one line."""
     if k not in fitted.kept:
         return f"class {k}: every draw of the {fitted.kind} sampler kept (--class-confidence 0)"
-    return (f"class {k}: the {fitted.kind} sampler kept {fitted.kept[k]:.0%} of its {fitted.drawn[k]:,} draws at "
+    return (f"class {k}: the {fitted.kind} sampler kept {fitted.kept[k]:.1%} of its {fitted.drawn[k]:,} draws at "
             f"p >= {fitted.confidence:g}")
 
 
