@@ -96,4 +96,5 @@ def belongs_to(path, config):
         saved = read_checkpoint(path)["config"]
     except InputError:
         return False
+    saved = flat_config(type(config).from_dict(saved))  # a field newer than the checkpoint: its default, as trained
     return all(saved.get(k) == v for k, v in flat_config(config).items() if k not in ("out", "device"))

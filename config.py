@@ -4,8 +4,8 @@ import math
 from dataclasses import dataclass, fields
 
 from classes import DEFAULT_CLASSES
-from cli import InputError, check_flag, check_value
-from losses import PRECISIONS
+from cli import InputError, check_choice, check_flag, check_value
+from losses import PRECISIONS, RECON_LOSSES
 from model import ModelConfig
 
 
@@ -17,6 +17,8 @@ class TrainConfig(ModelConfig):
     max_per_class: int | None = None   # small, fast runs
     beta: float = 1.0
     warmup_epochs: int = 5
+    recon_loss: str = "ssim"           # "mse": MSE_SCALE x MSE in the place of 1 - SSIM (see losses.py); a
+                                       # checkpoint from before this field trained with SSIM, its default
     recon_weight: float | None = None  # None: number of pixel values (see losses.py)
     l1_weight: float = 0.0             # alpha in 1 - SSIM + alpha * L1 (see losses.py)
     adversarial: float = 0.0           # W of the adaptive adversarial term; 0: no discriminator
@@ -55,6 +57,7 @@ class TrainConfig(ModelConfig):
         check_value("warmup_epochs", self.warmup_epochs, lambda v: v >= 0 and v == int(v), "a whole number >= 0")
         check_value("lr", self.lr, lambda v: 0 < v < math.inf, "a learning rate > 0")
         check_value("beta", self.beta, lambda v: 0 <= v < math.inf, "beta >= 0")
+        check_choice("recon_loss", self.recon_loss, RECON_LOSSES)
         if self.recon_weight is not None:
             check_value("recon_weight", self.recon_weight, lambda v: 0 < v < math.inf, "> 0")
         check_value("l1_weight", self.l1_weight, lambda v: 0 <= v < math.inf, ">= 0")

@@ -251,6 +251,7 @@ def _evaluate(model, galaxies, num_samples, seed, sampler, samplers, components,
     kids = {"floor": kid_table(floor, real, seed), "reconstructions": kid_table(recon, real, seed), "samplers": {}}
 
     train_mu, fit_seconds, kept, class_samples = encode_means(model, galaxies.train_x), {}, {}, {}
+    collapse = {}  # per class sampler and class: samplers.Sampler.collapse of its images' latents
     held_out = nearest_distances(torch.cat([held_mu[subset] for subset in subsets.values()]), train_mu)
     copying = {"held_out_median": float(np.median(held_out)), "samplers": {}}
 
@@ -272,6 +273,7 @@ def _evaluate(model, galaxies, num_samples, seed, sampler, samplers, components,
         latents = {k: refine_latents(model, fitted.sample(num_samples, seed, label=k), refine_steps) for k in classes}
         samples = class_samples[kind] = {k: decode_latents(model, z) for k, z in latents.items()}
         kept[kind] = {str(k): share for k, share in fitted.kept.items()}
+        collapse[kind] = {str(k): fitted.collapse(k, encode_means(model, samples[k]), seed) for k in classes}
         sample_acts = {k: acts_of(samples[k][:n]) for k, n in counts.items()}
         fids["samplers"][kind], kids["samplers"][kind] = fid_table(sample_acts, real), kid_table(sample_acts, real, seed)
         copying["samplers"][kind] = copying_of(torch.cat([latents[k][:n] for k, n in counts.items()]))
@@ -302,7 +304,8 @@ def _evaluate(model, galaxies, num_samples, seed, sampler, samplers, components,
             "sky_noise": model.sky_noise, "ssim": ssim_result, "morphology": shapes,
             "fid": arrange_fids(fids, counts), "kid": arrange_fids(kids, counts), "accuracy": accuracy, "copying": copying,
             "samplers": {"fit_seconds": fit_seconds, "sampler_epochs": sampler_epochs, "components": components,
-                         "refine_steps": refine_steps, "class_confidence": confidence, "kept": kept},
+                         "refine_steps": refine_steps, "class_confidence": confidence, "kept": kept,
+                         "collapse": collapse},
             "judge": judge.selection, "reconstruction_judge": recon_judge.selection}
 
 
@@ -385,4 +388,8 @@ def format_table(result, classes):
     for kind, copy in result["copying"]["samplers"].items():
         lines.append(f"copying, {kind}: Z_U {copy['z']:+.1f}, median distance to the nearest training latent "
                      f"{copy['median_ratio']:.2f} x the {split} galaxies' (Z_U far below 0: nearer than new galaxies)")
+    for kind, by_class in result["samplers"].get("collapse", {}).items():
+        collapsed = [f"class {k}: {verdict['collapsed']}" for k, verdict in by_class.items() if verdict["collapsed"]]
+        if collapsed:
+            lines.append(f"COLLAPSED, {kind} sampler: " + "; ".join(collapsed))
     return "\n".join(lines)

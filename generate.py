@@ -80,6 +80,14 @@ def draw_class(model, galaxies, k, n, sampler=DEFAULT_SAMPLER, components=4, see
     return decode_latents(model, refine_latents(model, fitted.sample(n, seed, label=k), refine_steps)), fitted
 
 
+def kept_line(fitted, k):
+    """How many of a class draw's latents the sampler kept, as one line."""
+    if k not in fitted.kept:
+        return f"class {k}: every draw of the {fitted.kind} sampler kept (--class-confidence 0)"
+    return (f"class {k}: the {fitted.kind} sampler kept {fitted.kept[k]:.1%} of its {fitted.drawn[k]:,} draws at "
+            f"p >= {fitted.confidence:g}")
+
+
 # ---------------------------------------------------------------- command line
 
 def parse_args(argv=None):
@@ -236,6 +244,10 @@ def main(argv=None):
         images, fitted = draw_class(model, galaxies, k, args.class_count, class_sampler, args.components, args.seed,
                                     args.sampler_epochs, steps, args.class_confidence)
         kept = f", {fitted.kept[k]:.0%} of draws kept at p >= {fitted.confidence:g}" if k in fitted.kept else ""
+        print(kept_line(fitted, k))
+        verdict = fitted.collapse(k, encode_means(model, images), args.seed)["collapsed"]
+        if verdict:
+            print(f"COLLAPSED: class {k} of the {class_sampler} sampler: {verdict}")
         show(images, f"class_{k}_{class_sampler}", f"class {k} {CLASS_NAMES[k]}: {class_sampler} sampler fitted to "
              f"the training latents in {fitted.fit_seconds:.1f} s (seed {args.seed}, {steps} decode-encode step(s)"
              f"{kept})")

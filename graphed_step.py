@@ -70,7 +70,8 @@ class GraphedTrainStep:
     def eager(self, x, beta, adversary):
         # Once a graph is captured it owns the gradient buffers: zero them in place rather than drop them.
         return detached(train_step(self.model, x, self.optimizer, beta, self.config.recon_weight,
-                                   self.config.l1_weight, adversary=adversary, set_to_none=not self.graphs))
+                                   self.config.l1_weight, adversary=adversary, set_to_none=not self.graphs,
+                                   recon_loss=self.config.recon_loss))
 
     def __call__(self, x, beta, adversary=None):
         if len(x) != self.config.batch_size:
@@ -102,5 +103,5 @@ class GraphedTrainStep:
         with torch.cuda.graph(graph):
             static_losses = detached(train_step(self.model, static_x, self.optimizer, static_beta,
                                                 self.config.recon_weight, self.config.l1_weight, adversary=adversary,
-                                                set_to_none=set_to_none))
+                                                set_to_none=set_to_none, recon_loss=self.config.recon_loss))
         return graph, static_x, static_beta, static_losses

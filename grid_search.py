@@ -21,7 +21,9 @@ a normalised error. Multiplying by 300 stretches that unit range onto the range 
 (~0 for matching image sets, ~300 for unrelated ones), so both terms weigh a full swing from perfect to
 useless equally. Hence w = 300 / 12,288 ~ 0.0244: a gain of 0.01 in SSIM is worth 3 FID points.
 w = 0 ranks by FID alone; w = 1 ranks almost by loss alone. The score is recomputed from the stored
-loss and FID, so `--summarize DIR --loss-weight W` re-ranks without retraining.
+loss and FID, so `--summarize DIR --loss-weight W` re-ranks without retraining. Beside the ranking,
+trade_off.png shows what the grid trades: each configuration's validation SSIM (of best.pt's epoch, in
+results.csv) against its FID, coloured by beta, marked by latent size, the pick ringed (plots.plot_trade_off).
 
 The grid is an Optuna study: its GridSampler hands out the configurations, its storage keeps the study,
 so any number of workers that run the same command (terminals, a SLURM array, machines) each pull the
@@ -70,21 +72,21 @@ from devices import pick_device
 from files import RUNS_DIR, atomic_output
 from losses import TrainingDiverged
 from model import decode_latents, standard_normal_latents
-from plots import save_figure
+from plots import plot_trade_off, save_figure
 from study_storage import JOURNAL, is_url, open_storage, shown
 
 LOSS_WEIGHT = 300 / (3 * 64 * 64)  # see the module docstring
 # name: type; the values' validity rules are TrainConfig.check's, the same as train.py's
 AXES = {"batch_size": int, "lr": float, "base_channels": int, "latent": int, "layers": int, "beta": float,
-        "upsample": str, "res_blocks": int, "l1_weight": float, "adversarial": float, "decoder_noise": bool,
+        "recon_loss": str, "upsample": str, "res_blocks": int, "l1_weight": float, "adversarial": float, "decoder_noise": bool,
         "augment": bool, "disc_augment": bool, "disc_channels": int, "lecam": float, "sky_noise": float}
 # Small enough for 2 CPU cores: 8 configurations, 3 epochs each, FID on 256 samples, ~15 minutes in all.
 DEFAULT_GRID = {"batch_size": [64], "lr": [1e-3, 3e-3], "base_channels": [32], "latent": [16, 64],
-                "layers": [4], "beta": [0.5, 2.0], "upsample": ["transpose"], "res_blocks": [0], "l1_weight": [0.0],
+                "layers": [4], "beta": [0.5, 2.0], "recon_loss": ["ssim"], "upsample": ["transpose"], "res_blocks": [0], "l1_weight": [0.0],
                 "adversarial": [0.0], "decoder_noise": [False], "augment": [False], "disc_augment": [False],
                 "disc_channels": [32], "lecam": [0.0], "sky_noise": [0.0]}
 # named in ids only when not the default
-EXTRA_AXES = ("upsample", "res_blocks", "l1_weight", "adversarial", "decoder_noise", "augment", "disc_augment",
+EXTRA_AXES = ("recon_loss", "upsample", "res_blocks", "l1_weight", "adversarial", "decoder_noise", "augment", "disc_augment",
               "disc_channels", "lecam", "sky_noise")
 FOLDER_RECORD = "study.json"    # which grid and study --out belongs to, and where the study is kept
 RUN_RECORD = "grid_result.json"  # in each run folder: its configuration's results, as its trial holds them
@@ -280,7 +282,8 @@ def requeue(study, trials, configs, finished, running, to_retry):
 def results(config, attrs):
     """A configuration's results, from what its trial records (its user attributes)."""
     return {"id": config_id(config), "config": config, "status": attrs.get("status") or "pruned",
-            "val_loss": attrs.get("val_loss"), "fid": attrs.get("fid"), "fid_n": attrs.get("fid_n"),
+            "val_loss": attrs.get("val_loss"), "val_ssim": attrs.get("val_ssim"), "fid": attrs.get("fid"),
+            "class_fid": attrs.get("class_fid"), "fid_n": attrs.get("fid_n"),
             "seconds": attrs.get("seconds"), "checkpoint": attrs.get("checkpoint"), "error": attrs.get("error")}
 
 
@@ -324,7 +327,8 @@ def score_of(record, loss_weight):
 def rank(records, loss_weight=LOSS_WEIGHT):
     """Rows sorted by score, then finished before pruned before failed, then id (so every reading ranks
     alike); pruned and failed configurations score inf."""
-    rows = [{"id": r["id"], **r["config"], "val_loss": r.get("val_loss"), "fid": r.get("fid"),
+    rows = [{"id": r["id"], **r["config"], "val_loss": r.get("val_loss"), "val_ssim": r.get("val_ssim"),
+             "fid": r.get("fid"), "class_fid": r.get("class_fid"),
              "fid_n": r.get("fid_n"), "score": score_of(r, loss_weight), "status": r["status"],
              "seconds": r["seconds"], "checkpoint": r.get("checkpoint")} for r in records]
     order = {"ok": 0, "pruned": 1}
@@ -397,7 +401,7 @@ def summarize(folder, loss_weight=LOSS_WEIGHT, storage=None):
     if not records:
         raise InputError(f"{folder}: no configuration finished yet ({running} in progress)")
     rows = rank(records, loss_weight)
-    columns = ["rank", "id", *AXES, "val_loss", "fid", "fid_n", "score", "status", "seconds", "checkpoint"]
+    columns = ["rank", "id", *AXES, "val_loss", "val_ssim", "fid", "class_fid", "fid_n", "score", "status", "seconds", "checkpoint"]
     with atomic_output(folder / "results.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, columns)
         writer.writeheader()
@@ -411,6 +415,7 @@ def summarize(folder, loss_weight=LOSS_WEIGHT, storage=None):
                    else f"{row['status']:>26}")
         print(f"{i:4d}  {row['id']:<44} {numbers}")
     plot_scores(rows, folder / "scores.png")
+    plot_trade_off(rows, folder / "trade_off.png", pick=rows[0]["id"] if math.isfinite(rows[0]["score"]) else None)
     best = rows[0]
     if math.isfinite(best["score"]) and not (folder / best["checkpoint"]).is_file():
         print(f"best: {best['id']}, whose {best['checkpoint']} is not in {folder} (a machine without this --out "
@@ -419,7 +424,7 @@ def summarize(folder, loss_weight=LOSS_WEIGHT, storage=None):
         with atomic_output(folder / "best.pt") as tmp:
             shutil.copyfile(folder / best["checkpoint"], tmp)
         print(f"best: {best['id']} -> {folder / 'best.pt'}; table {folder / 'results.csv'}, "
-              f"plot {folder / 'scores.png'}")
+              f"plots {folder / 'scores.png'}, {folder / 'trade_off.png'}")
     return rows
 
 
@@ -454,12 +459,13 @@ def run_config(config, out, galaxies, score_fid, on_epoch=None):
         result = train.train(config, galaxies=galaxies, progress=False, resume=resume, on_epoch=on_epoch)
     except TrainingDiverged as e:
         return {"status": "failed", "error": str(e), "val_loss": None, "fid": None, "checkpoint": None}, resume
-    model, _ = load_checkpoint(result["best"], pick_device(config.device))
+    model, checkpoint = load_checkpoint(result["best"], pick_device(config.device))
+    val_ssim = checkpoint["history"][checkpoint["epoch"] - 1]["val_ssim"]  # best.pt's epoch, as its val_loss
     fid_value = float(score_fid(model))
     if not math.isfinite(fid_value):
         return {"status": "failed", "error": f"FID is {fid_value}", "val_loss": None, "fid": None,
                 "checkpoint": None}, resume
-    return {"status": "ok", "val_loss": result["best_val_loss"], "fid": fid_value,
+    return {"status": "ok", "val_loss": result["best_val_loss"], "val_ssim": val_ssim, "fid": fid_value,
             "checkpoint": str(result["best"].relative_to(out))}, resume
 
 

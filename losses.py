@@ -10,6 +10,13 @@ Reductions, and why the two terms are on comparable scales:
   (3 x 64 x 64 = 12,288): 1 - SSIM then plays the role of a per-pixel negative log-likelihood summed
   over the image, and beta = 1 means the usual VAE balance; beta > 1 trades detail for a smoother,
   more disentangled latent space (Higgins et al. 2017).
+- `recon_loss` "mse" (train.py --recon-loss mse) puts MSE_SCALE x the mean squared error per pixel value
+  in the place of 1 - SSIM, weighed by the same recon_weight, so that "SSIM or MSE in the loss" is tested
+  at equal beta. The scale makes the two terms the same size where training ends: on the validation
+  reconstructions of trained default models (1 - SSIM) / MSE was 95, 87 and 97 on gz1_sdss_sample (three
+  seeds; docs/grid-search.md, "SSIM or MSE"), so MSE_SCALE = 100. Read as a likelihood, MSE_SCALE * MSE summed
+  over the pixel values is -log N(x; recon, sigma^2) up to a constant, with sigma^2 = 1 / 200 (sigma 0.071
+  of the pixel range): beta = 1 is the usual VAE balance for a decoder that far from its targets.
 - `l1_weight` alpha adds alpha * mean |x - recon| to 1 - SSIM before that scaling (Zhao et al. 2017):
   both are means per pixel value in [0, 1], so alpha = 1 weighs a mean absolute error of 0.1 like an
   SSIM loss of 0.1. SSIM alone ignores a uniform shift of colour and brightness; L1 pins it.
@@ -33,6 +40,8 @@ import torch
 from tqdm import tqdm
 
 K1, K2 = 0.01, 0.03
+RECON_LOSSES = ("ssim", "mse")
+MSE_SCALE = 100.0  # MSE as large as 1 - SSIM at the end of training (module docstring)
 
 
 def gaussian_window(size=11, sigma=1.5, dtype=torch.float32, device=None):
@@ -91,15 +100,19 @@ def beta_at(epoch, beta, warmup_epochs, beta_start=1e-4):
     return float(beta_start + (beta - beta_start) * epoch / warmup_epochs)
 
 
-def vae_loss(recon, x, mu, logvar, beta, recon_weight=None, l1_weight=0.0):
+def vae_loss(recon, x, mu, logvar, beta, recon_weight=None, l1_weight=0.0, recon_loss="ssim"):
     """total = recon_weight * (1 - SSIM + l1_weight * L1) + beta * KLD, per image (see the module
-    docstring); "recon" is the first term."""
+    docstring), with MSE_SCALE * MSE in the place of 1 - SSIM when recon_loss is "mse"; "recon" is the first
+    term. SSIM is returned either way: it is what a run reports."""
     if recon_weight is None:
         recon_weight = x[0].numel()
+    if recon_loss not in RECON_LOSSES:
+        raise ValueError(f"recon_loss {recon_loss!r}: use one of {', '.join(RECON_LOSSES)}")
     similarity = ssim(recon, x)
     divergence = kld(mu, logvar)
     l1 = (recon - x).abs().mean()
-    reconstruction = recon_weight * (1 - similarity + l1_weight * l1)
+    dissimilarity = MSE_SCALE * (recon - x).pow(2).mean() if recon_loss == "mse" else 1 - similarity
+    reconstruction = recon_weight * (dissimilarity + l1_weight * l1)
     total = reconstruction + beta * divergence
     return {"total": total, "recon": reconstruction, "ssim": similarity, "l1": l1, "kld": divergence,
             "beta": beta if isinstance(beta, torch.Tensor) else float(beta)}
@@ -151,7 +164,7 @@ def autocast(precision, device):
     raise ValueError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
 
 
-def batch_losses(model, x, beta, recon_weight=None, l1_weight=0.0, precision="fp32"):
+def batch_losses(model, x, beta, recon_weight=None, l1_weight=0.0, precision="fp32", recon_loss="ssim"):
     """The loss dict of one batch (see vae_loss), with the reconstructions under "decoded". The model runs
     in `precision`; SSIM and KLD always in fp32 (1 - SSIM is a small difference of near-equal terms: bf16's
     8-bit mantissa would round it away). A NaN is not checked here: run_epoch checks its sums once an epoch,
@@ -159,7 +172,7 @@ def batch_losses(model, x, beta, recon_weight=None, l1_weight=0.0, precision="fp
     with autocast(precision, x.device):
         recon, mu, logvar = model(x)
     recon = recon.float()
-    losses = vae_loss(recon, x, mu.float(), logvar.float(), beta, recon_weight, l1_weight)
+    losses = vae_loss(recon, x, mu.float(), logvar.float(), beta, recon_weight, l1_weight, recon_loss)
     return losses | {"decoded": recon}
 
 
@@ -202,13 +215,13 @@ def turn_or_mirror_each(x, generator):
 
 
 def train_step(model, x, optimizer, beta, recon_weight=None, l1_weight=0.0, precision="fp32", adversary=None,
-               set_to_none=True):
+               set_to_none=True, recon_loss="ssim"):
     """One Adam step on batch x; returns its loss dict, with "objective" the total the VAE stepped on. With an
     adversary (discriminator, its optimizer, weight W, whether it sees turns and mirrors, LeCam's lambda), the
     VAE's loss gains the adaptively weighted adversarial term, then the discriminator takes one step of its
     hinge loss (+ lambda x LeCam) on x against the same reconstructions (both in fp32). set_to_none=False
     zeroes the gradients in place (where a captured CUDA graph owns them: graphed_step.py)."""
-    losses = batch_losses(model, x, beta, recon_weight, l1_weight, precision)
+    losses = batch_losses(model, x, beta, recon_weight, l1_weight, precision, recon_loss)
     total, recon = losses["total"], losses["decoded"]
     if adversary is not None:
         disc = adversary["disc"]
@@ -235,12 +248,17 @@ def train_step(model, x, optimizer, beta, recon_weight=None, l1_weight=0.0, prec
     return losses
 
 
+def recon_loss_of(config):
+    """The reconstruction term a run's config names; "ssim" for a config from before it could name one."""
+    return getattr(config, "recon_loss", "ssim")
+
+
 def eager_step(model, optimizer, config):
     """train_step with the run's settings, as a function of (batch, beta, adversary): what run_epoch calls per
     batch (graphed_step.GraphedTrainStep is the same on a GPU, captured)."""
     def step(x, beta, adversary=None):
         return train_step(model, x, optimizer, beta, config.recon_weight, getattr(config, "l1_weight", 0.0),
-                          getattr(config, "precision", "fp32"), adversary)
+                          getattr(config, "precision", "fp32"), adversary, recon_loss=recon_loss_of(config))
     return step
 
 
@@ -280,7 +298,8 @@ def run_epoch(model, images, config, beta, optimizer=None, generator=None, desc=
             if training:
                 losses = step(x, beta, adversary)
             else:
-                losses = batch_losses(model, x, beta, config.recon_weight, getattr(config, "l1_weight", 0.0))
+                losses = batch_losses(model, x, beta, config.recon_weight, getattr(config, "l1_weight", 0.0),
+                                      recon_loss=recon_loss_of(config))
                 losses["objective"] = losses["total"]
             sums += torch.stack([losses[key].detach().float() for key in keys]) * len(index)
             seen += len(index)

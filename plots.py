@@ -1,5 +1,5 @@
 """The figures: training curves, originals above reconstructions, image grids and interpolation
-strips; and folders of single-galaxy PNGs. Every file is written atomically, so a killed run never leaves
+strips, a grid's trade-off between reconstruction and generation; and folders of single-galaxy PNGs. Every file is written atomically, so a killed run never leaves
 half a PNG."""
 import math
 import textwrap
@@ -8,6 +8,8 @@ from pathlib import Path
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.colors import LogNorm, Normalize
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 import numpy as np
 import torch
@@ -137,3 +139,58 @@ def plot_morphology(shapes, path, sampler=None, statistics=None):
                  + (f" and the {sampler} class samples" if sampler else "") + " (W/floor: reconstructions / samples)",
                  fontsize=10)
     save_figure(fig, path)
+
+
+LATENT_MARKERS = "osD^vP*Xhp"  # one per latent size, smallest first
+TRADE_OFF_PANELS = (("fid", "N(0, I) samples"), ("class_fid", "class-sampler samples"))
+
+
+def plot_trade_off(records, path, pick=None):
+    """What a grid trades: each configuration a point, its validation SSIM (reconstruction, higher is better)
+    against the FID of what it generates (lower is better), one panel for N(0, I) samples ("fid") and one for
+    the class sampler's ("class_fid") where any record has it; coloured by beta (log scale), marked by latent
+    size, hollow where the loss was MSE, the configuration `pick` (an id: the grid's choice) ringed in red.
+    `records`: plain dicts with id, beta, latent, val_ssim, fid and optionally class_fid and recon_loss; one
+    without val_ssim or fid (pruned, failed) is left out. Returns how many points were drawn; with none, no
+    file is written."""
+    def usable(record, key):
+        return all(isinstance(record.get(k), (int, float)) and math.isfinite(record[k]) for k in ("val_ssim", key))
+    panels = [(key, what) for key, what in TRADE_OFF_PANELS if any(usable(r, key) for r in records)]
+    if not panels or not any(usable(r, "fid") for r in records):
+        return 0
+    betas = sorted({r["beta"] for r in records if usable(r, "fid")})
+    norm = (LogNorm(betas[0] / 2, betas[-1] * 2) if betas[0] == betas[-1] else LogNorm(betas[0], betas[-1])) \
+        if betas[0] > 0 else Normalize(betas[0], max(betas[-1], betas[0] + 1e-9))
+    latents = sorted({r["latent"] for r in records if usable(r, "fid")})
+    marker = {z: LATENT_MARKERS[i % len(LATENT_MARKERS)] for i, z in enumerate(latents)}
+    # constrained, not save_figure's tight layout: one colour bar beside all panels
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels) + 1.2, 4.6), squeeze=False,
+                             layout="constrained")
+    drawn = set()
+    for ax, (key, what) in zip(axes[0], panels):
+        for r in (r for r in records if usable(r, key)):
+            colour = plt.cm.viridis(norm(r["beta"]))
+            hollow = r.get("recon_loss") == "mse"
+            ax.scatter(r[key], r["val_ssim"], s=70, marker=marker[r["latent"]], linewidths=1.5 if hollow else 0.5,
+                       facecolors="none" if hollow else [colour], edgecolors=[colour] if hollow else "black")
+            if r["id"] == pick:
+                ax.scatter(r[key], r["val_ssim"], s=320, facecolors="none", edgecolors="red", linewidths=2)
+            drawn.add(r["id"])
+        ax.set(xlabel=f"FID of {what} (lower: better generation)", ylabel="validation SSIM (higher: better "
+               "reconstruction)", title=f"reconstruction against generation: {what}")
+        ax.grid(alpha=0.3)
+    handles = [Line2D([], [], linestyle="", marker=marker[z], color="grey", label=f"latent {z}") for z in latents]
+    if pick is not None:
+        handles.append(Line2D([], [], linestyle="", marker="o", markersize=12, markerfacecolor="none",
+                              markeredgecolor="red", markeredgewidth=2, label="the grid's pick"))
+    if any(r.get("recon_loss") == "mse" for r in records):
+        handles.append(Line2D([], [], linestyle="", marker="o", markerfacecolor="none", color="grey",
+                              label="hollow: MSE loss"))
+    axes[0, 0].legend(handles=handles, fontsize=8, loc="best")
+    bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=list(axes[0]), label="beta")
+    bar.set_ticks(betas, labels=[f"{b:g}" for b in betas])
+    bar.minorticks_off()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return len(drawn)

@@ -11,7 +11,8 @@ model.standard_normal_latents, so a seed means the same noise everywhere.
   gmm     a full-covariance Gaussian mixture per class (scikit-learn).
   vae2    a second-stage VAE on the latents (Dai & Wipf 2019, "Diagnosing and enhancing VAE models"):
           a small MLP VAE, conditioned on the class, with a learned decoder variance gamma; u ~ N(0, I)
-          is decoded to z. The first-stage latents do not fill N(0, I); the second stage's do.
+          is decoded to z, plus the decoder's noise. The first-stage latents do not fill N(0, I); the
+          second stage's do.
   flow    a RealNVP normalizing flow (Dinh et al. 2017), affine couplings conditioned on the class, fitted
           by maximum likelihood; u ~ N(0, I) is mapped back to z.
 
@@ -36,6 +37,10 @@ SAMPLERS = ("normal", "gmm", "vae2", "flow")
 DEFAULT_SAMPLER = "gmm"  # the best FID of the four where measured side by side (docs/decoder-study.md)
 CLASS_CONFIDENCE = 0.95  # chosen on gz1_sdss_sample's validation split (docs/results.md, "Class samples kept")
 KEEP_ROUNDS = 8          # draws of 4n + 64 latents at most, then the surest n
+# A class's draws have collapsed when they lie less than half as far apart as its training latents (median
+# distance to the nearest other point, at equal n): samplers that follow the latents measured 0.93-1.41 on
+# gz1_sdss_sample, and a spread scaled by s scales that distance by s (docs/samplers.md).
+COLLAPSE_SPREAD = 0.5
 
 
 def check_confidence(confidence):
@@ -50,12 +55,13 @@ def check_kind(kind):
 
 class Sampler:
     """A fitted sampler. `classes`: the class ids it can target (empty for normal); `fit_seconds`: how long
-    fitting took on this machine; `kept`: per class, the share of its latents the last draw kept."""
+    fitting took on this machine; `kept` and `drawn`: per class, the share of its latents the last draw kept
+    and of how many; `latents`, `labels`: what it was fitted to."""
     kind, classes, fit_seconds, confidence, latent_classifier = None, (), 0.0, 0.0, None
 
     def __init__(self, latent_dim, classes=(), counts=()):
         self.latent_dim, self.classes, self.counts = latent_dim, tuple(int(k) for k in classes), tuple(counts)
-        self.kept = {}
+        self.kept, self.drawn, self.latents, self.labels = {}, {}, None, None
 
     def sample(self, n, seed=0, label=None):
         """n latents (float32 tensor, n x latent_dim) of class `label`, or of any class (labels drawn in
@@ -95,7 +101,7 @@ class Sampler:
                 break
         z, sure = torch.cat(drawn), np.concatenate(sure)
         keep = sure >= self.confidence
-        self.kept[int(label)] = float(keep.mean())
+        self.kept[int(label)], self.drawn[int(label)] = float(keep.mean()), len(keep)
         if keep.sum() >= n:
             return z[torch.from_numpy(keep)][:n]
         # A model whose classes overlap everywhere: the n surest draws, in the order drawn, and a word.
@@ -103,6 +109,41 @@ class Sampler:
               f"{self.kind} sampler reach --class-confidence {self.confidence:g}; drawing its {n} surest",
               file=sys.stderr)
         return z[torch.from_numpy(np.sort(np.argsort(-sure, kind="stable")[:n]))]
+
+    def collapse(self, label, drawn, seed=0):
+        """Have the draws of class `label` collapsed? `drawn`: their latents (n x d), as callers measure them
+        the encoder's means of the decoded images, so that both sides are encodings of images like the training
+        latents. {"kept": the share of the last draw of the class kept at the confidence (None when every draw
+        is kept), "spread": spread_ratio of the draws against the class's training latents, "collapsed": one
+        line saying why (no draw confident, or draws piled together), or None}."""
+        real = torch.as_tensor(self.latents[self.labels == int(label)])
+        spread, kept = spread_ratio(torch.as_tensor(drawn).float(), real.float(), seed), self.kept.get(int(label))
+        reasons = []
+        if kept == 0:
+            reasons.append(f"none of its {self.drawn[int(label)]:,} draws reaches p >= {self.confidence:g}")
+        if spread < COLLAPSE_SPREAD:
+            reasons.append(f"its draws lie {spread:.2f}x as far apart as the class's training latents "
+                           f"(< {COLLAPSE_SPREAD:g})")
+        return {"kept": kept, "spread": spread, "collapsed": "; ".join(reasons) or None}
+
+
+def median_neighbour_distance(z):
+    """The median over the points of z (n x d) of the distance to the nearest other point (computed directly:
+    cdist's matrix product rounds near-equal points' 0 to ~1e-3)."""
+    d = torch.cdist(z, z, compute_mode="donot_use_mm_for_euclid_dist")
+    return d.fill_diagonal_(math.inf).min(1).values.median().item()
+
+
+def spread_ratio(drawn, real, seed=0):
+    """How far apart draws lie against real latents: the median nearest-neighbour distance among the draws
+    over that among the real latents, at equal n (seeded subsets of the larger), as that distance shrinks
+    with n. About 1 for draws that follow the real latents; near 0 for draws piled on a few points."""
+    n = min(len(drawn), len(real))
+    if n < 2:
+        raise ValueError(f"spread_ratio needs at least 2 points a side, got {len(drawn)} and {len(real)}")
+    g = torch.Generator().manual_seed(seed)
+    drawn, real = (z[torch.randperm(len(z), generator=g)[:n]] for z in (drawn, real))
+    return median_neighbour_distance(drawn) / max(median_neighbour_distance(real), 1e-12)
 
 
 class NormalSampler(Sampler):
@@ -190,6 +231,7 @@ class TorchSampler(Sampler):
         order = torch.randperm(len(z), generator=g)
         held = order[: max(1, len(z) // 10)] if len(z) >= 20 else order  # tiny sets: no room to hold out
         train = order[len(held):] if len(z) >= 20 else order
+        self.held = held
         batch_size = batch_size or min(512, max(128, round(len(train) / 8)))
         optimizer = torch.optim.Adam(self.net.parameters(), lr=lr or 1e-3 * math.sqrt(batch_size / 128))
         best, best_state = math.inf, None
@@ -212,9 +254,10 @@ class TorchSampler(Sampler):
 
     @torch.no_grad()
     def _sample(self, n, seed, label):
-        u = standard_normal_latents(n, self.latent_dim, seed)
+        # u and any noise the model adds after it from one seeded draw
+        u = standard_normal_latents(n, self.latent_dim * (1 + self.noise_draws), seed)
         c, i = self.onehot(np.full(n, int(label))), self.classes.index(int(label))
-        return self.generate(u, c) * self.std[i] + self.mean[i]
+        return self.generate(*u.chunk(1 + self.noise_draws, 1), c=c) * self.std[i] + self.mean[i]
 
 
 class SecondStageVAE(TorchSampler):
@@ -226,15 +269,26 @@ class SecondStageVAE(TorchSampler):
     al. 2021, "Simple and effective VAE training with calibrated decoders"): a learnt log gamma moved too
     slowly, and the decoder ignored u. Both MLPs see the class one-hot, so one model serves every class."""
     kind = "vae2"
+    noise_draws = 1  # z = decoder(u) + sqrt(gamma) * eps
 
     def build(self, width=256):
         d, c = self.latent_dim, len(self.classes)
         return nn.ModuleDict({"encoder": mlp(d + c, 2 * d, width), "decoder": mlp(d + c, d, width)})
 
-    def loss(self, z, c, generator):
+    def squared_error(self, z, c, generator):
+        """Per latent: ||z - decoder(u)||^2 with u drawn from q(u | z); and the KL term's mean and log-variance."""
         mu, logvar = self.net.encoder(torch.cat([z, c], 1)).chunk(2, 1)
         u = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=generator)
-        squared_error = ((z - self.net.decoder(torch.cat([u, c], 1))) ** 2).sum(1)
+        return ((z - self.net.decoder(torch.cat([u, c], 1))) ** 2).sum(1), mu, logvar
+
+    def fit(self, z, c, seed, *settings):
+        super().fit(z, c, seed, *settings)
+        with torch.no_grad():  # the decoder's variance on latents it did not learn from (see generate)
+            squared_error = self.squared_error(z[self.held], c[self.held], torch.Generator().manual_seed(seed))[0]
+        self.gamma = float(squared_error.mean() / z.shape[1])
+
+    def loss(self, z, c, generator):
+        squared_error, mu, logvar = self.squared_error(z, c, generator)
         gamma = (squared_error.mean() / z.shape[1]).detach().clamp_min(1e-6)
         nll = squared_error / (2 * gamma) + 0.5 * z.shape[1] * gamma.log()
         kl = 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).sum(1)
@@ -242,8 +296,14 @@ class SecondStageVAE(TorchSampler):
         # the encoder's information cost won, and the decoder learnt to ignore u.
         return (nll + (self.warmup if self.net.training else 1.0) * kl).mean()
 
-    def generate(self, u, c):
-        return self.net.decoder(torch.cat([u, c], 1))
+    def generate(self, u, eps, c):
+        """A draw of the model fitted: decoder(u) + sqrt(gamma) * eps, not decoder(u) alone. The decoder gives
+        the mean of z given u; what u does not encode is in gamma, the decoder's variance (measured on the
+        held-out latents: the training ones it partly learnt by heart). Dai & Wipf draw the mean, as their
+        gamma goes to 0; on a few thousand latents it does not (its u cannot hold 32-128 dimensions of
+        them), and the mean alone drew every class near its middle (issue 43, gz1_sdss_sample's vaegan-cpu
+        model: no draw sure of its class, all judged spirals; before and after: docs/samplers.md)."""
+        return self.net.decoder(torch.cat([u, c], 1)) + math.sqrt(self.gamma) * eps
 
 
 class Coupling(nn.Module):
@@ -270,6 +330,7 @@ class FlowSampler(TorchSampler):
     """A class-conditional RealNVP of 8 couplings on a seeded random half-split of the dimensions each,
     fitted by maximum likelihood: the exact density, unlike the mixture's few Gaussians."""
     kind = "flow"
+    noise_draws = 0
 
     def build(self, couplings=8, width=128):
         d = self.latent_dim
@@ -316,6 +377,7 @@ def fit_sampler(kind, latents, labels=None, seed=0, components=4, epochs=None, c
     else:
         sampler = (SecondStageVAE if kind == "vae2" else FlowSampler)(z, labels, seed, epochs or 200)
     sampler.keep_confident(z, labels, confidence)
+    sampler.latents, sampler.labels = z, labels  # what collapse() compares a class's draws with
     sampler.fit_seconds = time.perf_counter() - start
     return sampler
 

@@ -210,7 +210,10 @@ def parse_args(argv=None):
     g = p.add_argument_group("loss")
     option(g, "beta", float, "weight of the KL term after warm-up")
     option(g, "warmup_epochs", int, "epochs to raise beta from 1e-4")
-    option(g, "recon_weight", float, "weight of 1 - SSIM (default: number of pixel values, 3*64*64)")
+    option(g, "recon_loss", str, "the reconstruction term: ssim (1 - SSIM, default) or mse (the mean squared "
+           "error, scaled to the size of 1 - SSIM at the end of training, so that beta means the same balance)",
+           metavar="ssim|mse")
+    option(g, "recon_weight", float, "weight of the reconstruction term (default: number of pixel values, 3*64*64)")
     option(g, "l1_weight", float, "alpha in 1 - SSIM + alpha * L1 (default 0)")
     option(g, "augment", bool, "train on each galaxy turned by a random multiple of 90 degrees and mirrored half "
            "the time (the sky has no up or left: 8x the orientations)")
