@@ -2471,6 +2471,54 @@ def test_kill_9_in_a_configuration_then_every_configuration_finishes_once(data_d
     assert trained == [] and len(rows) == 3 and grid_table(out) == table
 
 
+def test_a_last_pt_without_a_later_field_resumes_and_a_folder_of_something_else_is_moved_aside(
+        tmp_path, tiny_galaxies, capsys):
+    out = tmp_path / "grid"
+    config = tiny_config(out / "runs" / "a", epochs=2, warmup_epochs=0)
+
+    def interrupt(epoch, record):
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):  # stopped after its first epoch
+        train.train(config, galaxies=tiny_galaxies, progress=False, on_epoch=interrupt)
+    last = Path(config.out) / "last.pt"
+    saved = torch.load(last, weights_only=True)
+    for field in ("lecam", "disc_channels", "galaxies_shown"):  # as a checkpoint from before those options
+        del saved["config"][field]
+    torch.save(saved, last)
+    result, resumed = gs.run_config(config, out, tiny_galaxies, cheap_fid)
+    assert resumed and result["status"] == "ok" and capsys.readouterr().err == ""
+    history = json.loads((Path(config.out) / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2] and history[0] == saved["history"][0]
+
+    def moved_aside(folder):
+        return sorted(p for p in folder.parent.iterdir() if p.name.startswith(f"{folder.name}.other-"))
+
+    # Another configuration's run in the folder: moved aside whole, said in one line, trained anew.
+    other = replace(config, lr=2e-3, epochs=1)
+    result, resumed = gs.run_config(other, out, tiny_galaxies, cheap_fid)
+    err = capsys.readouterr().err
+    [aside] = moved_aside(Path(config.out))
+    assert not resumed and result["status"] == "ok"
+    assert err.count("\n") == 1 and f"moved aside to {aside.name}" in err and "lr 0.001, not 0.002" in err
+    assert len(json.loads((aside / "history.json").read_text())) == 2  # the other run, whole
+    assert torch.load(aside / "last.pt", weights_only=True)["config"]["lr"] == 1e-3
+
+    # An unreadable last.pt: the folder is kept aside too, never deleted.
+    last.write_bytes(b"not a checkpoint")
+    _, resumed = gs.run_config(other, out, tiny_galaxies, cheap_fid)
+    err = capsys.readouterr().err
+    assert not resumed and len(moved_aside(Path(config.out))) == 2 and "not a readable galaxy-vae checkpoint" in err
+    assert any((p / "last.pt").read_bytes() == b"not a checkpoint" for p in moved_aside(Path(config.out)))
+
+    # A folder holding only a killed write's temporary file has nothing to keep: trained there, no line.
+    fresh = out / "runs" / "b"
+    fresh.mkdir()
+    (fresh / ".last.pt.x.tmp.pt").write_bytes(b"half")
+    _, resumed = gs.run_config(replace(config, out=str(fresh)), out, tiny_galaxies, cheap_fid)
+    assert not resumed and capsys.readouterr().err == "" and (fresh / "last.pt").exists()
+    assert moved_aside(fresh) == []
+
+
 def test_diverged_configuration_is_recorded_once_and_ranked_last(data_dir, tmp_path, monkeypatch, capsys):
     real_train, trained = train.train, []
 
