@@ -88,6 +88,17 @@ def bad_input(target, *args, capsys=None):
     return err.rstrip("\n")
 
 
+def set_aside_once(path, err, holding):
+    """The one rule for a damaged file: moved aside beside itself (never deleted or overwritten), holding
+    what it held, with one line on stderr naming it and what happens instead. Returns that line."""
+    path = Path(path)
+    [aside] = [p for p in path.parent.iterdir() if p.name.startswith(f"{path.name}.damaged-")]
+    assert aside.read_bytes() == holding
+    [line] = [line for line in err.splitlines() if line.startswith(f"warning: {path}")]
+    assert line.startswith(f"warning: {path}: ") and f"moved aside to {aside.name}; " in line, err
+    return line
+
+
 @pytest.fixture(scope="module", autouse=True)
 def data_dir(tmp_path_factory):
     """The one private data folder: DATA_DIR for in-process calls and GALAXY_VAE_DATA for the scripts the
@@ -263,7 +274,7 @@ def test_max_per_class_and_key_depends_on_options(galaxy10, tmp_path):
     assert len(keys) == 3
 
 
-def test_cache_hit_and_invalidation(galaxy10, tmp_path, monkeypatch):
+def test_cache_hit_and_invalidation(galaxy10, tmp_path, monkeypatch, capsys):
     path = galaxy10[0]
     cache = tmp_path / "cache"
     first = load_galaxies(path, cache_dir=cache, progress=False)
@@ -275,9 +286,12 @@ def test_cache_hit_and_invalidation(galaxy10, tmp_path, monkeypatch):
     second = load_galaxies(path, cache_dir=cache, progress=False)
     assert second.key == first.key and torch.equal(second.train_x, first.train_x)
 
-    (cache / f"galaxies-{first.key}.npz").write_bytes(b"damaged")   # a damaged cache is rebuilt
+    (cache / f"galaxies-{first.key}.npz").write_bytes(b"damaged")   # a damaged cache is kept aside and rebuilt
     monkeypatch.undo()
+    capsys.readouterr()
     assert torch.equal(load_galaxies(path, cache_dir=cache, progress=False).val_x, first.val_x)
+    assert "preparing them again" in set_aside_once(cache / f"galaxies-{first.key}.npz", capsys.readouterr().err,
+                                                    b"damaged")
     monkeypatch.setattr(data, "read_galaxy10", no_reading)
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))   # the file changed
@@ -387,6 +401,22 @@ def test_download_interrupted_then_resumed(server, tmp_path):
     assert path.read_bytes() == FileServer.payload
 
 
+def test_download_onto_a_full_disk_or_a_folder_is_a_local_error_not_an_interruption(server, tmp_path):
+    sha = hashlib.sha256(FileServer.payload).hexdigest()
+    part = tmp_path / "Galaxy10_DECals.h5.part"
+    part.symlink_to("/dev/full")  # every write there fails as on a full disk: ENOSPC
+    with pytest.raises(InputError) as full:
+        data.download(server, tmp_path, sha, progress=False)
+    assert str(full.value).startswith(f"{part}: cannot write the download (No space left on device); 0 bytes kept")
+    assert "\n" not in str(full.value) and "interrupted" not in str(full.value)
+    part.unlink()
+    part.mkdir()  # a name the file cannot take
+    with pytest.raises(InputError, match=r"\.part: cannot write the download \(Is a directory\)"):
+        data.download(server, tmp_path, sha, progress=False)
+    part.rmdir()
+    assert data.download(server, tmp_path, sha, progress=False).read_bytes() == FileServer.payload
+
+
 def test_download_without_length_cut_off_keeps_its_part_and_resumes(server, tmp_path):
     sha = hashlib.sha256(FileServer.payload).hexdigest()
     FileServer.no_length, FileServer.cut_at = True, 100_000
@@ -407,7 +437,7 @@ def test_download_without_length_of_a_wrong_file_ends_at_416(server, tmp_path):
     assert FileServer.requests[-1].get("Range") == "bytes=300000-" and list(tmp_path.iterdir()) == []
 
 
-def test_existing_file_is_hash_checked_once_before_it_is_trusted(server, tmp_path, monkeypatch):
+def test_existing_file_is_hash_checked_once_before_it_is_trusted(server, tmp_path, monkeypatch, capsys):
     sha = hashlib.sha256(FileServer.payload).hexdigest()
     dest = tmp_path / "Galaxy10_DECals.h5"
     dest.write_bytes(FileServer.payload)
@@ -419,6 +449,11 @@ def test_existing_file_is_hash_checked_once_before_it_is_trusted(server, tmp_pat
     with monkeypatch.context() as m:
         m.setattr(data, "sha256_of", no_hashing)
         assert data.download(server, tmp_path, sha, progress=False) == dest
+    stamp = tmp_path / ".Galaxy10_DECals.h5.sha256.json"
+    stamp.write_text('{"size": ')  # a damaged stamp: kept aside, the file hashed again and stamped anew
+    assert data.download(server, tmp_path, sha, progress=False) == dest
+    assert "hashing the file again" in set_aside_once(stamp, capsys.readouterr().err, b'{"size": ')
+    assert json.loads(stamp.read_text())["sha256"] == sha
     dest.write_bytes(FileServer.payload[:-1] + b"?")   # changed: hashed again, and refused
     os.utime(dest, ns=(1, 1))
     with pytest.raises(InputError, match="SHA-256 mismatch.*remove it"):
@@ -1449,6 +1484,16 @@ def test_judge_is_chosen_by_validation_accuracy_and_cached_as_plain_data(isolate
     assert set(judge.classify(first, x, classes).tolist()) <= set(classes)
 
 
+def test_a_damaged_judge_cache_is_kept_aside_and_the_judge_trained_again(isolated, tmp_path, capsys):
+    first = judge.load_or_train_classifier(isolated.galaxies, epochs=1, cache_dir=tmp_path, widths=(4,), progress=False)
+    [cached] = tmp_path.iterdir()
+    damaged = cached.read_bytes()[:100]
+    cached.write_bytes(damaged)
+    again = judge.load_or_train_classifier(isolated.galaxies, epochs=1, cache_dir=tmp_path, widths=(4,), progress=False)
+    assert "training the judge again" in set_aside_once(cached, capsys.readouterr().err, damaged)
+    assert again.selection == first.selection and torch.load(cached, weights_only=True)["selection"] == first.selection
+
+
 def test_the_judge_is_the_same_whatever_the_cpus_thread_count():
     # Its accuracies are the evaluation's figures: a machine with more cores must get the same judge.
     g = torch.Generator().manual_seed(0)
@@ -1690,7 +1735,7 @@ class TinyGalaxies:
         return getattr(self, f"{name}_x"), None
 
 
-def test_real_statistics_are_cached(tmp_path, inception, monkeypatch):
+def test_real_statistics_are_cached(tmp_path, inception, monkeypatch, capsys):
     galaxies = TinyGalaxies(torch.cat([synthetic_images(), synthetic_images().flip(-1)]))
     mu, sigma = fid.real_statistics(galaxies, "test", num_samples=4, seed=1, device="cpu",
                                     cache_dir=tmp_path, progress=False, model=inception)
@@ -1707,6 +1752,14 @@ def test_real_statistics_are_cached(tmp_path, inception, monkeypatch):
         fid.real_statistics(galaxies, "test", num_samples=4, seed=2, cache_dir=tmp_path, progress=False)
     with pytest.raises(InputError, match="has 6 images"):
         fid.real_statistics(galaxies, "test", num_samples=7, cache_dir=tmp_path)
+    # A damaged cache is kept aside and measured again.
+    monkeypatch.undo()
+    cached[0].write_bytes(b"damaged")
+    mu3, sigma3 = fid.real_statistics(galaxies, "test", num_samples=4, seed=1, device="cpu", cache_dir=tmp_path,
+                                      progress=False, model=inception)
+    assert np.allclose(mu, mu3, atol=1e-5) and np.allclose(sigma, sigma3, atol=1e-5)
+    assert "measuring them again" in set_aside_once(cached[0], capsys.readouterr().err, b"damaged")
+    assert fid.load_statistics(cached[0])[0].shape == mu.shape
 
 
 def test_cli_folder_against_statistics(tmp_path, inception, monkeypatch, capsys):
@@ -1819,6 +1872,20 @@ def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
     expected = fid.get_activations(test_6, fid.load_inception(), progress=False)
     np.testing.assert_allclose(np.sort(np.load(test_acts), 0), np.sort(expected, 0), atol=1e-3)
     assert list((isolated.data_dir / "cache").glob("acts-*-train-class6-*.npy"))
+
+
+def test_damaged_real_features_are_kept_aside_and_measured_again(isolated, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(files, "DATA_DIR", tmp_path)  # a cache of this test's own
+    measured = []
+    monkeypatch.setattr(fid, "get_activations", lambda x, *a, **k: measured.append(len(x)) or
+                        x.flatten(1)[:, :5].double().numpy())  # a stand-in for Inception: the pixels it is given
+    first = evaluation.real_activations(isolated.galaxies, "val", 6, 2, 0, None, "cpu", False)
+    [cached] = (tmp_path / "cache").iterdir()
+    assert measured == [2] and np.array_equal(evaluation.real_activations(isolated.galaxies, "val", 6, 2, 0, None,
+                                                                           "cpu", False), first) and measured == [2]
+    cached.write_bytes(b"damaged")
+    assert np.array_equal(evaluation.real_activations(isolated.galaxies, "val", 6, 2, 0, None, "cpu", False), first)
+    assert measured == [2, 2] and "measuring them again" in set_aside_once(cached, capsys.readouterr().err, b"damaged")
 
 
 def test_reconstruction_judge_learns_the_models_reconstructions_and_is_cached_by_its_weights(isolated, tmp_path):
@@ -2051,9 +2118,12 @@ def test_a_draw_measures_nothing_and_takes_the_recorded_refine_choice(isolated, 
     # measured on draws all kept: it holds for --class-confidence 0 only.
     write_refine_record(checkpoint, 1, names=("prior", "prior_epochs"), confidence=None)
     assert draw("old")[0] == 0 and draw("old", "--class-confidence", "0")[0] == 1
-    # A damaged record is no record: drawn as drawn, no error.
+    # A damaged record file is no record: drawn as drawn, no error; the file is kept aside, never overwritten.
     (tmp_path / "run" / "refine_steps.json").write_text("{not json")
+    capsys.readouterr()
     assert draw("damaged")[0] == 0
+    assert "measured again when asked" in set_aside_once(tmp_path / "run" / "refine_steps.json",
+                                                         capsys.readouterr().err, b"{not json")
 
 
 def test_sky_noise_chosen_at_draw_time_whatever_the_checkpoint_was_trained_with(isolated, tmp_path):
