@@ -697,10 +697,19 @@ def test_decoder_variants_build_and_draw_64px_images(upsample, res_blocks):
 
 
 def test_default_decoder_is_the_seed_architecture():
-    seed = ConvVAE(32, 32, 4)
+    # The seed's model written out (latent 32, 32 channels doubled per block, 4 blocks, transposed 4x4
+    # convolutions), not rebuilt by the constructor under test: its weights' shapes, 1,477,091 parameters.
+    seed = {"encoder.0.weight": (32, 3, 3, 3), "encoder.3.weight": (64, 32, 3, 3), "encoder.6.weight": (128, 64, 3, 3),
+            "encoder.9.weight": (256, 128, 3, 3), "to_mu.weight": (32, 4096), "to_logvar.weight": (32, 4096),
+            "from_latent.weight": (4096, 32), "decoder.0.weight": (256, 128, 4, 4), "decoder.3.weight": (128, 64, 4, 4),
+            "decoder.6.weight": (64, 32, 4, 4), "decoder.9.weight": (32, 3, 4, 4)}
     default = model_module.build_model(model_module.ModelConfig())
-    assert {k: v.shape for k, v in seed.state_dict().items()} == {k: v.shape for k, v in default.state_dict().items()}
-    assert all(not isinstance(m, (torch.nn.Upsample, model_module.ResidualBlock)) for m in default.modules())
+    shapes = {k: tuple(v.shape) for k, v in default.state_dict().items()}
+    assert {k: v for k, v in shapes.items() if k.endswith("weight") and len(v) > 1} == seed
+    assert sum(p.numel() for p in default.parameters()) == 1_477_091
+    assert [type(m).__name__ for m in default.decoder] == ["ConvTranspose2d", "BatchNorm2d", "LeakyReLU"] * 3 + \
+        ["ConvTranspose2d", "Sigmoid"]
+    assert all(m.stride == (2, 2) and m.padding == (1, 1) for m in default.decoder if hasattr(m, "stride"))
 
 
 def test_new_residual_block_is_the_identity():
