@@ -505,7 +505,8 @@ def test_embedded_load_and_rejects_other_classes(tmp_path, capsys):
     assert g.embedded and g.train_x.shape == (18, 3, 64, 64) and g.test_x.shape == (3, 3, 64, 64)
     assert g.train_x.dtype == torch.float32 and 0 <= g.train_x.min() and g.train_x.max() <= 1
     assert sorted(set(g.train_y.tolist())) == [2, 6, 9]
-    assert "python data.py --download" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith("data: using the embedded procedural set, not the real Galaxy10 DECals; "
+                                              "to use the real file, run `python data.py --download`")
     with pytest.raises(InputError, match="only classes 2, 6, 9"):
         load_galaxies("embedded", classes=(2, 3), max_per_class=8, cache_dir=tmp_path, progress=False)
 
@@ -1041,7 +1042,9 @@ def test_train_cli_runs_and_resumes(tmp_path, data_dir):
               "--layers", "2", "--warmup-epochs", "0"]
     first = run_script("train.py", *common, "--epochs", "1", "--out", str(tmp_path / "run"))
     assert first.returncode == 0, first.stderr
-    assert "embedded" in first.stdout + first.stderr  # says plainly that the procedural set is in use
+    # says plainly, in its own line, that the procedural set is in use and how to get the real one
+    assert "data: using the embedded procedural set, not the real Galaxy10 DECals; to use the real file, run " \
+           "`python data.py --download`" in first.stderr
     again = run_script("train.py", "--resume", str(tmp_path / "run"), "--epochs", "2")
     assert again.returncode == 0, again.stderr
     history = json.loads((tmp_path / "run" / "history.json").read_text())
