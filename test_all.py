@@ -13,17 +13,20 @@ import io
 import json
 import math
 import os
+import pwd
 import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import types
 import urllib.request
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -97,6 +100,26 @@ def set_aside_once(path, err, holding):
     [line] = [line for line in err.splitlines() if line.startswith(f"warning: {path}")]
     assert line.startswith(f"warning: {path}: ") and f"moved aside to {aside.name}; " in line, err
     return line
+
+
+@contextmanager
+def as_a_user():
+    """The block with an ordinary user's permissions: as it is, or where the tests run as root (CI does), who
+    writes anywhere, as user nobody (the effective ids, set back after)."""
+    if os.geteuid() != 0:
+        yield
+        return
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("running as root, and there is no user nobody to test a folder one may not write to as")
+    os.setegid(nobody.pw_gid)
+    os.seteuid(nobody.pw_uid)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -1171,6 +1194,23 @@ def test_fid_every_keeps_the_epoch_of_the_lowest_validation_fid_and_resumes_exac
         train.config_of(train.parse_args(["--resume", str(tmp_path / "later"), "--fid-every", "-1"])).check()
 
 
+def test_fid_every_measures_the_validation_reconstructions_with_the_real_inception(tmp_path, tiny_galaxies):
+    # The real path once, nothing stood in: the TF Inception weights on the 6 validation galaxies.
+    result = train.train(tiny_config(tmp_path / "run", epochs=2, warmup_epochs=0, fid_every=1), galaxies=tiny_galaxies,
+                         progress=False)
+    history = result["history"]
+    assert [h["val_fid_n"] for h in history] == [6, 6] and history[0]["val_fid"] != history[1]["val_fid"]
+    last, _ = ckpt.load_checkpoint(result["run_dir"] / "last.pt")
+    with torch.no_grad():
+        recon = last.decode(last.encode(tiny_galaxies.val_x)[0])
+    inception = fid.load_inception()
+    expected = fid.feature_distance(fid.get_activations(recon, inception, progress=False),
+                                    fid.get_activations(tiny_galaxies.val_x, inception, progress=False))
+    assert history[-1]["val_fid"] == pytest.approx(expected, rel=1e-3) and expected > 1
+    best = torch.load(result["best"], weights_only=True)
+    assert best["epoch"] == min((1, 2), key=lambda e: history[e - 1]["val_fid"])
+
+
 def test_fid_every_is_off_on_a_cpu_and_on_by_default_for_a_gan_on_a_gpu():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert train.fid_choice_interval(TrainConfig(adversarial=0.5), cpu) == 0
@@ -1435,8 +1475,14 @@ def main_error(capsys, *args):
 
 
 def assert_png(path):
+    """A PNG figure that shows something: much of it not its plain background (the colour of its corner),
+    and what is not background varied (galaxies, not one flat colour, nor only a title)."""
     with Image.open(path) as image:
         assert image.format == "PNG" and min(image.size) > 100
+        grey = np.asarray(image.convert("L"), dtype=np.float64)
+    drawn = grey[grey != grey[0, 0]]
+    print("FIGSTAT", path.name, drawn.size / grey.size, drawn.std())
+    assert drawn.size > 0.2 * grey.size and drawn.std() > 10, (path, drawn.size / grey.size, drawn.std())
 
 
 def saved_pngs(folder):
@@ -1884,6 +1930,23 @@ def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
     expected = fid.get_activations(test_6, fid.load_inception(), progress=False)
     np.testing.assert_allclose(np.sort(np.load(test_acts), 0), np.sort(expected, 0), atol=1e-3)
     assert list((isolated.data_dir / "cache").glob("acts-*-train-class6-*.npy"))
+    # Class 6's reconstruction FID and the judge's accuracy on the reconstructions, recomputed here by
+    # another road: two galaxies a side, so each covariance is d d^T / 2 (d the difference of the two
+    # feature vectors) and tr sqrt(S1 S2) = |d1 . d2| / 2, the FID in closed form.
+    test_x, test_y = isolated.galaxies.test_x, isolated.galaxies.test_y
+    with torch.no_grad():
+        recon = isolated.model.decode(isolated.model.encode(test_x)[0])
+    recon_6 = recon[test_y == 6]
+    fake, real = fid.get_activations(recon_6, fid.load_inception(), progress=False).astype(np.float64), expected
+    d1, d2 = fake[0] - fake[1], real[0] - real[1]
+    closed_form = np.sum((fake.mean(0) - real.mean(0)) ** 2) + d1 @ d1 / 2 + d2 @ d2 / 2 - abs(d1 @ d2)
+    assert fids["per_class"]["6"]["reconstructions"] == pytest.approx(closed_form, rel=1e-3)
+    the_judge = judge.load_or_train_classifier(isolated.galaxies, epochs=1, seed=0, progress=False)
+    with torch.no_grad():  # the mean probability over the eight turns and mirror images, then the likeliest class
+        views = [torch.rot90(v, t, dims=(2, 3)) for v in (recon, recon.flip(3)) for t in range(4)]
+        verdict = torch.tensor([2, 6, 9])[torch.stack([the_judge(v).softmax(1) for v in views]).mean(0).argmax(1)]
+    assert {k: accuracy["reconstructions"][k] for k in classes} == pytest.approx(
+        {k: float((verdict[test_y == int(k)] == int(k)).float().mean()) for k in classes})
 
 
 def test_damaged_real_features_are_kept_aside_and_measured_again(isolated, tmp_path, monkeypatch, capsys):
@@ -2315,15 +2378,21 @@ def test_save_images_onto_a_file_or_unwritable_folder_is_one_line(isolated, caps
     assert err.endswith(f"error: --save-images {a_file}: is a file, not a folder")
     err = main_error(capsys, "--checkpoint", str(isolated.best), "--class", "6", "--save-images", str(a_file / "below"))
     assert f"--save-images {a_file / 'below'}: cannot write there" in err
-    if os.geteuid() != 0:  # root writes anywhere
-        locked = tmp_path / "locked"
-        locked.mkdir(mode=0o500)
-        err = main_error(capsys, "--checkpoint", str(isolated.best), "--samples", "2", "--save-images", str(locked))
-        assert "cannot write there" in err and not list(locked.iterdir())
     # A bad class is found before the folder is made: nothing is written at all.
     main_error(capsys, "--checkpoint", str(isolated.best), "--class", "3", "--save-images", str(tmp_path / "new"))
     assert not (tmp_path / "new").exists()
     assert a_file.read_text() == "not a folder"
+    # A folder the user may not write to, as a user (as root, as user nobody), from a folder that user can
+    # read (pytest's own are root's alone).
+    with tempfile.TemporaryDirectory() as shared:
+        checkpoint, locked = Path(shared) / "best.pt", Path(shared) / "locked"
+        shutil.copy(isolated.best, checkpoint)
+        locked.mkdir(mode=0o555)
+        os.chmod(shared, 0o755)
+        with as_a_user():
+            err = main_error(capsys, "--checkpoint", str(checkpoint), "--samples", "2", "--save-images", str(locked))
+        assert err.endswith(f"--save-images {locked}: cannot write there (Permission denied)")
+        assert not list(locked.iterdir())
 
 
 def test_no_checkpoint_anywhere_is_one_line(isolated, capsys):
