@@ -1136,6 +1136,15 @@ def test_adversarial_term_waits_for_the_warm_up_and_best_is_the_last_epoch(tmp_p
     assert best["epoch"] == 3 and result["best_val_loss"] == history[-1]["val_loss"]
 
 
+def test_best_pt_is_never_a_warm_up_epoch_however_low_its_loss():
+    config = TrainConfig(beta=1.0)
+    warm_up, after = {"beta": 0.5, "val_loss": 1.0}, {"beta": 1.0, "val_loss": 2.0, "val_fid": 2.0}  # FID: after it
+    for fid_every in (0, 1):
+        assert not train.is_best([warm_up], config, fid_every, float("inf"))
+        assert train.is_best([warm_up, after], config, fid_every, float("inf"))
+    assert not train.is_best([warm_up], replace(config, adversarial=0.5), 0, float("inf"))
+
+
 def test_best_pt_keeps_its_epoch_while_last_pt_moves_on(tmp_path, tiny_galaxies, monkeypatch):
     # An epoch that is the best writes one file under both names; the next epoch's last.pt must replace that
     # name, never write into the file best.pt still is.
