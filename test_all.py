@@ -989,6 +989,12 @@ def test_training_writes_run_folder_and_loadable_checkpoints(tmp_path, tiny_gala
     run = result["run_dir"]
     for name in ("best.pt", "last.pt", "history.json", "loss.png", "ssim_kld.png", "reconstructions.png"):
         assert (run / name).stat().st_size > 0, name
+    for name in ("loss.png", "ssim_kld.png"):  # both curves drawn: matplotlib's first two colours are there
+        with Image.open(run / name) as image:
+            pixels = np.asarray(image.convert("RGB")).reshape(-1, 3).astype(int)
+        for colour in ((0x1f, 0x77, 0xb4), (0xff, 0x7f, 0x0e)):
+            assert (np.abs(pixels - colour).sum(1) < 30).sum() > 100, (name, colour)
+    assert_png(run / "reconstructions.png")
     history = json.loads((run / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
     assert history[0]["beta"] == pytest.approx(1e-4) and history[1]["beta"] == 1.0
