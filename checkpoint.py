@@ -3,7 +3,12 @@ was built from, the history, the RNG state and, with a discriminator, that too),
 from it (as nanoGPT's sample.py does), where the newest one is, and whether one belongs to a config.
 
 Plain types and tensors only, so torch.load(..., weights_only=True) opens it: a checkpoint someone hands
-you is data, never code."""
+you is data, never code.
+
+A config field missing from a checkpoint (one written before that field existed) has its default: every
+new field's default is the behaviour the code had before it, so an old checkpoint is rebuilt, resumed and
+matched as what it was. Hence a default never changes once released (a new behaviour is a new value to
+choose); the config classes' from_dict, which every reader of a saved config goes through, fills them in."""
 from dataclasses import asdict
 from pathlib import Path
 
@@ -89,12 +94,18 @@ def find_latest_checkpoint(root=None):
     return found[-1]
 
 
-def belongs_to(path, config):
-    """Does the checkpoint at `path` (an interrupted run's last.pt) belong to this very config, so that it
-    may be resumed? Where it runs and where it is written do not count."""
+def resume_mismatch(path, config):
+    """Why the checkpoint at `path` (an interrupted run's last.pt) may not be resumed as this very config:
+    None when it belongs to it, else one short reason (unreadable, or the first field that differs). A
+    field the checkpoint lacks has its default (see the top of this file); where it runs and where it is
+    written do not count."""
     try:
-        saved = read_checkpoint(path)["config"]
-    except InputError:
-        return False
-    saved = flat_config(type(config).from_dict(saved))  # a field newer than the checkpoint: its default, as trained
-    return all(saved.get(k) == v for k, v in flat_config(config).items() if k not in ("out", "device"))
+        saved = flat_config(type(config).from_dict(read_checkpoint(path)["config"]))
+    except InputError as e:
+        return str(e)
+    except (TypeError, ValueError) as e:  # a config of fields with impossible values
+        return str(unreadable(path, e))
+    wanted = flat_config(config)
+    differs = [k for k, v in wanted.items() if k not in ("out", "device") and saved.get(k) != v]
+    return None if not differs else (f"{path}: of another configuration ({differs[0]} {saved[differs[0]]!r}, "
+                                     f"not {wanted[differs[0]]!r})")

@@ -22,7 +22,7 @@ import files
 import procedural
 from classes import CLASS_NAMES, DEFAULT_CLASSES, class_from_name
 from cli import InputError, Parser, exit_on_input_error
-from files import atomic_output, default_cache_dir, sha256_of
+from files import atomic_output, default_cache_dir, set_aside, sha256_of
 from images import IMAGE_SUFFIXES
 
 GALAXY10_URL = "https://zenodo.org/records/10845026/files/Galaxy10_DECals.h5"
@@ -275,8 +275,8 @@ def load_galaxies(source=None, classes=DEFAULT_CLASSES, max_per_class=None, seed
         try:
             with np.load(cache) as z:
                 arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError):   # a damaged cache is rebuilt, not an error
-            pass
+        except (OSError, ValueError, EOFError) as e:   # a damaged cache is kept aside and rebuilt, not an error
+            set_aside(cache, f"unreadable prepared galaxies ({type(e).__name__})", "; preparing them again")
     if arrays is None:
         _check_splittable(kind, path, name, classes, max_per_class, seed, fractions)
         if kind == "embedded":
@@ -331,19 +331,28 @@ def verified(path, sha256):
     for the 2.5 GB file), then remembered by size and mtime in a sidecar .<name>.sha256.json, so only a
     changed file is hashed again. A mismatch is InputError."""
     path = Path(path)
-    stat = path.stat()
-    try:
-        if json.loads(_hash_stamp(path).read_text()) == {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                                                          "sha256": sha256}:
-            return path
-    except (OSError, ValueError):
-        pass
+    stat, stamp = path.stat(), _hash_stamp(path)
+    if stamp.exists():
+        try:
+            if json.loads(stamp.read_text()) == {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256}:
+                return path
+        except (OSError, ValueError) as e:  # damaged (a stamp of another size or date is simply redone below)
+            set_aside(stamp, f"unreadable hash stamp ({type(e).__name__})", "; hashing the file again")
     actual = sha256_of(path)
     if actual != sha256:
         raise InputError(f"{path}: SHA-256 mismatch (got {actual[:12]}..., expected {sha256[:12]}...): damaged or "
                          f"another file; remove it and run `python data.py --download`")
     _remember_hash(path, sha256)
     return path
+
+
+def _received_blocks(response):
+    """The body of an HTTP response in 1 MiB blocks; a broken connection (a reset, a timeout, a short
+    body) just ends them, and the caller reports the byte count as an interruption to resume."""
+    try:
+        yield from iter(lambda: response.read(1 << 20), b"")
+    except (OSError, http.client.HTTPException):
+        return
 
 
 def download(url=GALAXY10_URL, dest_dir=None, sha256=GALAXY10_SHA256, progress=True):
@@ -372,15 +381,17 @@ def download(url=GALAXY10_URL, dest_dir=None, sha256=GALAXY10_SHA256, progress=T
             if response.status != 206:   # the server ignored Range: start over
                 offset = 0
             total = response.length + offset if response.length is not None else None
-            with open(part, "ab" if offset else "wb") as f, \
-                    tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=dest.name,
-                         disable=not progress) as bar:
-                try:
-                    for block in iter(lambda: response.read(1 << 20), b""):
+            try:
+                with open(part, "ab" if offset else "wb") as f, \
+                        tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=dest.name,
+                             disable=not progress) as bar:
+                    for block in _received_blocks(response):
                         f.write(block)
                         bar.update(len(block))
-                except (OSError, http.client.HTTPException):
-                    pass   # reported below with the byte count
+            except OSError as e:   # the network's errors end _received_blocks: this one is the local file's
+                kept = part.stat().st_size if part.is_file() else 0
+                raise InputError(f"{part}: cannot write the download ({e.strerror or e}); {kept} bytes kept: "
+                                 "make room or fix the folder, then run again to resume") from None
         got = part.stat().st_size
         if total is not None and got < total:
             raise InputError(f"{url}: transfer interrupted at {got} of {total} bytes; run again to resume "

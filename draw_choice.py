@@ -19,7 +19,7 @@ import fid
 from cli import InputError
 from devices import forked_rng
 from evaluation import fid_counts, fid_table, real_activations
-from files import atomic_output, sha256_of
+from files import atomic_output, set_aside, sha256_of
 from model import check_sky_noise, decode_latents, refine_latents
 from morphology import band_sky_noise
 from samplers import CLASS_CONFIDENCE, DEFAULT_SAMPLER, fit_training_sampler
@@ -109,10 +109,20 @@ RENAMED_KEYS = {"prior": "sampler", "prior_epochs": "sampler_epochs"}  # records
 
 
 def _recorded_choices(path):
-    """The records in a refine_steps.json (none when it is missing or unreadable), their keys in today's names."""
+    """The records in a refine_steps.json (none when it is missing), their keys in today's names. A damaged
+    one is moved aside with a line, so that the next record never overwrites the choices it held; where it
+    cannot be moved, InputError."""
+    if not path.exists():
+        return []
     try:
         records = [r for r in json.loads(path.read_text())["choices"] if isinstance(r, dict) and "chosen" in r]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        problem = f"not a record of draw choices ({type(e).__name__})"
+        try:
+            set_aside(path, problem, "; its choices are measured again when asked")
+        except OSError as moving:
+            raise InputError(f"{path}: {problem}, and it cannot be moved aside ({moving.strerror}): "
+                             "move it away") from None
         return []
     for record in records:
         key = record.get("key")
@@ -136,6 +146,8 @@ def _keep_record(checkpoint_path, record):
             tmp.write_text(json.dumps({"choices": _recorded_choices(path) + [record]}, indent=1))
     except OSError as e:
         return f"not kept: {path}: {e.strerror}"
+    except InputError as e:
+        return f"not kept: {e}"
     return f"kept in {path}"
 
 

@@ -19,7 +19,7 @@ import morphometry
 from classes import CLASS_NAMES
 from cli import InputError
 from devices import forked_rng
-from files import atomic_output
+from files import atomic_output, set_aside
 from judge import classify, load_or_train_classifier
 from losses import ssim
 from model import decode_latents, encode_means, refine_latents
@@ -40,12 +40,15 @@ def real_activations(galaxies, split, k, n, seed, inception, device, progress):
     the classes' features."""
     path = fid.statistics_cache_path(galaxies, f"{split}-class{k}", n, seed)
     path = path.with_name(path.name.replace("fid-", "acts-").replace(".npz", ".npy"))
-    try:
-        acts = np.load(path, allow_pickle=False)
-        if acts.shape[0] == n:
-            return acts
-    except (OSError, ValueError):  # not there yet, or unreadable: compute it
-        pass
+    if path.exists():
+        try:
+            acts = np.load(path, allow_pickle=False)
+            if acts.shape[0] == n:  # its name says n: another count is a damaged file too
+                return acts
+            problem = f"{acts.shape[0]} features, not {n}"
+        except (OSError, ValueError) as e:
+            problem = f"unreadable features ({type(e).__name__})"
+        set_aside(path, problem, "; measuring them again")
     x, y = galaxies.split(split)
     acts = fid.get_activations(x[class_subset(y, k, n, seed)], inception, None, device, progress)
     with atomic_output(path) as tmp, open(tmp, "wb") as f:

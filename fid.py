@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from cli import InputError, Parser, exit_on_input_error
 from devices import pick_device
-from files import atomic_output, default_cache_dir, sha256_of
+from files import atomic_output, default_cache_dir, set_aside, sha256_of
 from images import IMAGE_SUFFIXES
 
 WEIGHTS_FILE = "default_1.pt"
@@ -476,8 +476,8 @@ def real_statistics(galaxies, split="test", num_samples=None, seed=0, batch_size
         try:
             mu, sigma, _ = load_statistics(path)
             return mu, sigma
-        except InputError:
-            pass  # unreadable cache: compute it again
+        except InputError:  # a damaged cache is kept aside and computed again
+            set_aside(path, "unreadable statistics", "; measuring them again")
     x = x[subset_of(len(x), num_samples, seed)]
     model = model or load_inception(weights, device)
     mu, sigma = calculate_statistics(get_activations(x, model, batch_size, device, progress))

@@ -1,9 +1,12 @@
 """Where things are kept and how they are written: the data, run and cache folders, files written to a
-temporary name and renamed into place, and SHA-256 of a file read in blocks."""
+temporary name and renamed into place, files set aside instead of deleted, and SHA-256 of a file read in
+blocks."""
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -61,3 +64,20 @@ def atomic_output(path):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def set_aside(path, problem, then=""):
+    """Rename a damaged file, or a folder of something else, out of the way instead of deleting or
+    overwriting it: to <name>.<"damaged" or "other">-<UTC time> beside it (a number added where that is
+    taken), with one line on stderr saying what and why, and `then`, what happens instead. Returns the new
+    path. Whatever the user made stays theirs to inspect or remove."""
+    path = Path(path)
+    kind = "other" if path.is_dir() else "damaged"
+    stem = f"{path.name}.{kind}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    target, n = path.with_name(stem), 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{stem}-{n}")
+    os.rename(path, target)
+    print(f"warning: {path}: {problem}; moved aside to {target.name}{then}", file=sys.stderr)
+    return target

@@ -64,12 +64,12 @@ from optuna.trial import TrialState
 from tqdm import tqdm
 
 import train
-from checkpoint import belongs_to, load_checkpoint
+from checkpoint import load_checkpoint, resume_mismatch
 from cli import InputError, Parser, check_writable_folder, exit_on_input_error, flag
 from config import TrainConfig
 from data import load_galaxies
 from devices import pick_device
-from files import RUNS_DIR, atomic_output
+from files import RUNS_DIR, atomic_output, set_aside
 from losses import TrainingDiverged
 from model import decode_latents, standard_normal_latents
 from plots import plot_trade_off, save_figure
@@ -452,9 +452,12 @@ def run_config(config, out, galaxies, score_fid, on_epoch=None):
     """Train one configuration (from its last.pt when that belongs to it) and measure it; returns the
     metrics of its results, and whether it resumed."""
     run_dir = Path(config.out)
-    resume = belongs_to(run_dir / "last.pt", config)
-    if not resume and run_dir.exists():
-        shutil.rmtree(run_dir)  # leftovers of another configuration or of a half-saved first epoch
+    mismatch = resume_mismatch(run_dir / "last.pt", config)
+    resume = mismatch is None
+    # A folder that is not this configuration's run (another's, or a damaged or half-saved first epoch) is
+    # moved aside, never deleted; one holding only a killed write's temporary files has nothing to keep.
+    if not resume and run_dir.is_dir() and any(not p.name.startswith(".") for p in run_dir.iterdir()):
+        set_aside(run_dir, f"not this configuration's run ({mismatch})", "; training this configuration from the start")
     try:
         result = train.train(config, galaxies=galaxies, progress=False, resume=resume, on_epoch=on_epoch)
     except TrainingDiverged as e:

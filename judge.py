@@ -11,7 +11,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from devices import one_cpu_thread
-from files import atomic_output, default_cache_dir
+from files import atomic_output, default_cache_dir, set_aside
 from losses import turn_or_mirror_each
 
 JUDGE_VERSION = 5  # bump when GalaxyClassifier, its training or the candidates change: old caches are then ignored
@@ -110,8 +110,8 @@ def load_or_train_classifier(galaxies, epochs=30, seed=0, device="cpu", cache_di
             model.load_state_dict(saved["state"])
             model.selection = saved["selection"]
             return model.eval()
-        except Exception:  # a damaged cache is rebuilt, not fatal
-            pass
+        except Exception as e:  # a damaged cache is kept aside and rebuilt, not fatal
+            set_aside(path, f"not a cached judge ({type(e).__name__})", "; training the judge again")
     model = select_judge(galaxies, epochs, seed, device, widths, progress)
     with atomic_output(path) as tmp:
         torch.save({"state": model.state_dict(), "width": model.width, "selection": model.selection}, tmp)

@@ -48,7 +48,7 @@ import numpy as np
 from scipy.stats import wasserstein_distance
 from tqdm import tqdm
 
-from files import atomic_output, default_cache_dir
+from files import atomic_output, default_cache_dir, set_aside
 
 # (name, what it is) in the order tables and figures show them
 STATISTICS = (
@@ -197,9 +197,7 @@ def measure_cached(images, progress=True, desc="statmorph", cache_dir=None):
             with np.load(path, allow_pickle=False) as saved:
                 return {name: saved[name] for name in NAMES} | {"failure": [str(f) for f in saved["failure"]]}
         except (OSError, ValueError, KeyError) as error:
-            aside = path.with_name(path.name + ".damaged")
-            os.replace(path, aside)
-            print(f"warning: {path}: unreadable ({type(error).__name__}), moved to {aside.name}; measuring again")
+            set_aside(path, f"unreadable statmorph table ({type(error).__name__})", "; measuring them again")
     table = measure_all(images, progress, desc)
     with atomic_output(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, failure=np.array(table["failure"], dtype=str), **{name: table[name] for name in NAMES})

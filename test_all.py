@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -25,6 +26,7 @@ import time
 import types
 import urllib.request
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -33,6 +35,7 @@ import numpy as np
 import matplotlib.pyplot as plt
 import pytest
 import scipy.linalg
+import scipy.stats
 import torch
 from PIL import Image
 from skimage.metrics import structural_similarity
@@ -91,6 +94,37 @@ def bad_input(target, *args, capsys=None):
     assert code == 2, err[-2000:]
     assert err.count("\n") == 1 and err.endswith("\n") and "Traceback" not in err, err[-2000:]
     return err.rstrip("\n")
+
+
+def set_aside_once(path, err, holding):
+    """The one rule for a damaged file: moved aside beside itself (never deleted or overwritten), holding
+    what it held, with one line on stderr naming it and what happens instead. Returns that line."""
+    path = Path(path)
+    [aside] = [p for p in path.parent.iterdir() if p.name.startswith(f"{path.name}.damaged-")]
+    assert aside.read_bytes() == holding
+    [line] = [line for line in err.splitlines() if line.startswith(f"warning: {path}")]
+    assert line.startswith(f"warning: {path}: ") and f"moved aside to {aside.name}; " in line, err
+    return line
+
+
+@contextmanager
+def as_a_user():
+    """The block with an ordinary user's permissions: as it is, or where the tests run as root (CI does), who
+    writes anywhere, as user nobody (the effective ids, set back after)."""
+    if os.geteuid() != 0:
+        yield
+        return
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("running as root, and there is no user nobody to test a folder one may not write to as")
+    os.setegid(nobody.pw_gid)
+    os.seteuid(nobody.pw_uid)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -268,7 +302,7 @@ def test_max_per_class_and_key_depends_on_options(galaxy10, tmp_path):
     assert len(keys) == 3
 
 
-def test_cache_hit_and_invalidation(galaxy10, tmp_path, monkeypatch):
+def test_cache_hit_and_invalidation(galaxy10, tmp_path, monkeypatch, capsys):
     path = galaxy10[0]
     cache = tmp_path / "cache"
     first = load_galaxies(path, cache_dir=cache, progress=False)
@@ -280,9 +314,12 @@ def test_cache_hit_and_invalidation(galaxy10, tmp_path, monkeypatch):
     second = load_galaxies(path, cache_dir=cache, progress=False)
     assert second.key == first.key and torch.equal(second.train_x, first.train_x)
 
-    (cache / f"galaxies-{first.key}.npz").write_bytes(b"damaged")   # a damaged cache is rebuilt
+    (cache / f"galaxies-{first.key}.npz").write_bytes(b"damaged")   # a damaged cache is kept aside and rebuilt
     monkeypatch.undo()
+    capsys.readouterr()
     assert torch.equal(load_galaxies(path, cache_dir=cache, progress=False).val_x, first.val_x)
+    assert "preparing them again" in set_aside_once(cache / f"galaxies-{first.key}.npz", capsys.readouterr().err,
+                                                    b"damaged")
     monkeypatch.setattr(data, "read_galaxy10", no_reading)
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))   # the file changed
@@ -304,6 +341,10 @@ def test_block_means_balanced_picks_and_too_small_splits():
         data.balanced_indices(labels, (2, 4), None, 0)
     with pytest.raises(InputError, match="too few images to split"):
         data.stratified_split(np.array([2, 2, 6, 6, 6]), (0.8, 0.1, 0.1), 0)
+    # each class's share rounded to the nearest count: 16 x 0.1 = 1.6 -> 2, 24 x 0.1 = 2.4 -> 2
+    labels = np.array([2] * 16 + [6] * 24)
+    parts = data.stratified_split(labels, (0.8, 0.1, 0.1), 0)
+    assert [[int((labels[p] == c).sum()) for p in parts] for c in (2, 6)] == [[12, 2, 2], [20, 2, 2]]
 
 
 def test_galaxy10_longer_than_a_chunk_is_read_in_chunks_within_bounded_memory(tmp_path, monkeypatch):
@@ -392,6 +433,22 @@ def test_download_interrupted_then_resumed(server, tmp_path):
     assert path.read_bytes() == FileServer.payload
 
 
+def test_download_onto_a_full_disk_or_a_folder_is_a_local_error_not_an_interruption(server, tmp_path):
+    sha = hashlib.sha256(FileServer.payload).hexdigest()
+    part = tmp_path / "Galaxy10_DECals.h5.part"
+    part.symlink_to("/dev/full")  # every write there fails as on a full disk: ENOSPC
+    with pytest.raises(InputError) as full:
+        data.download(server, tmp_path, sha, progress=False)
+    assert str(full.value).startswith(f"{part}: cannot write the download (No space left on device); 0 bytes kept")
+    assert "\n" not in str(full.value) and "interrupted" not in str(full.value)
+    part.unlink()
+    part.mkdir()  # a name the file cannot take
+    with pytest.raises(InputError, match=r"\.part: cannot write the download \(Is a directory\)"):
+        data.download(server, tmp_path, sha, progress=False)
+    part.rmdir()
+    assert data.download(server, tmp_path, sha, progress=False).read_bytes() == FileServer.payload
+
+
 def test_download_without_length_cut_off_keeps_its_part_and_resumes(server, tmp_path):
     sha = hashlib.sha256(FileServer.payload).hexdigest()
     FileServer.no_length, FileServer.cut_at = True, 100_000
@@ -412,7 +469,7 @@ def test_download_without_length_of_a_wrong_file_ends_at_416(server, tmp_path):
     assert FileServer.requests[-1].get("Range") == "bytes=300000-" and list(tmp_path.iterdir()) == []
 
 
-def test_existing_file_is_hash_checked_once_before_it_is_trusted(server, tmp_path, monkeypatch):
+def test_existing_file_is_hash_checked_once_before_it_is_trusted(server, tmp_path, monkeypatch, capsys):
     sha = hashlib.sha256(FileServer.payload).hexdigest()
     dest = tmp_path / "Galaxy10_DECals.h5"
     dest.write_bytes(FileServer.payload)
@@ -424,6 +481,11 @@ def test_existing_file_is_hash_checked_once_before_it_is_trusted(server, tmp_pat
     with monkeypatch.context() as m:
         m.setattr(data, "sha256_of", no_hashing)
         assert data.download(server, tmp_path, sha, progress=False) == dest
+    stamp = tmp_path / ".Galaxy10_DECals.h5.sha256.json"
+    stamp.write_text('{"size": ')  # a damaged stamp: kept aside, the file hashed again and stamped anew
+    assert data.download(server, tmp_path, sha, progress=False) == dest
+    assert "hashing the file again" in set_aside_once(stamp, capsys.readouterr().err, b'{"size": ')
+    assert json.loads(stamp.read_text())["sha256"] == sha
     dest.write_bytes(FileServer.payload[:-1] + b"?")   # changed: hashed again, and refused
     os.utime(dest, ns=(1, 1))
     with pytest.raises(InputError, match="SHA-256 mismatch.*remove it"):
@@ -475,7 +537,8 @@ def test_embedded_load_and_rejects_other_classes(tmp_path, capsys):
     assert g.embedded and g.train_x.shape == (18, 3, 64, 64) and g.test_x.shape == (3, 3, 64, 64)
     assert g.train_x.dtype == torch.float32 and 0 <= g.train_x.min() and g.train_x.max() <= 1
     assert sorted(set(g.train_y.tolist())) == [2, 6, 9]
-    assert "python data.py --download" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith("data: using the embedded procedural set, not the real Galaxy10 DECals; "
+                                              "to use the real file, run `python data.py --download`")
     with pytest.raises(InputError, match="only classes 2, 6, 9"):
         load_galaxies("embedded", classes=(2, 3), max_per_class=8, cache_dir=tmp_path, progress=False)
 
@@ -705,7 +768,7 @@ def test_morphometry_cache_is_hit_the_second_time_and_a_damaged_one_is_moved_asi
     path.write_bytes(b"torn")
     monkeypatch.setattr(morphometry, "measure_all", lambda *a, **k: first)
     morphometry.measure_cached(cutouts, progress=False, cache_dir=tmp_path)
-    assert "unreadable" in capsys.readouterr().out and path.with_name(path.name + ".damaged").read_bytes() == b"torn"
+    assert "measuring them again" in set_aside_once(path, capsys.readouterr().err, b"torn")
 
 
 def test_bad_inputs_exit_2_with_one_line(tmp_path, data_dir, capsys):
@@ -780,10 +843,19 @@ def test_decoder_variants_build_and_draw_64px_images(upsample, res_blocks):
 
 
 def test_default_decoder_is_the_seed_architecture():
-    seed = ConvVAE(32, 32, 4)
+    # The seed's model written out (latent 32, 32 channels doubled per block, 4 blocks, transposed 4x4
+    # convolutions), not rebuilt by the constructor under test: its weights' shapes, 1,477,091 parameters.
+    seed = {"encoder.0.weight": (32, 3, 3, 3), "encoder.3.weight": (64, 32, 3, 3), "encoder.6.weight": (128, 64, 3, 3),
+            "encoder.9.weight": (256, 128, 3, 3), "to_mu.weight": (32, 4096), "to_logvar.weight": (32, 4096),
+            "from_latent.weight": (4096, 32), "decoder.0.weight": (256, 128, 4, 4), "decoder.3.weight": (128, 64, 4, 4),
+            "decoder.6.weight": (64, 32, 4, 4), "decoder.9.weight": (32, 3, 4, 4)}
     default = model_module.build_model(model_module.ModelConfig())
-    assert {k: v.shape for k, v in seed.state_dict().items()} == {k: v.shape for k, v in default.state_dict().items()}
-    assert all(not isinstance(m, (torch.nn.Upsample, model_module.ResidualBlock)) for m in default.modules())
+    shapes = {k: tuple(v.shape) for k, v in default.state_dict().items()}
+    assert {k: v for k, v in shapes.items() if k.endswith("weight") and len(v) > 1} == seed
+    assert sum(p.numel() for p in default.parameters()) == 1_477_091
+    assert [type(m).__name__ for m in default.decoder] == ["ConvTranspose2d", "BatchNorm2d", "LeakyReLU"] * 3 + \
+        ["ConvTranspose2d", "Sigmoid"]
+    assert all(m.stride == (2, 2) and m.padding == (1, 1) for m in default.decoder if hasattr(m, "stride"))
 
 
 def test_new_residual_block_is_the_identity():
@@ -964,6 +1036,8 @@ def test_adaptive_weight_is_the_ratio_of_gradient_norms():
     expected = 0.5 * math.sqrt(18) / (math.sqrt(20) + 1e-4)
     assert losses.adaptive_weight(rec, adv, w, 0.5).item() == pytest.approx(expected, rel=1e-6)
     assert not losses.adaptive_weight(rec, adv, w, 0.5).requires_grad
+    # an adversarial term without gradient there: the ratio is capped, not ~1e4 x |grad rec|
+    assert losses.adaptive_weight(rec, (0 * w).sum(), w, 0.5, max_ratio=100).item() == pytest.approx(50)
 
 
 def test_turn_or_mirror_batch_is_one_of_the_eight_symmetries_and_passes_gradients():
@@ -1048,6 +1122,12 @@ def test_training_writes_run_folder_and_loadable_checkpoints(tmp_path, tiny_gala
     run = result["run_dir"]
     for name in ("best.pt", "last.pt", "history.json", "loss.png", "ssim_kld.png", "reconstructions.png"):
         assert (run / name).stat().st_size > 0, name
+    for name in ("loss.png", "ssim_kld.png"):  # both curves drawn: matplotlib's first two colours are there
+        with Image.open(run / name) as image:
+            pixels = np.asarray(image.convert("RGB")).reshape(-1, 3).astype(int)
+        for colour in ((0x1f, 0x77, 0xb4), (0xff, 0x7f, 0x0e)):
+            assert (np.abs(pixels - colour).sum(1) < 30).sum() > 100, (name, colour)
+    assert_png(run / "reconstructions.png")
     history = json.loads((run / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
     assert history[0]["beta"] == pytest.approx(1e-4) and history[1]["beta"] == 1.0
@@ -1132,7 +1212,9 @@ def test_train_cli_runs_and_resumes(tmp_path, data_dir):
               "--layers", "2", "--warmup-epochs", "0"]
     first = run_script("train.py", *common, "--epochs", "1", "--out", str(tmp_path / "run"))
     assert first.returncode == 0, first.stderr
-    assert "embedded" in first.stdout + first.stderr  # says plainly that the procedural set is in use
+    # says plainly, in its own line, that the procedural set is in use and how to get the real one
+    assert "data: using the embedded procedural set, not the real Galaxy10 DECals; to use the real file, run " \
+           "`python data.py --download`" in first.stderr
     again = run_script("train.py", "--resume", str(tmp_path / "run"), "--epochs", "2")
     assert again.returncode == 0, again.stderr
     history = json.loads((tmp_path / "run" / "history.json").read_text())
@@ -1192,6 +1274,15 @@ def test_adversarial_term_waits_for_the_warm_up_and_best_is_the_last_epoch(tmp_p
     assert "train_disc" not in history[0] and "train_disc" in history[1]
     best = torch.load(result["best"], weights_only=True)
     assert best["epoch"] == 3 and result["best_val_loss"] == history[-1]["val_loss"]
+
+
+def test_best_pt_is_never_a_warm_up_epoch_however_low_its_loss():
+    config = TrainConfig(beta=1.0)
+    warm_up, after = {"beta": 0.5, "val_loss": 1.0}, {"beta": 1.0, "val_loss": 2.0, "val_fid": 2.0}  # FID: after it
+    for fid_every in (0, 1):
+        assert not train.is_best([warm_up], config, fid_every, float("inf"))
+        assert train.is_best([warm_up, after], config, fid_every, float("inf"))
+    assert not train.is_best([warm_up], replace(config, adversarial=0.5), 0, float("inf"))
 
 
 def test_best_pt_keeps_its_epoch_while_last_pt_moves_on(tmp_path, tiny_galaxies, monkeypatch):
@@ -1257,6 +1348,23 @@ def test_fid_every_keeps_the_epoch_of_the_lowest_validation_fid_and_resumes_exac
     assert torch.load(continued["best"], weights_only=True)["epoch"] == min((4, 5), key=fids.get)
     with pytest.raises(InputError, match="--fid-every -1"):
         train.config_of(train.parse_args(["--resume", str(tmp_path / "later"), "--fid-every", "-1"])).check()
+
+
+def test_fid_every_measures_the_validation_reconstructions_with_the_real_inception(tmp_path, tiny_galaxies):
+    # The real path once, nothing stood in: the TF Inception weights on the 6 validation galaxies.
+    result = train.train(tiny_config(tmp_path / "run", epochs=2, warmup_epochs=0, fid_every=1), galaxies=tiny_galaxies,
+                         progress=False)
+    history = result["history"]
+    assert [h["val_fid_n"] for h in history] == [6, 6] and history[0]["val_fid"] != history[1]["val_fid"]
+    last, _ = ckpt.load_checkpoint(result["run_dir"] / "last.pt")
+    with torch.no_grad():
+        recon = last.decode(last.encode(tiny_galaxies.val_x)[0])
+    inception = fid.load_inception()
+    expected = fid.feature_distance(fid.get_activations(recon, inception, progress=False),
+                                    fid.get_activations(tiny_galaxies.val_x, inception, progress=False))
+    assert history[-1]["val_fid"] == pytest.approx(expected, rel=1e-3) and expected > 1
+    best = torch.load(result["best"], weights_only=True)
+    assert best["epoch"] == min((1, 2), key=lambda e: history[e - 1]["val_fid"])
 
 
 def test_fid_every_is_off_on_a_cpu_and_on_by_default_for_a_gan_on_a_gpu():
@@ -1359,8 +1467,8 @@ def test_a_checkpoint_from_before_recon_loss_trained_with_ssim_and_resumes_so(tm
     torch.save(checkpoint, tmp_path / "run" / "last.pt")
     config = train.config_of(train.parse_args(["--resume", str(tmp_path / "run"), "--epochs", "2"]))
     assert config.recon_loss == "ssim"
-    assert ckpt.belongs_to(tmp_path / "run" / "last.pt", tiny_config(tmp_path / "elsewhere", epochs=1))
-    assert not ckpt.belongs_to(tmp_path / "run" / "last.pt", tiny_config(tmp_path, epochs=1, recon_loss="mse"))
+    assert ckpt.resume_mismatch(tmp_path / "run" / "last.pt", tiny_config(tmp_path / "elsewhere", epochs=1)) is None
+    assert "recon_loss" in ckpt.resume_mismatch(tmp_path / "run" / "last.pt", tiny_config(tmp_path, epochs=1, recon_loss="mse"))
     train.train(config, galaxies=tiny_galaxies, progress=False, resume=True)
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["config"]["recon_loss"] == "ssim"
 
@@ -1391,7 +1499,7 @@ def test_bf16_step_is_close_to_fp32_measuring_is_fp32_and_precision_is_saved(tmp
 def test_find_latest_checkpoint(tmp_path):
     with pytest.raises(InputError, match="no checkpoint"):
         ckpt.find_latest_checkpoint(tmp_path)
-    old, new = tmp_path / "a" / "best.pt", tmp_path / "b" / "deep" / "best.pt"
+    old, new = tmp_path / "b" / "best.pt", tmp_path / "a" / "deep" / "best.pt"  # the names sort the other way
     for i, path in enumerate((new, old)):
         path.parent.mkdir(parents=True)
         path.write_bytes(b"x")
@@ -1472,6 +1580,10 @@ def test_sample_mixture_is_seeded_and_mixes_components():
     # Both modes drawn, and not grouped by component as GaussianMixture.sample would return them.
     side = (a[:, 0] > 0).int()
     assert 0 < side.sum() < 64 and (side[1:] != side[:-1]).sum() > 4
+    # each component drawn as often as its weight says: a quarter of the latents lie in the mode at +5
+    z = np.concatenate([np.random.default_rng(1).normal(m, 0.1, (n, 2)) for m, n in ((-5, 150), (5, 50))])
+    draws = samplers.sample_mixture(samplers.fit_mixture(z, components=2, seed=0), 4000, seed=0)
+    assert (draws[:, 0] > 0).float().mean().item() == pytest.approx(0.25, abs=0.03)
 
 
 def test_spread_ratio_is_one_for_draws_like_the_real_ones_and_scales_with_their_spread():
@@ -1559,8 +1671,15 @@ def main_error(capsys, *args):
 
 
 def assert_png(path):
+    """A PNG figure that shows something: part of it not its plain background (the colour of its corner),
+    and what is not background varied (galaxies, not tiles of one flat colour)."""
     with Image.open(path) as image:
         assert image.format == "PNG" and min(image.size) > 100
+        grey = np.asarray(image.convert("L"))
+    drawn = grey[grey != grey[0, 0]]
+    # measured: 9-10% of a latent map, 30-77% of a galaxy grid; an empty frame with its title ~1-2%. The
+    # commonest grey level of what is drawn: 9-27% of it in real figures, 94% with every tile black or grey.
+    assert drawn.size > 0.05 * grey.size and np.bincount(drawn).max() < 0.5 * drawn.size, path
 
 
 def saved_pngs(folder):
@@ -1618,6 +1737,16 @@ def test_judge_is_chosen_by_validation_accuracy_and_cached_as_plain_data(isolate
     x = isolated.galaxies.test_x
     assert torch.equal(judge.classify(first, x, classes), judge.classify(second, x, classes))
     assert set(judge.classify(first, x, classes).tolist()) <= set(classes)
+
+
+def test_a_damaged_judge_cache_is_kept_aside_and_the_judge_trained_again(isolated, tmp_path, capsys):
+    first = judge.load_or_train_classifier(isolated.galaxies, epochs=1, cache_dir=tmp_path, widths=(4,), progress=False)
+    [cached] = tmp_path.iterdir()
+    damaged = cached.read_bytes()[:100]
+    cached.write_bytes(damaged)
+    again = judge.load_or_train_classifier(isolated.galaxies, epochs=1, cache_dir=tmp_path, widths=(4,), progress=False)
+    assert "training the judge again" in set_aside_once(cached, capsys.readouterr().err, damaged)
+    assert again.selection == first.selection and torch.load(cached, weights_only=True)["selection"] == first.selection
 
 
 def test_the_judge_is_the_same_whatever_the_cpus_thread_count():
@@ -1825,6 +1954,9 @@ def test_statistics_need_two_finite_samples():
             fid.calculate_statistics(acts)
     mu, sigma = fid.calculate_statistics(np.arange(12.0).reshape(4, 3))
     assert mu.dtype == sigma.dtype == np.float64 and sigma.shape == (3, 3)
+    # the unbiased covariance (divided by N - 1), as pytorch-fid's np.cov: two points 2 apart have variance 2
+    mu, sigma = fid.calculate_statistics(np.array([[0.0, 5.0], [2.0, 5.0]]))
+    assert mu.tolist() == [1.0, 5.0] and sigma.tolist() == [[2.0, 0.0], [0.0, 0.0]]
 
 
 def test_statistics_file_round_trip_is_pytorch_fid_compatible(tmp_path):
@@ -1905,7 +2037,7 @@ class TinyGalaxies:
         return getattr(self, f"{name}_x"), None
 
 
-def test_real_statistics_are_cached(tmp_path, inception, monkeypatch):
+def test_real_statistics_are_cached(tmp_path, inception, monkeypatch, capsys):
     galaxies = TinyGalaxies(torch.cat([synthetic_images(), synthetic_images().flip(-1)]))
     mu, sigma = fid.real_statistics(galaxies, "test", num_samples=4, seed=1, device="cpu",
                                     cache_dir=tmp_path, progress=False, model=inception)
@@ -1922,6 +2054,14 @@ def test_real_statistics_are_cached(tmp_path, inception, monkeypatch):
         fid.real_statistics(galaxies, "test", num_samples=4, seed=2, cache_dir=tmp_path, progress=False)
     with pytest.raises(InputError, match="has 6 images"):
         fid.real_statistics(galaxies, "test", num_samples=7, cache_dir=tmp_path)
+    # A damaged cache is kept aside and measured again.
+    monkeypatch.undo()
+    cached[0].write_bytes(b"damaged")
+    mu3, sigma3 = fid.real_statistics(galaxies, "test", num_samples=4, seed=1, device="cpu", cache_dir=tmp_path,
+                                      progress=False, model=inception)
+    assert np.allclose(mu, mu3, atol=1e-5) and np.allclose(sigma, sigma3, atol=1e-5)
+    assert "measuring them again" in set_aside_once(cached[0], capsys.readouterr().err, b"damaged")
+    assert fid.load_statistics(cached[0])[0].shape == mu.shape
 
 
 def test_cli_folder_against_statistics(tmp_path, inception, monkeypatch, capsys):
@@ -1974,6 +2114,10 @@ def test_copying_z_tells_copies_from_new_points():
     assert evaluation.copying_z(evaluation.nearest_distances(copies, train), held) < -10
     assert abs(evaluation.copying_z(evaluation.nearest_distances(new, train), held)) < 3
     assert evaluation.copying_z(evaluation.nearest_distances(3 * new, train), held) > 10  # farther than new points
+    # the standardised U: scipy's two-sided normal-approximation p-value, turned back into |z|
+    near = evaluation.nearest_distances(train[:50] + 0.5 * torch.from_numpy(rng.standard_normal((50, 8))).float(), train)
+    p = scipy.stats.mannwhitneyu(near, held, method="asymptotic", use_continuity=False).pvalue
+    assert abs(evaluation.copying_z(near, held)) == pytest.approx(scipy.stats.norm.isf(p / 2), rel=1e-6)
 
 
 def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
@@ -2085,6 +2229,23 @@ def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
     generate.main(["--quiet", "--checkpoint", str(isolated.best), "--out", str(out), "--morphology-plot"])
     assert figure_is_drawn(out / "morphology.png")
 
+    # Class 6's reconstruction FID and the judge's accuracy on the reconstructions, recomputed here by
+    # another road: two galaxies a side, so each covariance is d d^T / 2 (d the difference of the two
+    # feature vectors) and tr sqrt(S1 S2) = |d1 . d2| / 2, the FID in closed form.
+    test_x, test_y = isolated.galaxies.test_x, isolated.galaxies.test_y
+    with torch.no_grad():
+        recon = isolated.model.decode(isolated.model.encode(test_x)[0])
+    recon_6 = recon[test_y == 6]
+    fake, real = fid.get_activations(recon_6, fid.load_inception(), progress=False).astype(np.float64), expected
+    d1, d2 = fake[0] - fake[1], real[0] - real[1]
+    closed_form = np.sum((fake.mean(0) - real.mean(0)) ** 2) + d1 @ d1 / 2 + d2 @ d2 / 2 - abs(d1 @ d2)
+    assert fids["per_class"]["6"]["reconstructions"] == pytest.approx(closed_form, rel=1e-3)
+    the_judge = judge.load_or_train_classifier(isolated.galaxies, epochs=1, seed=0, progress=False)
+    with torch.no_grad():  # the mean probability over the eight turns and mirror images, then the likeliest class
+        views = [torch.rot90(v, t, dims=(2, 3)) for v in (recon, recon.flip(3)) for t in range(4)]
+        verdict = torch.tensor([2, 6, 9])[torch.stack([the_judge(v).softmax(1) for v in views]).mean(0).argmax(1)]
+    assert {k: accuracy["reconstructions"][k] for k in classes} == pytest.approx(
+        {k: float((verdict[test_y == int(k)] == int(k)).float().mean()) for k in classes})
 
 
 def figure_is_drawn(path):
@@ -2092,6 +2253,20 @@ def figure_is_drawn(path):
     pixels = np.asarray(Image.open(path).convert("L"), np.float64)
     values, counts = np.unique(pixels, return_counts=True)
     return (np.abs(pixels - values[counts.argmax()]) > 64).mean() > 0.005
+
+
+def test_damaged_real_features_are_kept_aside_and_measured_again(isolated, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(files, "DATA_DIR", tmp_path)  # a cache of this test's own
+    measured = []
+    monkeypatch.setattr(fid, "get_activations", lambda x, *a, **k: measured.append(len(x)) or
+                        x.flatten(1)[:, :5].double().numpy())  # a stand-in for Inception: the pixels it is given
+    first = evaluation.real_activations(isolated.galaxies, "val", 6, 2, 0, None, "cpu", False)
+    [cached] = (tmp_path / "cache").iterdir()
+    assert measured == [2] and np.array_equal(evaluation.real_activations(isolated.galaxies, "val", 6, 2, 0, None,
+                                                                           "cpu", False), first) and measured == [2]
+    cached.write_bytes(b"damaged")
+    assert np.array_equal(evaluation.real_activations(isolated.galaxies, "val", 6, 2, 0, None, "cpu", False), first)
+    assert measured == [2, 2] and "measuring them again" in set_aside_once(cached, capsys.readouterr().err, b"damaged")
 
 
 def test_reconstruction_judge_learns_the_models_reconstructions_and_is_cached_by_its_weights(isolated, tmp_path):
@@ -2222,6 +2397,8 @@ def test_latent_map_projections_and_the_generate_figure(isolated):
         latent_map.project(z, "umap")
     picked = latent_map.spread_out(coords, 5)
     assert len(set(picked)) == 5 and {np.argmax(coords[:, 0]), np.argmin(coords[:, 0])} & set(picked)
+    # the most central first, then each time the point farthest from those chosen
+    assert latent_map.spread_out(np.array([[0, 0], [1, 0], [2, 0], [3, 0], [10, 0]]), 4) == [3, 4, 0, 1]
     out = isolated.dir / "map"
     generate.main(["--quiet", "--checkpoint", str(isolated.best), "--out", str(out), "--latent-map"])
     assert_png(out / "latent_map_pca.png")
@@ -2239,6 +2416,7 @@ def test_pick_of_class():
     assert generate.pick_of_class(labels, 9, 0) == 1
     assert labels[generate.pick_of_class(labels, 6, None, seed=5)] == 6
     assert generate.pick_of_class(labels, 2, None, seed=5) == generate.pick_of_class(labels, 2, None, seed=5)
+    assert {generate.pick_of_class(labels, 2, None, seed=s) for s in range(20)} == {0, 2, 5}  # any of class 2
     with pytest.raises(InputError, match="--index 3: class 2 has 3 test galaxies"):
         generate.pick_of_class(labels, 2, 3)
 
@@ -2354,9 +2532,12 @@ def test_a_draw_measures_nothing_and_takes_the_recorded_refine_choice(isolated, 
     # measured on draws all kept: it holds for --class-confidence 0 only.
     write_refine_record(checkpoint, 1, names=("prior", "prior_epochs"), confidence=None)
     assert draw("old")[0] == 0 and draw("old", "--class-confidence", "0")[0] == 1
-    # A damaged record is no record: drawn as drawn, no error.
+    # A damaged record file is no record: drawn as drawn, no error; the file is kept aside, never overwritten.
     (tmp_path / "run" / "refine_steps.json").write_text("{not json")
+    capsys.readouterr()
     assert draw("damaged")[0] == 0
+    assert "measured again when asked" in set_aside_once(tmp_path / "run" / "refine_steps.json",
+                                                         capsys.readouterr().err, b"{not json")
 
 
 def test_sky_noise_chosen_at_draw_time_whatever_the_checkpoint_was_trained_with(isolated, tmp_path):
@@ -2536,15 +2717,21 @@ def test_save_images_onto_a_file_or_unwritable_folder_is_one_line(isolated, caps
     assert err.endswith(f"error: --save-images {a_file}: is a file, not a folder")
     err = main_error(capsys, "--checkpoint", str(isolated.best), "--class", "6", "--save-images", str(a_file / "below"))
     assert f"--save-images {a_file / 'below'}: cannot write there" in err
-    if os.geteuid() != 0:  # root writes anywhere
-        locked = tmp_path / "locked"
-        locked.mkdir(mode=0o500)
-        err = main_error(capsys, "--checkpoint", str(isolated.best), "--samples", "2", "--save-images", str(locked))
-        assert "cannot write there" in err and not list(locked.iterdir())
     # A bad class is found before the folder is made: nothing is written at all.
     main_error(capsys, "--checkpoint", str(isolated.best), "--class", "3", "--save-images", str(tmp_path / "new"))
     assert not (tmp_path / "new").exists()
     assert a_file.read_text() == "not a folder"
+    # A folder the user may not write to, as a user (as root, as user nobody), from a folder that user can
+    # read (pytest's own are root's alone).
+    with tempfile.TemporaryDirectory() as shared:
+        checkpoint, locked = Path(shared) / "best.pt", Path(shared) / "locked"
+        shutil.copy(isolated.best, checkpoint)
+        locked.mkdir(mode=0o555)
+        os.chmod(shared, 0o755)
+        with as_a_user():
+            err = main_error(capsys, "--checkpoint", str(checkpoint), "--samples", "2", "--save-images", str(locked))
+        assert err.endswith(f"--save-images {locked}: cannot write there (Permission denied)")
+        assert not list(locked.iterdir())
 
 
 def test_no_checkpoint_anywhere_is_one_line(isolated, capsys):
@@ -2961,6 +3148,54 @@ def test_a_missing_database_driver_names_the_package_to_install(tmp_path, monkey
                      tmp_path / "out", capsys=capsys)
     assert line.endswith('--storage postgresql://grid@127.0.0.1:9/grid: its database driver psycopg is not '
                          'installed (pip install "psycopg[binary]")')
+
+
+def test_a_last_pt_without_a_later_field_resumes_and_a_folder_of_something_else_is_moved_aside(
+        tmp_path, tiny_galaxies, capsys):
+    out = tmp_path / "grid"
+    config = tiny_config(out / "runs" / "a", epochs=2, warmup_epochs=0)
+
+    def interrupt(epoch, record):
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):  # stopped after its first epoch
+        train.train(config, galaxies=tiny_galaxies, progress=False, on_epoch=interrupt)
+    last = Path(config.out) / "last.pt"
+    saved = torch.load(last, weights_only=True)
+    for field in ("lecam", "disc_channels", "galaxies_shown"):  # as a checkpoint from before those options
+        del saved["config"][field]
+    torch.save(saved, last)
+    result, resumed = gs.run_config(config, out, tiny_galaxies, cheap_fid)
+    assert resumed and result["status"] == "ok" and capsys.readouterr().err == ""
+    history = json.loads((Path(config.out) / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2] and history[0] == saved["history"][0]
+
+    def moved_aside(folder):
+        return sorted(p for p in folder.parent.iterdir() if p.name.startswith(f"{folder.name}.other-"))
+
+    # Another configuration's run in the folder: moved aside whole, said in one line, trained anew.
+    other = replace(config, lr=2e-3, epochs=1)
+    result, resumed = gs.run_config(other, out, tiny_galaxies, cheap_fid)
+    err = capsys.readouterr().err
+    [aside] = moved_aside(Path(config.out))
+    assert not resumed and result["status"] == "ok"
+    assert err.count("\n") == 1 and f"moved aside to {aside.name}" in err and "lr 0.001, not 0.002" in err
+    assert len(json.loads((aside / "history.json").read_text())) == 2  # the other run, whole
+    assert torch.load(aside / "last.pt", weights_only=True)["config"]["lr"] == 1e-3
+
+    # An unreadable last.pt: the folder is kept aside too, never deleted.
+    last.write_bytes(b"not a checkpoint")
+    _, resumed = gs.run_config(other, out, tiny_galaxies, cheap_fid)
+    err = capsys.readouterr().err
+    assert not resumed and len(moved_aside(Path(config.out))) == 2 and "not a readable galaxy-vae checkpoint" in err
+    assert any((p / "last.pt").read_bytes() == b"not a checkpoint" for p in moved_aside(Path(config.out)))
+
+    # A folder holding only a killed write's temporary file has nothing to keep: trained there, no line.
+    fresh = out / "runs" / "b"
+    fresh.mkdir()
+    (fresh / ".last.pt.x.tmp.pt").write_bytes(b"half")
+    _, resumed = gs.run_config(replace(config, out=str(fresh)), out, tiny_galaxies, cheap_fid)
+    assert not resumed and capsys.readouterr().err == "" and (fresh / "last.pt").exists()
+    assert moved_aside(fresh) == []
 
 
 def test_diverged_configuration_is_recorded_once_and_ranked_last(data_dir, tmp_path, monkeypatch, capsys):
