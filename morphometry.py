@@ -70,6 +70,15 @@ FLOOR_DRAWS = 8      # draws of the real training subsample averaged into the fl
 PARALLEL_FROM = 16   # fewer galaxies are measured in this process (a worker pool costs ~1 s to start)
 
 
+def _import_measuring_libraries():
+    """astropy, photutils and statmorph take seconds to import: imported where measured, not by every script
+    that imports this module for its names (plots.py), and before a pool forks, so its workers share them."""
+    import astropy.convolution  # noqa: F401
+    import astropy.stats  # noqa: F401
+    import photutils.segmentation  # noqa: F401
+    import statmorph  # noqa: F401
+
+
 def _versions():
     import photutils
     import statmorph
@@ -168,6 +177,7 @@ def measure_all(images, progress=True, desc="statmorph", workers=None):
             rows.append(measure(image))
             bar.update()
     else:  # fork: the workers need only numpy and statmorph, not a second start of torch
+        _import_measuring_libraries()
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
             rows = []
