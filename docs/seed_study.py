@@ -1,20 +1,22 @@
 """Issue 43's seed study, summarised from its grids and their validation evaluations (docs/seed-findings.md):
 
-    python docs/seed_study.py GRID [GRID ...] --evaluations EVALS [--figure PNG] [--json FILE]
+    python docs/seed_study.py GRID [GRID ...] --evaluations EVALS --loss-weights W [W ...] [--test DIR]
+        [--figure PNG] [--json FILE]
 
 GRID: a grid_search.py --out folder (the study's: runs/seed-study, then runs/seed-study-loss-s{0,1,2} and
 runs/seed-study-front-s{1,2}, the configurations trained at more seeds). Each of
-its finished configurations is measured on the validation split, never the test split, by
+its finished configurations is measured on the validation split by
 
     generate.py --checkpoint GRID/runs/ID/best.pt --evaluate --split val --samplers normal gmm \
         --fid-samples 126 --sky-noise 0 --refine-steps 0 --out EVALS/<GRID's name>/ID
 
-(docs/seed-findings.md has the loop). Prints, as markdown: each metric over the first grid's beta x latent
+(docs/seed_study.sh runs all of it). Prints, as markdown: each metric over the first grid's beta x latent
 table; the Spearman correlations behind the seed's claims 2 and 3; the Pareto front of validation SSIM against
 the N(0, I) FID, its knee, the grid's pick and the loss weights w whose w * loss + FID would pick the knee; and
 the configurations trained at several seeds (SSIM against MSE, the front), per seed, as mean +- sd, and as the
-difference from the seed's setting at the same seed. --figure draws the trade-off with the class sampler's FID; --json keeps
-every row (runs/ is not kept)."""
+difference from the seed's setting at the same seed. --figure draws the trade-off with the class sampler's
+FID; --json keeps every row (runs/ is not kept). --test DIR adds the configurations that were evaluated once on the test
+split at the end (the same command with --split test, into DIR/<GRID's name>/ID): their table over the seeds."""
 import argparse
 import csv
 import json
@@ -35,8 +37,9 @@ from samplers import CLASS_CONFIDENCE, fit_training_sampler  # noqa: E402
 
 # name: (what, higher is better)
 METRICS = {
-    "val_ssim": ("validation SSIM of reconstructions", True),
-    "fid": ("FID, N(0, I) samples (the grid's)", False),
+    "val_ssim": ("validation SSIM of reconstructions (the grid's)", True),
+    "split_ssim": ("SSIM of reconstructions, the evaluated split", True),
+    "fid": ("FID, N(0, I) samples (the grid's, validation)", False),
     "recon_fid": ("FID, reconstructions", False),
     "recon_kid": ("KID x 1e3, reconstructions", False),
     "normal_kid": ("KID x 1e3, N(0, I) samples", False),
@@ -70,21 +73,21 @@ def score(row, loss_weight):
     return loss_weight * row["val_loss"] + row["fid"]
 
 
-def row_of(record, grid, evaluations):
-    """One finished configuration: the grid's numbers and those of its validation evaluation (None where it
+def row_of(record, grid, evaluations, split="val"):
+    """One finished configuration: the grid's numbers and those of its evaluation on `split` (None where it
     has none yet)."""
     row = {"grid": grid.name, **record}
     row |= latent_classes(grid / record["checkpoint"])
-    path = evaluations / grid.name / record["id"] / "evaluation_val.json"
+    path = evaluations / grid.name / record["id"] / ("evaluation.json" if split == "test" else f"evaluation_{split}.json")
     if not path.is_file():
         return row | {"evaluated": False}
     e = json.loads(path.read_text())
-    if e["split"] != "val":
-        sys.exit(f"{path}: measured on the {e['split']} split; the study reads validation evaluations only")
+    if e["split"] != split:
+        sys.exit(f"{path}: measured on the {e['split']} split, not {split}")
     fids, kids, accuracy, shapes = e["fid"], e["kid"], e["accuracy"], e["morphology"]
     classes = list(shapes["reconstructions"])
     return row | {
-        "evaluated": True, "eval_n": fids["n"], "floor_fid": fids["floor"], "recon_fid": fids["reconstructions"],
+        "evaluated": True, "split_ssim": e["ssim"]["mean"], "eval_n": fids["n"], "floor_fid": fids["floor"], "recon_fid": fids["reconstructions"],
         "recon_kid": 1e3 * kids["reconstructions"]["mean"], "normal_fid": fids["samplers"]["normal"],
         "normal_kid": 1e3 * kids["samplers"]["normal"]["mean"], "class_fid": fids["samplers"]["gmm"],
         "class_kid": 1e3 * kids["samplers"]["gmm"]["mean"],
@@ -230,6 +233,9 @@ def main():
     parser.add_argument("--figure", type=Path, help="trade-off figure of the first grid, with the class sampler's FID "
                         "(the pick ringed: the first --loss-weights')")
     parser.add_argument("--json", type=Path, help="write every row here")
+    parser.add_argument("--test", type=Path, metavar="DIR", help="also the configurations evaluated once on the "
+                        "test split at the end (generate.py --evaluate's evaluation.json in DIR/<grid>/<id>): "
+                        "their table over the seeds")
     parser.add_argument("--loss-weights", type=float, nargs="+", required=True, metavar="W",
                         help="the w of each pick shown (grid_search.py --loss-weight's)")
     args = parser.parse_args()
@@ -260,6 +266,12 @@ def main():
             for r in rows:
                 seeds.setdefault((key_of(r), r["seed"]), r)
         over_seeds(list(seeds.values()), ("ssim", 1.0, 32))
+    if args.test:
+        tested = [row_of(r, grid, args.test, "test") for grid in args.grids for r in grid_rows(grid)]
+        tested = {(key_of(r), r["seed"]): r for r in reversed(tested) if r["evaluated"]}  # the first grid's first
+        print("\nThe test split, once at the end:")
+        over_seeds(list(tested.values()), ("ssim", 1.0, 32))
+        grids["test"] = list(tested.values())
     if args.figure:
         first = min(main_rows, key=lambda r: score(r, args.loss_weights[0]))
         plot_trade_off(main_rows, args.figure, pick=first["id"])

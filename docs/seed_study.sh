@@ -35,7 +35,19 @@ evaluate() {
 }
 evaluate & evaluate & wait
 
-# 3. The tables, the trade-off figure with the class sampler's FID, and every number kept in docs/.
+# 3. The test split, once, at the end: the configurations the validation numbers chose between (the seed's
+#    beta 1, the knee beta 3, the old pick beta 10; latent 32, seeds 0-2).
+P=bs64-lr0.001-ch32-z32-L4
+for run in seed-study/runs/$P-beta{1.0,3.0,10.0} seed-study-loss-s{1,2}/runs/$P-beta1.0 \
+    seed-study-front-s{1,2}/runs/$P-beta{3.0,10.0}; do
+  out=runs/seed-study-test/${run%%/*}/${run##*/}
+  [ -e "$out/evaluation.json" ] && continue
+  mkdir -p "$out"; echo "testing $run"
+  $PY generate.py --checkpoint "runs/$run/best.pt" --evaluate --split test --samplers normal gmm --fid-samples 126 \
+    --sky-noise 0 --refine-steps 0 --out "$out" --quiet > "$out/evaluate.log" 2>&1 || echo "failed: $run (see $out/evaluate.log)"
+done
+
+# 4. The tables, the trade-off figure with the class sampler's FID, and every number kept in docs/.
 $PY docs/seed_study.py runs/seed-study runs/seed-study-loss-s{0,1,2} runs/seed-study-front-s{1,2} \
-  --evaluations runs/seed-study-eval --loss-weights 0.15 0.02441 \
+  --evaluations runs/seed-study-eval --loss-weights 0.15 0.02441 --test runs/seed-study-test \
   --figure docs/seed_study_trade_off.png --json docs/seed-study-results.json
