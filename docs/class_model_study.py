@@ -5,7 +5,8 @@ The class samplers keep a draw of class k where a logistic regression of the tra
 p >= --class-confidence (samplers.Sampler.keep_confident). Here several class models are fitted to the same
 training latents (the encoder's means) and scored on the validation galaxies' latents: log-loss and accuracy
 (how good a class model is), the share of each class's real galaxies it is sure of at p >= 0.95 (what a
-sampler that draws like the real latents can keep), and how often those sure calls are right."""
+sampler that draws like the real latents can keep), how often those sure calls are right, and the share of
+1,024 gmm draws a class (samplers.fit_sampler, every draw kept) it is sure of: what --class would keep with it."""
 import argparse
 import sys
 import warnings
@@ -23,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from checkpoint import load_checkpoint  # noqa: E402
 from data import checkpoint_galaxies  # noqa: E402
 from model import encode_means  # noqa: E402
-from samplers import CLASS_CONFIDENCE  # noqa: E402
+from samplers import CLASS_CONFIDENCE, fit_sampler  # noqa: E402
 
 
 class MixtureBayes:
@@ -52,6 +53,12 @@ CLASS_MODELS = {
 }
 
 
+def draws_sure(classifier, draws, confidence=CLASS_CONFIDENCE):
+    """{class: the share of that class's draws the classifier gives it with p >= confidence}."""
+    columns = list(classifier.classes_)
+    return {k: float(np.mean(classifier.predict_proba(z)[:, columns.index(k)] >= confidence)) for k, z in draws.items()}
+
+
 def score(classifier, z, y, confidence=CLASS_CONFIDENCE):
     p = classifier.predict_proba(z)
     columns = list(classifier.classes_)
@@ -74,12 +81,15 @@ def main():
         train_z = encode_means(model, galaxies.train_x).double().numpy()
         val_z, val_y = encode_means(model, galaxies.val_x).double().numpy(), galaxies.val_y.numpy()
         print(f"{path}: {len(train_z)} training latents, {len(val_z)} validation latents")
+        mixture = fit_sampler("gmm", train_z, galaxies.train_y, seed=0, confidence=0)
+        draws = {k: np.asarray(mixture.sample(1024, 0, label=k), np.float64) for k in galaxies.classes}
         for name, make in CLASS_MODELS.items():
-            s = score(make().fit(train_z, galaxies.train_y.numpy()), val_z, val_y)
+            classifier = make().fit(train_z, galaxies.train_y.numpy())
+            s, drawn = score(classifier, val_z, val_y), draws_sure(classifier, draws)
             right = "-" if s["right_when_sure"] is None else f"{s['right_when_sure']:.2f}"
             print(f"  {name:<24} log-loss {s['log_loss']:.2f}  accuracy {s['accuracy']:.2f}  sure at "
-                  f"p >= {CLASS_CONFIDENCE:g}: {', '.join(f'{v:.2f}' for v in s['sure'].values())}  right when sure {right}",
-                  flush=True)
+                  f"p >= {CLASS_CONFIDENCE:g}: {', '.join(f'{v:.2f}' for v in s['sure'].values())}  right when sure "
+                  f"{right}  gmm draws sure: {', '.join(f'{v:.2f}' for v in drawn.values())}", flush=True)
 
 
 if __name__ == "__main__":
