@@ -66,18 +66,25 @@ def atomic_output(path):
         raise
 
 
-def set_aside(path, problem, then=""):
-    """Rename a damaged file, or a folder of something else, out of the way instead of deleting or
-    overwriting it: to <name>.<"damaged" or "other">-<UTC time> beside it (a number added where that is
-    taken), with one line on stderr saying what and why, and `then`, what happens instead. Returns the new
-    path. Whatever the user made stays theirs to inspect or remove."""
+def aside_path(path, kind):
+    """A free name beside `path` for what is set aside from it: <name>.<kind>-<UTC time>, a number added
+    where that is taken."""
     path = Path(path)
-    kind = "other" if path.is_dir() else "damaged"
     stem = f"{path.name}.{kind}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
     target, n = path.with_name(stem), 1
     while target.exists():
         n += 1
         target = path.with_name(f"{stem}-{n}")
+    return target
+
+
+def set_aside(path, problem, then=""):
+    """Rename a damaged file, or a folder of something else, out of the way instead of deleting or
+    overwriting it: to aside_path's <name>.<"damaged" or "other">-<UTC time> beside it, with one line on
+    stderr saying what and why, and `then`, what happens instead. Returns the new path. Whatever the user
+    made stays theirs to inspect or remove."""
+    path = Path(path)
+    target = aside_path(path, "other" if path.is_dir() else "damaged")
     os.rename(path, target)
     print(f"warning: {path}: {problem}; moved aside to {target.name}{then}", file=sys.stderr)
     return target

@@ -10,7 +10,6 @@ import re
 import sys
 import time
 import warnings
-from datetime import datetime, timezone
 from pathlib import Path
 
 from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
@@ -20,7 +19,7 @@ from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.trial import TrialState
 
 from cli import InputError, check_writable_folder
-from files import atomic_output
+from files import aside_path, atomic_output
 
 JOURNAL = "optuna-journal.log"  # the default storage, in the grid's folder
 RECORD_START = b'{"op_code":'    # how every line of Optuna's journal begins (JournalStorage._write_log)
@@ -55,14 +54,6 @@ def is_record(line):
         return False
 
 
-def torn_file_name(path):
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    aside, n = Path(f"{path}.torn-{stamp}"), 1
-    while aside.exists():
-        aside, n = Path(f"{path}.torn-{stamp}-{n}"), n + 1
-    return aside
-
-
 def repair_torn_tail(path):
     """Set aside the journal's last line where a write was cut off (a crash, a full disk), before anything is
     appended after it: Optuna skips a torn last line, but a record appended to it makes one damaged line in
@@ -82,7 +73,7 @@ def repair_torn_tail(path):
             f.write(b"\n")
             os.fsync(f.fileno())
         return f"{path}: its last record lacked its newline (a write cut off at its end); added"
-    aside = torn_file_name(path)
+    aside = aside_path(path, "torn")
     with atomic_output(aside) as tmp:
         tmp.write_bytes(last)
     os.truncate(path, start)
