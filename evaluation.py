@@ -194,7 +194,7 @@ def morphology_report(galaxies, held, recon, samples, counts, seed=0, progress=T
     table = morphometry.measure_all(torch.cat([images for _, _, images in pieces]), progress, "statmorph, drawn")
     tables, start = {}, 0
     for name, k, images in pieces:
-        tables.setdefault(name, {})[k] = {key: values[start:start + len(images)] for key, values in table.items()}
+        tables.setdefault(name, {})[k] = morphometry.take(table, slice(start, start + len(images)))
         start += len(images)
 
     def per_class(by_class):

@@ -170,21 +170,16 @@ def measure_all(images, progress=True, desc="statmorph", workers=None):
     "failure": list of N reasons ("" for a good one)}, spread over the CPU cores."""
     images = np.asarray(images, np.float32)
     workers = workers or cpu_workers()
-    bar = tqdm(total=len(images), desc=desc, disable=not progress, leave=False)
+
+    def shown(rows):
+        return list(tqdm(rows, total=len(images), desc=desc, disable=not progress, leave=False))
     if workers < 2 or len(images) < PARALLEL_FROM:
-        rows = []
-        for image in images:
-            rows.append(measure(image))
-            bar.update()
+        rows = shown(map(measure, images))
     else:  # fork: the workers need only numpy and statmorph, not a second start of torch
         _import_measuring_libraries()
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
-            rows = []
-            for row in pool.map(measure, images, chunksize=4):
-                rows.append(row)
-                bar.update()
-    bar.close()
+            rows = shown(pool.map(measure, images, chunksize=4))
     return {name: np.array([row[name] for row in rows], np.float64) for name in NAMES} | {
         "failure": [row["failure"] for row in rows]}
 
@@ -219,6 +214,11 @@ def failures(table):
     return sum(bool(f) for f in table["failure"])
 
 
+def take(table, index):
+    """The rows `index` (a slice) of a table: the same statistics, for those galaxies only."""
+    return {key: values[index] for key, values in table.items()}
+
+
 def good(table, name):
     """The finite values of one statistic (the failures' are NaN)."""
     values = table[name]
@@ -247,11 +247,8 @@ def compare(table, real, floor_pool, n=None, draws=FLOOR_DRAWS, seed=0):
     result = {}
     for name in NAMES:
         target, values, pool = good(real, name), good(table, name), good(floor_pool, name)
-        if len(target) < 2 or len(values) < 1 or len(pool) < 2:
-            result[name] = {"w": None, "floor": None, "ratio": None}
-            continue
-        scale = spread(target)
-        if not scale > 0:
+        scale = spread(target) if len(target) >= 2 else 0.0
+        if len(values) < 1 or len(pool) < 2 or not scale > 0:
             result[name] = {"w": None, "floor": None, "ratio": None}
             continue
         w = wasserstein_distance(values / scale, target / scale)

@@ -79,11 +79,11 @@ def compare_morphometry(real, embedded, progress=True, desc="statmorph"):
     """statmorph's statistics of n real and n embedded galaxies: per statistic the medians, the embedded
     set's first half's W1 to the real second half, as a multiple of the real first half's (morphometry.compare),
     and each side's failures."""
-    half = len(real) // 2
+    half, take = len(real) // 2, morphometry.take
     both = morphometry.measure_all(np.concatenate([real, embedded]), progress, desc)
-    real_t, emb_t = ({k: v[s] for k, v in both.items()} for s in (slice(0, len(real)), slice(len(real), None)))
-    halves = lambda t, part: {k: v[:half] if part == 0 else v[half:2 * half] for k, v in t.items()}
-    distance = morphometry.compare(halves(emb_t, 0), halves(real_t, 1), halves(real_t, 0), n=half, draws=1)
+    real_t, emb_t = take(both, slice(0, len(real))), take(both, slice(len(real), None))
+    first, second = slice(0, half), slice(half, 2 * half)
+    distance = morphometry.compare(take(emb_t, first), take(real_t, second), take(real_t, first), n=half, draws=1)
     median = lambda t, name: float(np.median(morphometry.good(t, name))) if len(morphometry.good(t, name)) else None
     return {"n": half, "failures": {"real": morphometry.failures(real_t), "embedded": morphometry.failures(emb_t)},
             "mean_ratio": distance["mean_ratio"],
