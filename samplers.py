@@ -43,6 +43,13 @@ KEEP_ROUNDS = 8          # draws of 4n + 64 latents at most, then the surest n
 COLLAPSE_SPREAD = 0.5
 
 
+def latent_class_model():
+    """The unfitted class model of the latents that the class samplers keep their draws by: a logistic
+    regression (scikit-learn's, imported here: it costs a second at start-up)."""
+    from sklearn.linear_model import LogisticRegression
+    return LogisticRegression(max_iter=1000)
+
+
 def check_confidence(confidence):
     if not 0 <= confidence < 1:
         raise InputError(f"--class-confidence {confidence}: must be at least 0 (0: keep every draw) and below 1")
@@ -82,12 +89,12 @@ class Sampler:
         return z
 
     def keep_confident(self, latents, labels, confidence):
-        """From now on keep only draws of class k that a logistic regression of (latents, labels) gives to k
-        with probability >= confidence; 0, or fewer than two classes: keep every draw."""
-        from sklearn.linear_model import LogisticRegression
+        """From now on keep only draws of class k that the class model (latent_class_model) fitted to
+        (latents, labels) gives to k with probability >= confidence; 0, or fewer than two classes: keep
+        every draw."""
         self.confidence = confidence
         if confidence > 0 and len(self.classes) > 1:
-            self.latent_classifier = LogisticRegression(max_iter=1000).fit(np.asarray(latents, np.float64), labels)
+            self.latent_classifier = latent_class_model().fit(np.asarray(latents, np.float64), labels)
 
     def _sample_kept(self, n, seed, label):
         if self.latent_classifier is None or label is None:

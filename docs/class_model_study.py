@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.neural_network import MLPClassifier
@@ -24,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from checkpoint import load_checkpoint  # noqa: E402
 from data import checkpoint_galaxies  # noqa: E402
 from model import encode_means  # noqa: E402
-from samplers import CLASS_CONFIDENCE, fit_sampler  # noqa: E402
+from samplers import CLASS_CONFIDENCE, fit_sampler, latent_class_model  # noqa: E402
 
 
 class MixtureBayes:
@@ -44,7 +43,7 @@ class MixtureBayes:
 
 
 CLASS_MODELS = {
-    "logistic regression": lambda: LogisticRegression(max_iter=1000),  # samplers.Sampler.keep_confident's
+    "logistic regression": latent_class_model,  # the class samplers' own
     "quadratic discriminant": lambda: QuadraticDiscriminantAnalysis(reg_param=0.1),
     "mixtures' Bayes rule": MixtureBayes,
     "15 nearest neighbours": lambda: KNeighborsClassifier(15),
