@@ -2226,10 +2226,10 @@ def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
     for name in morphometry.NAMES:
         recorded = [np.nan if v is None else v for v in shapes["values"]["real"]["6"][name]]
         np.testing.assert_allclose(np.sort(recorded), np.sort(real_6[name]), atol=1e-4)
-    assert figure_is_drawn(out / "morphology.png")
+    assert_png(out / "morphology.png")
     (out / "morphology.png").unlink()  # drawn again from evaluation.json alone
     generate.main(["--quiet", "--checkpoint", str(isolated.best), "--out", str(out), "--morphology-plot"])
-    assert figure_is_drawn(out / "morphology.png")
+    assert_png(out / "morphology.png")
 
     # Class 6's reconstruction FID and the judge's accuracy on the reconstructions, recomputed here by
     # another road: two galaxies a side, so each covariance is d d^T / 2 (d the difference of the two
@@ -2248,13 +2248,6 @@ def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
         verdict = torch.tensor([2, 6, 9])[torch.stack([the_judge(v).softmax(1) for v in views]).mean(0).argmax(1)]
     assert {k: accuracy["reconstructions"][k] for k in classes} == pytest.approx(
         {k: float((verdict[test_y == int(k)] == int(k)).float().mean()) for k in classes})
-
-
-def figure_is_drawn(path):
-    """A PNG that holds more than a background: some pixels far from the most common colour."""
-    pixels = np.asarray(Image.open(path).convert("L"), np.float64)
-    values, counts = np.unique(pixels, return_counts=True)
-    return (np.abs(pixels - values[counts.argmax()]) > 64).mean() > 0.005
 
 
 def test_damaged_real_features_are_kept_aside_and_measured_again(isolated, tmp_path, monkeypatch, capsys):
