@@ -22,7 +22,7 @@ from evaluation import fid_counts, fid_table, real_activations
 from files import atomic_output, set_aside, sha256_of
 from model import check_sky_noise, decode_latents, refine_latents
 from morphology import band_sky_noise
-from samplers import CLASS_CONFIDENCE, DEFAULT_SAMPLER, fit_training_sampler
+from samplers import CLASS_CONFIDENCE, CLASS_MODEL, DEFAULT_SAMPLER, fit_training_sampler
 
 REFINE_RECORD = "refine_steps.json"  # beside the checkpoint: generate.py and explore.py draw alike
 REFINE_CHOICE_SAMPLES = 549  # N of the choice's FIDs (seed 0 whatever --seed): the whole validation split of
@@ -100,9 +100,11 @@ def sky_candidates(own):
 # ---------------------------------------------------------------- the record beside the checkpoint
 
 def _choice_key(checkpoint_path, sampler, components, sampler_epochs, confidence, sky_noise):
-    """What a choice depends on; sky_noise None is the checkpoint's own fraction, "auto" the sky choice."""
+    """What a choice depends on; sky_noise None is the checkpoint's own fraction, "auto" the sky choice. The
+    class model keeps the draws at confidence > 0, so a choice measured with another one is measured again."""
     return {"checkpoint_sha256": sha256_of(checkpoint_path), "sampler": sampler, "components": components,
-            "sampler_epochs": sampler_epochs, "class_confidence": confidence, "sky_noise": sky_noise}
+            "sampler_epochs": sampler_epochs, "class_confidence": confidence,
+            "class_model": CLASS_MODEL if confidence > 0 else None, "sky_noise": sky_noise}
 
 
 RENAMED_KEYS = {"prior": "sampler", "prior_epochs": "sampler_epochs"}  # records written before the rename
@@ -127,8 +129,9 @@ def _recorded_choices(path):
     for record in records:
         key = record.get("key")
         if isinstance(key, dict):  # records from before class_confidence kept every draw, before --sky-noise
-            record["key"] = {"class_confidence": 0.0, "sky_noise": None} | {RENAMED_KEYS.get(k, k): v
-                                                                           for k, v in key.items()}
+            key = {"class_confidence": 0.0, "sky_noise": None} | {RENAMED_KEYS.get(k, k): v for k, v in key.items()}
+            # and from before the class model was named: a logistic regression kept the draws
+            record["key"] = {"class_model": "logistic regression" if key["class_confidence"] else None} | key
     return records
 
 

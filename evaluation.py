@@ -23,7 +23,7 @@ from files import atomic_output, set_aside
 from judge import classify, load_or_train_classifier
 from losses import ssim
 from model import decode_latents, encode_means, refine_latents
-from samplers import CLASS_CONFIDENCE, DEFAULT_SAMPLER, SAMPLERS, fit_training_sampler
+from samplers import CLASS_CONFIDENCE, CLASS_MODEL, DEFAULT_SAMPLER, SAMPLERS, fit_training_sampler
 
 
 # ---------------------------------------------------------------- FIDs per class, at equal N
@@ -307,7 +307,8 @@ def _evaluate(model, galaxies, num_samples, seed, sampler, samplers, components,
             "sky_noise": model.sky_noise, "ssim": ssim_result, "morphology": shapes,
             "fid": arrange_fids(fids, counts), "kid": arrange_fids(kids, counts), "accuracy": accuracy, "copying": copying,
             "samplers": {"fit_seconds": fit_seconds, "sampler_epochs": sampler_epochs, "components": components,
-                         "refine_steps": refine_steps, "class_confidence": confidence, "kept": kept,
+                         "refine_steps": refine_steps, "class_confidence": confidence,
+                         "class_model": CLASS_MODEL if confidence > 0 else None, "kept": kept,
                          "collapse": collapse},
             "judge": judge.selection, "reconstruction_judge": recon_judge.selection}
 

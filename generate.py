@@ -117,7 +117,7 @@ def parse_args(argv=None):
     o.add_argument("--components", type=int, default=4, help="gmm: most components (fewer for few latents)")
     o.add_argument("--sampler-epochs", type=int, help="vae2, flow: training epochs on the latents (default 200)")
     o.add_argument("--class-confidence", type=float, default=CLASS_CONFIDENCE, metavar="P", help="keep a class's "
-                   "drawn latent only if a logistic regression of the training latents gives it that class with "
+                   "drawn latent only if the class model of the training latents (a small MLP) gives it that class with "
                    f"probability >= P (default {CLASS_CONFIDENCE}; 0: keep every draw)")
     o.add_argument("--sky-noise", default="auto", metavar="F|auto", help="draw every image with F times the training "
                    "split's sky noise per band, whatever the checkpoint was trained with (0: the decoder's smooth "

@@ -1635,6 +1635,21 @@ def test_class_draws_keep_only_latents_the_training_latents_place_in_that_class(
         samplers.fit_sampler("gmm", z, labels, confidence=1.0)
 
 
+def test_class_draws_are_kept_where_one_class_surrounds_another():
+    # Edge-ons turned every way around round galaxies: a ring of class 9 about a core of class 2, which no
+    # straight line splits (a logistic regression is sure of neither). The class model must be sure of most
+    # draws of each, or --class draws only its surest few.
+    rng = np.random.default_rng(0)
+    angle = rng.uniform(0, 2 * np.pi, 300)
+    ring = 3 * np.stack([np.cos(angle), np.sin(angle)], 1) + rng.normal(0, 0.3, (300, 2))
+    z = np.concatenate([np.concatenate([rng.normal(0, 0.6, (300, 2)), ring]), rng.normal(0, 1, (600, 2))], 1)
+    sampler = samplers.fit_sampler("gmm", z, np.repeat([2, 9], 300))
+    for k, where in ((2, lambda r: r < 1.5), (9, lambda r: r > 1.5)):
+        drawn = sampler.sample(200, 0, label=k).numpy()
+        assert sampler.kept[k] > 0.5, (k, sampler.kept[k])
+        assert where(np.linalg.norm(drawn[:, :2], axis=1)).mean() > 0.95  # and kept where the class lies
+
+
 # ================================================================================================
 # a tiny trained model
 # Trained once per module (latent 4, 20 galaxies per class) for the judge, evaluation, generate.py and
@@ -2318,7 +2333,8 @@ def test_evaluate_on_the_validation_split_leaves_the_test_split_alone_and_record
     fids = {int(k): v for k, v in record["validation_fid"].items()}
     assert record["split"] == "val" and set(fids) == {0, 1} and record["chosen"] == min(fids, key=fids.get)
     assert record["key"] == {"checkpoint_sha256": files.sha256_of(checkpoint), "sampler": "gmm", "components": 4,
-                             "sampler_epochs": None, "class_confidence": samplers.CLASS_CONFIDENCE, "sky_noise": None}
+                             "sampler_epochs": None, "class_confidence": samplers.CLASS_CONFIDENCE,
+                             "class_model": samplers.CLASS_MODEL, "sky_noise": None}
     assert f"--refine-steps auto: {record['chosen']} (validation FID" in table
     assert result["samplers"]["refine_steps"] == record["chosen"] and result["samplers"]["refine_choice"] == record
     # Asked again, the record is reused: nothing measured twice.
@@ -2474,11 +2490,12 @@ def test_class_draws_from_the_mixture_sampler_of_the_newest_run_say_the_share_ke
 
 
 def write_refine_record(checkpoint, chosen, sampler="gmm", components=4, names=("sampler", "sampler_epochs"),
-                        confidence=samplers.CLASS_CONFIDENCE):
+                        confidence=samplers.CLASS_CONFIDENCE, class_model=samplers.CLASS_MODEL):
     """A record as --evaluate --split val keeps it (`names`: the key's names, today's or the old ones;
-    confidence None: a record from before --class-confidence)."""
+    confidence None: a record from before --class-confidence; class_model None: from before it was named)."""
     key = {"checkpoint_sha256": files.sha256_of(checkpoint), names[0]: sampler, "components": components,
-           names[1]: None} | ({} if confidence is None else {"class_confidence": confidence})
+           names[1]: None} | ({} if confidence is None else {"class_confidence": confidence}) | (
+        {} if class_model is None else {"class_model": class_model})
     (checkpoint.parent / "refine_steps.json").write_text(json.dumps({"choices": [
         {"key": key, "split": "val", "num_samples": 549, "seed": 0,
          "validation_fid": {"0": 2.0, "1": 1.0}, "chosen": chosen}]}))
@@ -2525,8 +2542,11 @@ def test_a_draw_measures_nothing_and_takes_the_recorded_refine_choice(isolated, 
         explore.main(["--checkpoint", str(checkpoint), "--components", "2"])
     # A record kept before the samplers had their name (prior, prior_epochs) and before --class-confidence was
     # measured on draws all kept: it holds for --class-confidence 0 only.
-    write_refine_record(checkpoint, 1, names=("prior", "prior_epochs"), confidence=None)
+    write_refine_record(checkpoint, 1, names=("prior", "prior_epochs"), confidence=None, class_model=None)
     assert draw("old")[0] == 0 and draw("old", "--class-confidence", "0")[0] == 1
+    # A record measured on draws kept by the logistic regression, before the class model was named: not today's.
+    write_refine_record(checkpoint, 1, class_model=None)
+    assert draw("linear")[0] == 0
     # A damaged record file is no record: drawn as drawn, no error; the file is kept aside, never overwritten.
     (tmp_path / "run" / "refine_steps.json").write_text("{not json")
     capsys.readouterr()
