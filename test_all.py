@@ -2165,6 +2165,7 @@ def test_evaluate_writes_the_table_and_json(isolated, monkeypatch, capsys):
     fids = result["fid"]
     assert fids["n"] == 6  # 8 // 3 = 2 per class, capped by the 2 test galaxies of each class
     assert result["samplers"]["class_confidence"] == samplers.CLASS_CONFIDENCE and result["sky_noise"] == 0
+    assert result["samplers"]["class_model"] == samplers.CLASS_MODEL  # what kept the draws, for a reader of the JSON
     assert set(result["samplers"]["kept"]) == {"gmm", "vae2", "flow"}  # normal draws no class
     assert all(set(shares) == set(classes) and all(0 <= v <= 1 for v in shares.values())
                for shares in result["samplers"]["kept"].values())
