@@ -22,7 +22,7 @@ from evaluation import fid_counts, fid_table, real_activations
 from files import atomic_output, set_aside, sha256_of
 from model import check_sky_noise, decode_latents, refine_latents
 from morphology import band_sky_noise
-from samplers import CLASS_CONFIDENCE, CLASS_MODEL, DEFAULT_SAMPLER, fit_training_sampler
+from samplers import CLASS_CONFIDENCE, CLASS_MODEL, DEFAULT_COMPONENTS, DEFAULT_SAMPLER, MIXTURE_FIT, fit_training_sampler
 
 REFINE_RECORD = "refine_steps.json"  # beside the checkpoint: generate.py and explore.py draw alike
 REFINE_CHOICE_SAMPLES = 549  # N of the choice's FIDs (seed 0 whatever --seed): the whole validation split of
@@ -66,7 +66,7 @@ def needs_training_sky(model, fraction):
 
 # ---------------------------------------------------------------- measuring on the validation split
 
-def choose_refine_steps(model, galaxies, sampler=DEFAULT_SAMPLER, components=4, sampler_epochs=None, device="cpu",
+def choose_refine_steps(model, galaxies, sampler=DEFAULT_SAMPLER, components=DEFAULT_COMPONENTS, sampler_epochs=None, device="cpu",
                         progress=True, num_samples=REFINE_CHOICE_SAMPLES, seed=0, confidence=CLASS_CONFIDENCE,
                         fitted=None):
     """0 or 1 decode-encode steps, whichever gives the sampler's class samples the lower FID against the
@@ -103,8 +103,8 @@ def _choice_key(checkpoint_path, sampler, components, sampler_epochs, confidence
     """What a choice depends on; sky_noise None is the checkpoint's own fraction, "auto" the sky choice. The
     class model keeps the draws at confidence > 0, so a choice measured with another one is measured again."""
     return {"checkpoint_sha256": sha256_of(checkpoint_path), "sampler": sampler, "components": components,
-            "sampler_epochs": sampler_epochs, "class_confidence": confidence,
-            "class_model": CLASS_MODEL if confidence > 0 else None, "sky_noise": sky_noise}
+            "sampler_epochs": sampler_epochs, "mixture": MIXTURE_FIT if sampler == "gmm" else None,
+            "class_confidence": confidence, "class_model": CLASS_MODEL if confidence > 0 else None, "sky_noise": sky_noise}
 
 
 RENAMED_KEYS = {"prior": "sampler", "prior_epochs": "sampler_epochs"}  # records written before the rename
@@ -130,8 +130,10 @@ def _recorded_choices(path):
         key = record.get("key")
         if isinstance(key, dict):  # records from before class_confidence kept every draw, before --sky-noise
             key = {"class_confidence": 0.0, "sky_noise": None} | {RENAMED_KEYS.get(k, k): v for k, v in key.items()}
-            # and from before the class model was named: a logistic regression kept the draws
-            record["key"] = {"class_model": "logistic regression" if key["class_confidence"] else None} | key
+            # and from before the class model and the mixture's fit were named: a logistic regression kept the
+            # draws of a mixture fitted to the means
+            record["key"] = {"class_model": "logistic regression" if key["class_confidence"] else None,
+                             "mixture": "means" if key.get("sampler") == "gmm" else None} | key
     return records
 
 
@@ -154,7 +156,7 @@ def _keep_record(checkpoint_path, record):
     return f"kept in {path}"
 
 
-def refine_choice(refine_steps, checkpoint_path, sampler=DEFAULT_SAMPLER, components=4, sampler_epochs=None,
+def refine_choice(refine_steps, checkpoint_path, sampler=DEFAULT_SAMPLER, components=DEFAULT_COMPONENTS, sampler_epochs=None,
                   confidence=CLASS_CONFIDENCE, sky_noise=None):
     """(steps, the record it came from or None): refine_steps as given, or for "auto" the choice recorded
     beside the checkpoint for this sampler and sky fraction (record_refine_choice), else 0. Never measures:
@@ -168,7 +170,7 @@ def refine_choice(refine_steps, checkpoint_path, sampler=DEFAULT_SAMPLER, compon
     return (0, None) if record is None else (record["chosen"], record)
 
 
-def record_refine_choice(model, galaxies, checkpoint_path, sampler=DEFAULT_SAMPLER, components=4, sampler_epochs=None,
+def record_refine_choice(model, galaxies, checkpoint_path, sampler=DEFAULT_SAMPLER, components=DEFAULT_COMPONENTS, sampler_epochs=None,
                          device="cpu", progress=True, confidence=CLASS_CONFIDENCE, sky_noise=None, fitted=None):
     """Choose the steps on the validation split (choose_refine_steps, given `fitted`) unless already recorded
     for this checkpoint, sampler and sky fraction (the model must draw at it), and keep the choice in
@@ -189,7 +191,7 @@ def record_refine_choice(model, galaxies, checkpoint_path, sampler=DEFAULT_SAMPL
     return chosen, record
 
 
-def sky_choice(sky_noise, checkpoint_path, sampler=DEFAULT_SAMPLER, components=4, sampler_epochs=None,
+def sky_choice(sky_noise, checkpoint_path, sampler=DEFAULT_SAMPLER, components=DEFAULT_COMPONENTS, sampler_epochs=None,
                confidence=CLASS_CONFIDENCE):
     """(fraction, the record it came from or None): --sky-noise as given, or for "auto" the fraction recorded
     beside the checkpoint (record_sky_choice), else None: the checkpoint's own. Never measures. N(0, I)
@@ -206,7 +208,7 @@ def sky_choice(sky_noise, checkpoint_path, sampler=DEFAULT_SAMPLER, components=4
     return record["chosen"], record
 
 
-def record_sky_choice(model, galaxies, checkpoint_path, sampler=DEFAULT_SAMPLER, components=4, sampler_epochs=None,
+def record_sky_choice(model, galaxies, checkpoint_path, sampler=DEFAULT_SAMPLER, components=DEFAULT_COMPONENTS, sampler_epochs=None,
                       device="cpu", progress=True, confidence=CLASS_CONFIDENCE):
     """Choose the sky fraction on the validation split unless already recorded: for each of sky_candidates,
     the refine choice at that fraction (record_refine_choice: measured where not yet recorded), and the

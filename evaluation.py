@@ -22,8 +22,8 @@ from devices import forked_rng
 from files import atomic_output, set_aside
 from judge import classify, load_or_train_classifier
 from losses import ssim
-from model import decode_latents, encode_means, refine_latents
-from samplers import CLASS_CONFIDENCE, CLASS_MODEL, DEFAULT_SAMPLER, SAMPLERS, fit_training_sampler
+from model import decode_latents, encode_means, encode_posteriors, refine_latents
+from samplers import CLASS_CONFIDENCE, CLASS_MODEL, DEFAULT_COMPONENTS, DEFAULT_SAMPLER, SAMPLERS, fit_training_sampler
 
 
 # ---------------------------------------------------------------- FIDs per class, at equal N
@@ -216,7 +216,7 @@ def morphology_report(galaxies, held, recon, samples, counts, seed=0, progress=T
             "values": {name: values(t) for name, t in everything.items() if name != "floor"}}
 
 
-def evaluate(model, galaxies, num_samples=256, seed=0, sampler=DEFAULT_SAMPLER, samplers=SAMPLERS, components=4,
+def evaluate(model, galaxies, num_samples=256, seed=0, sampler=DEFAULT_SAMPLER, samplers=SAMPLERS, components=DEFAULT_COMPONENTS,
              judge_epochs=30, sampler_epochs=None, device="cpu", progress=True, refine_steps=0, split="test",
              confidence=CLASS_CONFIDENCE, morphology=True):
     """All metrics on a held-out split (the test split; "val" to choose settings without touching it) as
@@ -253,7 +253,8 @@ def _evaluate(model, galaxies, num_samples, seed, sampler, samplers, components,
     fids = {"floor": fid_table(floor, real), "reconstructions": fid_table(recon, real), "samplers": {}}
     kids = {"floor": kid_table(floor, real, seed), "reconstructions": kid_table(recon, real, seed), "samplers": {}}
 
-    train_mu, fit_seconds, kept, class_samples = encode_means(model, galaxies.train_x), {}, {}, {}
+    train_posteriors, fit_seconds, kept, class_samples = encode_posteriors(model, galaxies.train_x), {}, {}, {}
+    train_mu = train_posteriors[0]
     collapse = {}  # per class sampler and class: samplers.Sampler.collapse of its images' latents
     held_out = nearest_distances(torch.cat([held_mu[subset] for subset in subsets.values()]), train_mu)
     copying = {"held_out_median": float(np.median(held_out)), "samplers": {}}
@@ -263,7 +264,8 @@ def _evaluate(model, galaxies, num_samples, seed, sampler, samplers, components,
         return {"z": copying_z(distances, held_out), "median_ratio": float(np.median(distances) / np.median(held_out))}
 
     for kind in samplers:
-        fitted = fit_training_sampler(kind, model, galaxies, seed, components, sampler_epochs, train_mu, confidence)
+        fitted = fit_training_sampler(kind, model, galaxies, seed, components, sampler_epochs, train_posteriors,
+                                      confidence)
         fit_seconds[kind] = round(fitted.fit_seconds, 2)
         if kind == "normal":  # no classes: as many N(0, I) galaxies as all classes' real ones together
             latents = refine_latents(model, fitted.sample(sum(counts.values()), seed), refine_steps)

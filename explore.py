@@ -42,8 +42,8 @@ from devices import forked_rng, pick_device
 from draw_choice import draw_with_sky_noise, parse_refine_steps, parse_sky_noise, refine_choice, sky_choice
 from images import to_uint8
 from latent_map import CLASS_COLOURS, PROJECTIONS, principal_directions, project
-from model import decode_latents, encode_means, interpolate_latents, refine_latents
-from samplers import DEFAULT_SAMPLER, check_kind, fit_training_sampler
+from model import decode_latents, encode_means, encode_posteriors, interpolate_latents, refine_latents
+from samplers import DEFAULT_COMPONENTS, DEFAULT_SAMPLER, check_kind, fit_training_sampler
 
 PAGE = Path(__file__).resolve().parent / "explore.html"
 MAX_BODY = 1 << 20        # bytes; every legal request is a few kB (a latent vector or two)
@@ -70,19 +70,19 @@ class Explorer:
     """Everything the page asks of a model, in plain JSON-ready values. The sampler, directions and the PCA
     map are computed once here; the t-SNE map on first request."""
 
-    def __init__(self, model, galaxies, directions=10, sampler=DEFAULT_SAMPLER, components=4, seed=0, name="",
+    def __init__(self, model, galaxies, directions=10, sampler=DEFAULT_SAMPLER, components=DEFAULT_COMPONENTS, seed=0, name="",
                  refine_steps=0):
         self.model, self.galaxies, self.name, self.seed, self.refine_steps = model, galaxies, name, seed, refine_steps
         self.classes = [int(k) for k in galaxies.classes]
         # One decode at a time: the CPU's cores are better spent inside one convolution than split
         # between racing requests, and it keeps the model's use simple to reason about.
         self.lock, self.map_lock = threading.Lock(), threading.Lock()
-        train_mu = encode_means(model, galaxies.train_x)
-        self.test_mu = encode_means(model, galaxies.test_x)
+        posteriors = encode_posteriors(model, galaxies.train_x)
+        train_mu, self.test_mu = posteriors[0], encode_means(model, galaxies.test_x)
         self.mean, self.directions, self.spread = principal_directions(train_mu.numpy(), directions)
         self.explained = (self.spread ** 2 / train_mu.numpy().var(0, ddof=1).sum()).tolist()
         self.sampler = fit_training_sampler(sampler, model, galaxies, seed, components,  # as generate.py --class
-                                            latents=train_mu)
+                                            posteriors=posteriors)
         self.maps = {"pca": (self.test_mu.numpy() - self.mean) @ self.directions[:2].T}
 
     @property
@@ -369,7 +369,7 @@ def parse_args(argv=None):
     p.add_argument("--sampler", default=DEFAULT_SAMPLER, help="class sampler fitted to the training latents, as "
                    "generate.py --class: gmm, vae2 or flow")
     p.add_argument("--prior", dest="sampler", help=argparse.SUPPRESS)  # the flag's name before
-    p.add_argument("--components", type=int, default=4, help="most mixture components")
+    p.add_argument("--components", type=int, default=DEFAULT_COMPONENTS, help="most mixture components")
     p.add_argument("--refine-steps", default="auto", metavar="K|auto", help="decode-encode round trips of the "
                    "sampled latents, as generate.py (default auto: the checkpoint's recorded choice, else 0)")
     p.add_argument("--sky-noise", default="auto", metavar="F|auto", help="fraction of the training sky's noise "

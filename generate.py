@@ -39,8 +39,8 @@ from files import atomic_output
 from latent_map import PROJECTIONS, draw_latent_map
 from model import decode_latents, encode_means, interpolate_latents, refine_latents
 from plots import plot_grid, plot_interpolation, plot_morphology, plot_reconstructions, save_pngs
-from samplers import (CLASS_CONFIDENCE, DEFAULT_SAMPLER, SAMPLERS, NormalSampler, check_confidence, check_kind,
-                      fit_training_sampler)
+from samplers import (CLASS_CONFIDENCE, DEFAULT_COMPONENTS, DEFAULT_SAMPLER, SAMPLERS, NormalSampler, check_confidence,
+                      check_kind, fit_training_sampler)
 
 CLASS_DRAWS = 16  # galaxies of --class K when no N is given
 
@@ -72,7 +72,7 @@ def draw_interpolation(model, galaxies, a, b, index=None, steps=8, seed=0):
     return originals[0], decode_latents(model, interpolate_latents(mu[0], mu[1], steps)), originals[1]
 
 
-def draw_class(model, galaxies, k, n, sampler=DEFAULT_SAMPLER, components=4, seed=0, sampler_epochs=None,
+def draw_class(model, galaxies, k, n, sampler=DEFAULT_SAMPLER, components=DEFAULT_COMPONENTS, seed=0, sampler_epochs=None,
                refine_steps=0, confidence=CLASS_CONFIDENCE):
     """n decoded galaxies of class k from a sampler fitted to the training latents (its draws kept at
     `confidence` and refined by refine_steps decode-encode round trips), and that sampler."""
@@ -114,7 +114,8 @@ def parse_args(argv=None):
                    "normal): where latents are drawn: normal (N(0, I), no classes), gmm (a Gaussian mixture per "
                    "class), vae2 (a second-stage VAE), flow (a RealNVP flow); all but normal fitted to the "
                    "training latents")
-    o.add_argument("--components", type=int, default=4, help="gmm: most components (fewer for few latents)")
+    o.add_argument("--components", type=int, default=DEFAULT_COMPONENTS, help="gmm: most components (fewer for few "
+                   f"latents; default {DEFAULT_COMPONENTS})")
     o.add_argument("--sampler-epochs", type=int, help="vae2, flow: training epochs on the latents (default 200)")
     o.add_argument("--class-confidence", type=float, default=CLASS_CONFIDENCE, metavar="P", help="keep a class's "
                    "drawn latent only if the class model of the training latents (a small MLP) gives it that class with "

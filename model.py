@@ -195,9 +195,16 @@ def standard_normal_latents(n, latent_dim, seed=0):
 @torch.no_grad()
 def encode_means(model, images, batch_size=256):
     """Posterior means mu (N x latent, on the CPU): where the encoder puts each galaxy."""
+    return encode_posteriors(model, images, batch_size)[0]
+
+
+@torch.no_grad()
+def encode_posteriors(model, images, batch_size=256):
+    """Each galaxy's posterior q(z|x) = N(mu, sigma^2): (mu, sigma), N x latent each, on the CPU."""
     device = next(model.parameters()).device
     model.eval()
-    return torch.cat([model.encode(b.to(device))[0].float().cpu() for b in images.split(batch_size)])
+    mu, logvar = zip(*(model.encode(b.to(device)) for b in images.split(batch_size)))
+    return torch.cat(mu).float().cpu(), torch.cat(logvar).float().cpu().mul(0.5).exp()
 
 
 @torch.no_grad()

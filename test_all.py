@@ -1635,6 +1635,29 @@ def test_class_draws_keep_only_latents_the_training_latents_place_in_that_class(
         samplers.fit_sampler("gmm", z, labels, confidence=1.0)
 
 
+def test_the_mixture_is_fitted_to_the_posteriors_the_decoder_was_trained_on(isolated):
+    # Means packed tightly, each galaxy's posterior wide: the decoder saw z spread by sigma, so must the draws.
+    rng = np.random.default_rng(0)
+    mu, labels = rng.normal(0, 0.1, (300, 3)), np.repeat([2, 9], 150)
+    sigma = np.full_like(mu, 0.5)
+    on_means = samplers.fit_sampler("gmm", mu, labels, confidence=0).sample(2000, 0, label=2).numpy()
+    on_posteriors = samplers.fit_sampler("gmm", mu, labels, confidence=0, spreads=sigma).sample(2000, 0, label=2).numpy()
+    assert on_means.std(0) == pytest.approx([0.1] * 3, rel=0.15)
+    assert on_posteriors.std(0) == pytest.approx([(0.1 ** 2 + 0.5 ** 2) ** 0.5] * 3, rel=0.1)
+    # and the draws give a 128-dimensional class of ~200 galaxies enough points for more than one component
+    wide = samplers.fit_sampler("gmm", rng.normal(0, 1, (400, 128)), np.repeat([2, 9], 200), confidence=0,
+                                spreads=np.full((400, 128), 0.2))
+    assert wide.mixtures[2].n_components == samplers.DEFAULT_COMPONENTS
+    # What generate.py, the explorer and --evaluate fit: the encoder's own posteriors of the training galaxies.
+    fitted = samplers.fit_training_sampler("gmm", isolated.model, isolated.galaxies, confidence=0)
+    mu, sigma = model_module.encode_posteriors(isolated.model, isolated.galaxies.train_x)
+    again = samplers.fit_sampler("gmm", mu, isolated.galaxies.train_y, confidence=0, spreads=sigma)
+    assert torch.equal(fitted.sample(8, 0, label=6), again.sample(8, 0, label=6))
+    with torch.no_grad():
+        logvar = isolated.model.encode(isolated.galaxies.train_x[:4])[1]
+    assert torch.allclose(sigma[:4], logvar.mul(0.5).exp(), atol=1e-6)
+
+
 def test_class_draws_are_kept_where_one_class_surrounds_another():
     # Edge-ons turned every way around round galaxies: a ring of class 9 about a core of class 2, which no
     # straight line splits (a logistic regression is sure of neither). The class model must be sure of most
@@ -2333,8 +2356,9 @@ def test_evaluate_on_the_validation_split_leaves_the_test_split_alone_and_record
     [record] = json.loads((tmp_path / "run" / "refine_steps.json").read_text())["choices"]
     fids = {int(k): v for k, v in record["validation_fid"].items()}
     assert record["split"] == "val" and set(fids) == {0, 1} and record["chosen"] == min(fids, key=fids.get)
-    assert record["key"] == {"checkpoint_sha256": files.sha256_of(checkpoint), "sampler": "gmm", "components": 4,
-                             "sampler_epochs": None, "class_confidence": samplers.CLASS_CONFIDENCE,
+    assert record["key"] == {"checkpoint_sha256": files.sha256_of(checkpoint), "sampler": "gmm",
+                             "components": samplers.DEFAULT_COMPONENTS, "sampler_epochs": None,
+                             "mixture": samplers.MIXTURE_FIT, "class_confidence": samplers.CLASS_CONFIDENCE,
                              "class_model": samplers.CLASS_MODEL, "sky_noise": None}
     assert f"--refine-steps auto: {record['chosen']} (validation FID" in table
     assert result["samplers"]["refine_steps"] == record["chosen"] and result["samplers"]["refine_choice"] == record
@@ -2490,13 +2514,15 @@ def test_class_draws_from_the_mixture_sampler_of_the_newest_run_say_the_share_ke
     assert not torch.allclose(refined, drawn, atol=1e-3)
 
 
-def write_refine_record(checkpoint, chosen, sampler="gmm", components=4, names=("sampler", "sampler_epochs"),
-                        confidence=samplers.CLASS_CONFIDENCE, class_model=samplers.CLASS_MODEL):
+def write_refine_record(checkpoint, chosen, sampler="gmm", components=samplers.DEFAULT_COMPONENTS,
+                        names=("sampler", "sampler_epochs"), confidence=samplers.CLASS_CONFIDENCE,
+                        class_model=samplers.CLASS_MODEL, mixture=samplers.MIXTURE_FIT):
     """A record as --evaluate --split val keeps it (`names`: the key's names, today's or the old ones;
-    confidence None: a record from before --class-confidence; class_model None: from before it was named)."""
+    confidence None: a record from before --class-confidence; class_model, mixture None: from before they
+    were named)."""
     key = {"checkpoint_sha256": files.sha256_of(checkpoint), names[0]: sampler, "components": components,
            names[1]: None} | ({} if confidence is None else {"class_confidence": confidence}) | (
-        {} if class_model is None else {"class_model": class_model})
+        {} if class_model is None else {"class_model": class_model}) | ({} if mixture is None else {"mixture": mixture})
     (checkpoint.parent / "refine_steps.json").write_text(json.dumps({"choices": [
         {"key": key, "split": "val", "num_samples": 549, "seed": 0,
          "validation_fid": {"0": 2.0, "1": 1.0}, "chosen": chosen}]}))
@@ -2517,7 +2543,7 @@ def test_a_draw_measures_nothing_and_takes_the_recorded_refine_choice(isolated, 
                        "--class", "6", "3", "--save-images", str(tmp_path / folder), *extra])
         return steps_taken[0], saved_pngs(tmp_path / folder)
 
-    def drawn_with(steps, components=4):
+    def drawn_with(steps, components=samplers.DEFAULT_COMPONENTS):
         images, _ = generate.draw_class(isolated.model, isolated.galaxies, 6, 3, components=components,
                                         refine_steps=steps)
         return images
@@ -2542,12 +2568,20 @@ def test_a_draw_measures_nothing_and_takes_the_recorded_refine_choice(isolated, 
     with pytest.raises(pytest.fail.Exception, match="steps 0$"):
         explore.main(["--checkpoint", str(checkpoint), "--components", "2"])
     # A record kept before the samplers had their name (prior, prior_epochs) and before --class-confidence was
-    # measured on draws all kept: it holds for --class-confidence 0 only.
-    write_refine_record(checkpoint, 1, names=("prior", "prior_epochs"), confidence=None, class_model=None)
-    assert draw("old")[0] == 0 and draw("old", "--class-confidence", "0")[0] == 1
+    # measured on draws all kept: it holds for --class-confidence 0 only (and for no mixture: it was fitted to
+    # the means then).
+    write_refine_record(checkpoint, 1, "flow", names=("prior", "prior_epochs"), confidence=None, class_model=None,
+                        mixture=None)
+    assert draw("old", "--sampler", "flow")[0] == 0 and draw("old", "--sampler", "flow", "--class-confidence", "0")[0] == 1
+    write_refine_record(checkpoint, 1, names=("prior", "prior_epochs"), confidence=None, class_model=None,
+                        mixture=None)
+    assert draw("old", "--class-confidence", "0")[0] == 0
     # A record measured on draws kept by the logistic regression, before the class model was named: not today's.
     write_refine_record(checkpoint, 1, class_model=None)
     assert draw("linear")[0] == 0
+    # One measured on a mixture fitted to the latents' means, before its fit was named: not today's either.
+    write_refine_record(checkpoint, 1, mixture=None)
+    assert draw("means")[0] == 0
     # A damaged record file is no record: drawn as drawn, no error; the file is kept aside, never overwritten.
     (tmp_path / "run" / "refine_steps.json").write_text("{not json")
     capsys.readouterr()
@@ -3570,10 +3604,8 @@ def test_explore_page_is_offline_and_api_answers_match_the_model(explorer):
     refined = model_module.refine_latents(run.model, expected, 1)
     assert np.allclose([g["latent"] for g in refining["galaxies"]], refined.numpy(), atol=1e-5)
     assert not np.allclose(refined.numpy(), expected.numpy(), atol=1e-3)
-    # The class's sampler is the prior fitted to that class's training latents.
-    train_mu = model_module.encode_means(run.model, run.galaxies.train_x[run.galaxies.train_y == 6])
-    mixture = ex.sampler.mixtures[6]
-    np.testing.assert_allclose(mixture.means_.T @ mixture.weights_, train_mu.double().mean(0), atol=1e-4)
+    # The class's sampler is generate.py's: the mixture fitted to the posteriors of the class's training galaxies.
+    assert torch.equal(samplers.fit_training_sampler("gmm", run.model, run.galaxies).sample(3, seed=5, label=6), expected)
 
     status, path = call(explorer, "POST", "/api/interpolate", {"a": z, "b": [0, 0, 0, 1], "steps": 5})
     assert [g["t"] for g in path["galaxies"]] == [0, 0.25, 0.5, 0.75, 1]

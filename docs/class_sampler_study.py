@@ -8,7 +8,9 @@ measures it); the copying statistic Z_U of evaluation.copying_z (near 0: the sam
 training galaxies as new galaxies do; far below 0: copies); and the share of draws kept. Samples take one
 decode-encode step (--refine-steps), as the preset's runs chose. The ways:
 - "gmm": the mixture per class, every draw kept (--class-confidence 0);
-- "gmm p>=C": the project's sampler at --class-confidence C (samplers.Sampler.keep_confident);
+- "gmm p>=C": the project's sampler at --class-confidence C (samplers.Sampler.keep_confident), its mixture
+  fitted to the training galaxies' posteriors as generate.py fits it;
+- "gmm means p>=0.95": the same fitted to the posteriors' means (the sampler until 2026-12-07, evening);
 - "gmm t=T": every draw kept, its Gaussian noise scaled by T (a temperature, as NVAE and Glow draw);
 - "gmm knn": keeping the draws whose 10 nearest training latents are mostly of the class drawn;
 - "diag16", "diag16 knn": a 16-component diagonal mixture per class, every draw kept / kNN-kept;
@@ -33,7 +35,7 @@ from data import checkpoint_galaxies  # noqa: E402
 from devices import forked_rng, pick_device  # noqa: E402
 from evaluation import copying_z, fid_counts, nearest_distances, real_activations  # noqa: E402
 from judge import classify, load_or_train_classifier  # noqa: E402
-from model import decode_latents, encode_means, refine_latents, standard_normal_latents  # noqa: E402
+from model import decode_latents, encode_means, encode_posteriors, refine_latents, standard_normal_latents  # noqa: E402
 from samplers import fit_sampler, sample_mixture  # noqa: E402
 
 
@@ -65,12 +67,15 @@ def ways_of_drawing(model, galaxies, latents, labels, confidences, device):
     from sklearn.mixture import GaussianMixture
     from sklearn.neighbors import KNeighborsClassifier
     classes = list(galaxies.classes)
-    gmm = fit_sampler("gmm", latents, labels, confidence=0)
+    sd = encode_posteriors(model, galaxies.train_x)[1]
+    gmm = fit_sampler("gmm", latents, labels, confidence=0, spreads=sd)
     knn = KNeighborsClassifier(10).fit(latents.numpy(), labels)
     ways = {"gmm": lambda k, n: (gmm.sample(n, 0, label=k), 1.0)}
     for c in confidences:
-        sure = fit_sampler("gmm", latents, labels, confidence=c)
+        sure = fit_sampler("gmm", latents, labels, confidence=c, spreads=sd)
         ways[f"gmm p>={c:g}"] = (lambda s: lambda k, n: (s.sample(n, 0, label=k), s.kept[k]))(sure)
+    on_means = fit_sampler("gmm", latents, labels, components=4, confidence=0.95)
+    ways["gmm means p>=0.95"] = lambda k, n: (on_means.sample(n, 0, label=k), on_means.kept[k])
     for t in (0.8, 0.6):
         ways[f"gmm t={t}"] = (lambda t: lambda k, n: (tempered(gmm.mixtures[k], n, 0, t), 1.0))(t)
     ways["gmm knn"] = lambda k, n: knn_kept(lambda m, seed: gmm.sample(m, seed, label=k), knn, k, n)
@@ -87,9 +92,6 @@ def ways_of_drawing(model, galaxies, latents, labels, confidences, device):
         @ np.linalg.cholesky(lw[k].covariance_).T).float(), 1.0)
     flow = fit_sampler("flow", latents, labels, confidence=0)
     ways["flow"] = lambda k, n: (flow.sample(n, 0, label=k), 1.0)
-    with torch.no_grad():
-        model.eval()
-        sd = torch.cat([model.encode(b.to(device))[1].float().cpu() for b in galaxies.train_x.split(256)]).mul(0.5).exp()
 
     def posterior(k, n):
         rows = torch.nonzero(torch.from_numpy(labels == k)).flatten()
