@@ -22,7 +22,8 @@ from evaluation import fid_counts, fid_table, real_activations
 from files import atomic_output, set_aside, sha256_of
 from model import check_sky_noise, decode_latents, refine_latents
 from morphology import band_sky_noise
-from samplers import CLASS_CONFIDENCE, CLASS_MODEL, DEFAULT_COMPONENTS, DEFAULT_SAMPLER, MIXTURE_FIT, fit_training_sampler
+from samplers import (CLASS_CONFIDENCE, DEFAULT_COMPONENTS, DEFAULT_SAMPLER, MIXTURE_FIT, class_model_at,
+                      fit_training_sampler)
 
 REFINE_RECORD = "refine_steps.json"  # beside the checkpoint: generate.py and explore.py draw alike
 REFINE_CHOICE_SAMPLES = 549  # N of the choice's FIDs (seed 0 whatever --seed): the whole validation split of
@@ -66,9 +67,9 @@ def needs_training_sky(model, fraction):
 
 # ---------------------------------------------------------------- measuring on the validation split
 
-def choose_refine_steps(model, galaxies, sampler=DEFAULT_SAMPLER, components=DEFAULT_COMPONENTS, sampler_epochs=None, device="cpu",
-                        progress=True, num_samples=REFINE_CHOICE_SAMPLES, seed=0, confidence=CLASS_CONFIDENCE,
-                        fitted=None):
+def choose_refine_steps(model, galaxies, sampler=DEFAULT_SAMPLER, components=DEFAULT_COMPONENTS, sampler_epochs=None,
+                        device="cpu", progress=True, num_samples=REFINE_CHOICE_SAMPLES, seed=0,
+                        confidence=CLASS_CONFIDENCE, fitted=None):
     """0 or 1 decode-encode steps, whichever gives the sampler's class samples the lower FID against the
     validation split (n_k = N / classes a class, as evaluate's); the test split plays no part. Returns
     (steps, {steps: FID}). A noisy decoder draws its noise from `seed` here, so that one checkpoint always
@@ -104,7 +105,7 @@ def _choice_key(checkpoint_path, sampler, components, sampler_epochs, confidence
     class model keeps the draws at confidence > 0, so a choice measured with another one is measured again."""
     return {"checkpoint_sha256": sha256_of(checkpoint_path), "sampler": sampler, "components": components,
             "sampler_epochs": sampler_epochs, "mixture": MIXTURE_FIT if sampler == "gmm" else None,
-            "class_confidence": confidence, "class_model": CLASS_MODEL if confidence > 0 else None, "sky_noise": sky_noise}
+            "class_confidence": confidence, "class_model": class_model_at(confidence), "sky_noise": sky_noise}
 
 
 RENAMED_KEYS = {"prior": "sampler", "prior_epochs": "sampler_epochs"}  # records written before the rename
@@ -156,8 +157,8 @@ def _keep_record(checkpoint_path, record):
     return f"kept in {path}"
 
 
-def refine_choice(refine_steps, checkpoint_path, sampler=DEFAULT_SAMPLER, components=DEFAULT_COMPONENTS, sampler_epochs=None,
-                  confidence=CLASS_CONFIDENCE, sky_noise=None):
+def refine_choice(refine_steps, checkpoint_path, sampler=DEFAULT_SAMPLER, components=DEFAULT_COMPONENTS,
+                  sampler_epochs=None, confidence=CLASS_CONFIDENCE, sky_noise=None):
     """(steps, the record it came from or None): refine_steps as given, or for "auto" the choice recorded
     beside the checkpoint for this sampler and sky fraction (record_refine_choice), else 0. Never measures:
     a draw costs no more than drawing, and draws the same with or without the FID weights."""
@@ -170,8 +171,9 @@ def refine_choice(refine_steps, checkpoint_path, sampler=DEFAULT_SAMPLER, compon
     return (0, None) if record is None else (record["chosen"], record)
 
 
-def record_refine_choice(model, galaxies, checkpoint_path, sampler=DEFAULT_SAMPLER, components=DEFAULT_COMPONENTS, sampler_epochs=None,
-                         device="cpu", progress=True, confidence=CLASS_CONFIDENCE, sky_noise=None, fitted=None):
+def record_refine_choice(model, galaxies, checkpoint_path, sampler=DEFAULT_SAMPLER, components=DEFAULT_COMPONENTS,
+                         sampler_epochs=None, device="cpu", progress=True, confidence=CLASS_CONFIDENCE, sky_noise=None,
+                         fitted=None):
     """Choose the steps on the validation split (choose_refine_steps, given `fitted`) unless already recorded
     for this checkpoint, sampler and sky fraction (the model must draw at it), and keep the choice in
     REFINE_RECORD beside the checkpoint; (steps, record)."""
@@ -208,8 +210,8 @@ def sky_choice(sky_noise, checkpoint_path, sampler=DEFAULT_SAMPLER, components=D
     return record["chosen"], record
 
 
-def record_sky_choice(model, galaxies, checkpoint_path, sampler=DEFAULT_SAMPLER, components=DEFAULT_COMPONENTS, sampler_epochs=None,
-                      device="cpu", progress=True, confidence=CLASS_CONFIDENCE):
+def record_sky_choice(model, galaxies, checkpoint_path, sampler=DEFAULT_SAMPLER, components=DEFAULT_COMPONENTS,
+                      sampler_epochs=None, device="cpu", progress=True, confidence=CLASS_CONFIDENCE):
     """Choose the sky fraction on the validation split unless already recorded: for each of sky_candidates,
     the refine choice at that fraction (record_refine_choice: measured where not yet recorded), and the
     fraction whose chosen steps give the lowest FID. Kept in REFINE_RECORD; (fraction, record). The model

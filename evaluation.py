@@ -23,7 +23,8 @@ from files import atomic_output, set_aside
 from judge import classify, load_or_train_classifier
 from losses import ssim
 from model import decode_latents, encode_means, encode_posteriors, refine_latents
-from samplers import CLASS_CONFIDENCE, CLASS_MODEL, DEFAULT_COMPONENTS, DEFAULT_SAMPLER, SAMPLERS, fit_training_sampler
+from samplers import (CLASS_CONFIDENCE, DEFAULT_COMPONENTS, DEFAULT_SAMPLER, SAMPLERS, class_model_at,
+                      fit_training_sampler)
 
 
 # ---------------------------------------------------------------- FIDs per class, at equal N
@@ -216,9 +217,9 @@ def morphology_report(galaxies, held, recon, samples, counts, seed=0, progress=T
             "values": {name: values(t) for name, t in everything.items() if name != "floor"}}
 
 
-def evaluate(model, galaxies, num_samples=256, seed=0, sampler=DEFAULT_SAMPLER, samplers=SAMPLERS, components=DEFAULT_COMPONENTS,
-             judge_epochs=30, sampler_epochs=None, device="cpu", progress=True, refine_steps=0, split="test",
-             confidence=CLASS_CONFIDENCE, morphology=True):
+def evaluate(model, galaxies, num_samples=256, seed=0, sampler=DEFAULT_SAMPLER, samplers=SAMPLERS,
+             components=DEFAULT_COMPONENTS, judge_epochs=30, sampler_epochs=None, device="cpu", progress=True,
+             refine_steps=0, split="test", confidence=CLASS_CONFIDENCE, morphology=True):
     """All metrics on a held-out split (the test split; "val" to choose settings without touching it) as
     one JSON-ready dict. FIDs against that split, each at equal N on both sides: n_k = min(N / classes,
     held-out and training galaxies of class k) per class, and the classes pooled (n = sum of n_k) overall.
@@ -310,7 +311,7 @@ def _evaluate(model, galaxies, num_samples, seed, sampler, samplers, components,
             "fid": arrange_fids(fids, counts), "kid": arrange_fids(kids, counts), "accuracy": accuracy, "copying": copying,
             "samplers": {"fit_seconds": fit_seconds, "sampler_epochs": sampler_epochs, "components": components,
                          "refine_steps": refine_steps, "class_confidence": confidence,
-                         "class_model": CLASS_MODEL if confidence > 0 else None, "kept": kept,
+                         "class_model": class_model_at(confidence), "kept": kept,
                          "collapse": collapse},
             "judge": judge.selection, "reconstruction_judge": recon_judge.selection}
 

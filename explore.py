@@ -70,8 +70,8 @@ class Explorer:
     """Everything the page asks of a model, in plain JSON-ready values. The sampler, directions and the PCA
     map are computed once here; the t-SNE map on first request."""
 
-    def __init__(self, model, galaxies, directions=10, sampler=DEFAULT_SAMPLER, components=DEFAULT_COMPONENTS, seed=0, name="",
-                 refine_steps=0):
+    def __init__(self, model, galaxies, directions=10, sampler=DEFAULT_SAMPLER, components=DEFAULT_COMPONENTS, seed=0,
+                 name="", refine_steps=0):
         self.model, self.galaxies, self.name, self.seed, self.refine_steps = model, galaxies, name, seed, refine_steps
         self.classes = [int(k) for k in galaxies.classes]
         # One decode at a time: the CPU's cores are better spent inside one convolution than split

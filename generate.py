@@ -72,8 +72,8 @@ def draw_interpolation(model, galaxies, a, b, index=None, steps=8, seed=0):
     return originals[0], decode_latents(model, interpolate_latents(mu[0], mu[1], steps)), originals[1]
 
 
-def draw_class(model, galaxies, k, n, sampler=DEFAULT_SAMPLER, components=DEFAULT_COMPONENTS, seed=0, sampler_epochs=None,
-               refine_steps=0, confidence=CLASS_CONFIDENCE):
+def draw_class(model, galaxies, k, n, sampler=DEFAULT_SAMPLER, components=DEFAULT_COMPONENTS, seed=0,
+               sampler_epochs=None, refine_steps=0, confidence=CLASS_CONFIDENCE):
     """n decoded galaxies of class k from a sampler fitted to the training latents (its draws kept at
     `confidence` and refined by refine_steps decode-encode round trips), and that sampler."""
     fitted = fit_training_sampler(sampler, model, galaxies, seed, components, sampler_epochs, confidence=confidence)
@@ -118,8 +118,8 @@ def parse_args(argv=None):
                    f"latents; default {DEFAULT_COMPONENTS})")
     o.add_argument("--sampler-epochs", type=int, help="vae2, flow: training epochs on the latents (default 200)")
     o.add_argument("--class-confidence", type=float, default=CLASS_CONFIDENCE, metavar="P", help="keep a class's "
-                   "drawn latent only if the class model of the training latents (a small MLP) gives it that class with "
-                   f"probability >= P (default {CLASS_CONFIDENCE}; 0: keep every draw)")
+                   "drawn latent only if the class model of the training latents (a small MLP) gives it that class "
+                   f"with probability >= P (default {CLASS_CONFIDENCE}; 0: keep every draw)")
     o.add_argument("--sky-noise", default="auto", metavar="F|auto", help="draw every image with F times the training "
                    "split's sky noise per band, whatever the checkpoint was trained with (0: the decoder's smooth "
                    f"mean); auto (default): the fraction recorded in {REFINE_RECORD} by --evaluate --split val, else "

@@ -24,8 +24,9 @@ fitted to the training latents) gives to the class drawn with probability >= `co
 0 keeps all), drawing again until it has n. A class's galaxies do not fill a Gaussian (edge-ons turned every
 way most likely lie around a ring), so a mixture fitted to them puts draws in its middle or among the other
 classes, where the decoder draws a blend. On real SDSS galaxies keeping the sure draws lifted the judge's
-accuracy on every class, at an FID within 2 of keeping every draw (docs/results.md). The class model is nonlinear because one class can surround another: a
-logistic regression was sure of no real round or edge-on galaxy of the default model (docs/seed-findings.md).
+accuracy on every class, at an FID within 2 of keeping every draw (docs/results.md). The class model is
+nonlinear because one class can surround another: a logistic regression was sure of no real round or edge-on
+galaxy of the default model (docs/seed-findings.md).
 """
 import math
 import sys
@@ -47,7 +48,7 @@ CLASS_CONFIDENCE = 0.95  # chosen on gz1_sdss_sample's validation split (docs/re
 # most those allow in 128 dimensions (docs/results.md, "The mixture fitted to the aggregate posterior").
 DEFAULT_COMPONENTS = 8
 POSTERIOR_DRAWS = 8
-MIXTURE_FIT = "posterior-x8"  # kept with every draw choice measured with it (draw_choice)
+MIXTURE_FIT = f"posterior-x{POSTERIOR_DRAWS}"  # kept with every draw choice measured with it (draw_choice)
 KEEP_ROUNDS = 8          # draws of 4n + 64 latents at most, then the surest n
 # A class's draws have collapsed when they lie less than half as far apart as its training latents (median
 # distance to the nearest other point, at equal n): samplers that follow the latents measured 0.93-1.41 on
@@ -59,6 +60,12 @@ COLLAPSE_SPREAD = 0.5
 # L2 weight 1: the best validation log-loss of six class models on three models' latents, as often right when
 # sure as the logistic regression it replaced, and sure of far more real galaxies (docs/seed-findings.md, 5).
 CLASS_MODEL = "mlp64-alpha1"
+
+
+def class_model_at(confidence):
+    """The name of the class model that keeps a class's draws at this --class-confidence; None where every
+    draw is kept. What evaluation.json and the draw choices record."""
+    return CLASS_MODEL if confidence > 0 else None
 
 
 def latent_class_model():
@@ -407,7 +414,8 @@ def fit_sampler(kind, latents, labels=None, seed=0, components=DEFAULT_COMPONENT
     if kind == "normal":
         sampler = NormalSampler(z.shape[1])
     elif kind == "gmm":
-        sampler = MixtureSampler(z, labels, components, seed, None if spreads is None else np.asarray(spreads, np.float32))
+        spreads = None if spreads is None else np.asarray(spreads, np.float32)
+        sampler = MixtureSampler(z, labels, components, seed, spreads)
     else:
         sampler = (SecondStageVAE if kind == "vae2" else FlowSampler)(z, labels, seed, epochs or 200)
     sampler.keep_confident(z, labels, confidence)
