@@ -9,9 +9,9 @@ model.standard_normal_latents, so a seed means the same noise everywhere.
 
   normal  N(0, I), the VAE's own prior; it knows no classes.
   gmm     a full-covariance Gaussian mixture per class (scikit-learn), fitted to the aggregate posterior
-          the decoder was trained on: POSTERIOR_DRAWS draws z = mu + sigma * eps of each training galaxy's
-          q(z|x) where the encoder's sigma is given (fit_training_sampler), else to the means. The draws
-          also give a 128-dimensional class enough points for DEFAULT_COMPONENTS full covariances.
+          the decoder was trained on: draws z = mu + sigma * eps of each training galaxy's q(z|x)
+          (posterior_draws) where the encoder's sigma is given (fit_training_sampler), else to the means.
+          The draws also give a 128-dimensional class enough points for DEFAULT_COMPONENTS full covariances.
   vae2    a second-stage VAE on the latents (Dai & Wipf 2019, "Diagnosing and enhancing VAE models"):
           a small MLP VAE, conditioned on the class, with a learned decoder variance gamma; u ~ N(0, I)
           is decoded to z, plus the decoder's noise. The first-stage latents do not fill N(0, I); the
@@ -43,12 +43,20 @@ from model import encode_posteriors, standard_normal_latents
 SAMPLERS = ("normal", "gmm", "vae2", "flow")
 DEFAULT_SAMPLER = "gmm"  # the best FID of the four where measured side by side (docs/decoder-study.md)
 CLASS_CONFIDENCE = 0.95  # chosen on gz1_sdss_sample's validation split (docs/results.md, "Class samples kept")
-# The mixture: 8 components fitted to 8 posterior draws a galaxy. On the CPU preset's three models (validation,
-# N = 126) its class samples' FID is 2.1-6.1 lower on every seed than 2 components fitted to the means, the
-# most those allow in 128 dimensions (docs/results.md, "The mixture fitted to the aggregate posterior").
-DEFAULT_COMPONENTS = 8
+# The mixture: up to 16 components fitted to 8 posterior draws a galaxy. On the CPU preset's three models
+# (validation, N = 126) 8 components fitted so scored 2.1-6.1 lower FID on every seed than 2 on the means, the most
+# those allow in 128 dimensions; 16 scored 2.4 lower than 8 on average over two fits of each (5 of 6 lower), the
+# classes as far apart (docs/results.md, "The mixture fitted to the aggregate posterior", "16 components").
+DEFAULT_COMPONENTS = 16
 POSTERIOR_DRAWS = 8
-MIXTURE_FIT = f"posterior-x{POSTERIOR_DRAWS}"  # kept with every draw choice measured with it (draw_choice)
+# A class of many galaxies gets fewer draws each, at most this many in all: the embedded set's ~1,460 galaxies a
+# class took 8 of the 17 s of the README's first `--class` draw at 8 draws each, and 4,096 points still allow 31
+# full covariances in 128 dimensions (fit_mixture's d + 1 points each). gz1_sdss_sample's classes (~307) keep all 8.
+MAX_FIT_POINTS = 4096
+MIXTURE_FIT = f"posterior-x{POSTERIOR_DRAWS}-max{MAX_FIT_POINTS}"  # kept with every draw choice measured with it
+# The fit's noise is drawn from seed + this, never from the seed the draws are made with: sample(n, seed) with
+# the fit's own seed would otherwise reuse the noise the fitted points were made of.
+FIT_NOISE_SEED = 999_983
 KEEP_ROUNDS = 8          # draws of 4n + 64 latents at most, then the surest n
 # A class's draws have collapsed when they lie less than half as far apart as its training latents (median
 # distance to the nearest other point, at equal n): samplers that follow the latents measured 0.93-1.41 on
@@ -212,16 +220,25 @@ def sample_mixture(mixture, n, seed=0):
     return torch.from_numpy(mixture.means_[component] + np.einsum("nij,nj->ni", chol[component], eps)).float()
 
 
+def posterior_draws(means, spreads, seed=0):
+    """Draws z = mu + sigma * eps of each galaxy's posterior q(z|x) (means, spreads: n x d): POSTERIOR_DRAWS
+    a galaxy, fewer where that would pass MAX_FIT_POINTS (never fewer than one), with noise from
+    seed + FIT_NOISE_SEED. The aggregate posterior the decoder was trained on, as points a mixture is fitted to."""
+    n, d = means.shape
+    draws = max(1, min(POSTERIOR_DRAWS, MAX_FIT_POINTS // max(n, 1)))
+    eps = standard_normal_latents(draws * n, d, seed + FIT_NOISE_SEED).numpy()
+    return np.tile(means, (draws, 1)) + np.tile(spreads, (draws, 1)) * eps
+
+
 class MixtureSampler(Sampler):
     kind = "gmm"
 
     def __init__(self, latents, labels, components=DEFAULT_COMPONENTS, seed=0, spreads=None):
         super().__init__(latents.shape[1], *np.unique(labels, return_counts=True))
-        if spreads is not None:  # the aggregate posterior: POSTERIOR_DRAWS draws of each galaxy's q(z|x)
-            eps = standard_normal_latents(POSTERIOR_DRAWS * len(latents), latents.shape[1], seed).numpy()
-            latents = np.tile(latents, (POSTERIOR_DRAWS, 1)) + np.tile(spreads, (POSTERIOR_DRAWS, 1)) * eps
-            labels = np.tile(labels, POSTERIOR_DRAWS)
-        self.mixtures = {k: fit_mixture(latents[labels == k], components, seed) for k in self.classes}
+        def fitted_to(k):
+            z = latents[labels == k]
+            return z if spreads is None else posterior_draws(z, spreads[labels == k], seed + k)
+        self.mixtures = {k: fit_mixture(fitted_to(k), components, seed) for k in self.classes}
 
     def _sample(self, n, seed, label):
         return sample_mixture(self.mixtures[int(label)], n, seed)

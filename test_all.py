@@ -1647,7 +1647,7 @@ def test_the_mixture_is_fitted_to_the_posteriors_the_decoder_was_trained_on(isol
     # and the draws give a 128-dimensional class of ~200 galaxies enough points for more than one component
     wide = samplers.fit_sampler("gmm", rng.normal(0, 1, (400, 128)), np.repeat([2, 9], 200), confidence=0,
                                 spreads=np.full((400, 128), 0.2))
-    assert wide.mixtures[2].n_components == samplers.DEFAULT_COMPONENTS
+    assert wide.mixtures[2].n_components == min(samplers.DEFAULT_COMPONENTS, 200 * samplers.POSTERIOR_DRAWS // 129) > 1
     # What generate.py, the explorer and --evaluate fit: the encoder's own posteriors of the training galaxies.
     fitted = samplers.fit_training_sampler("gmm", isolated.model, isolated.galaxies, confidence=0)
     mu, sigma = model_module.encode_posteriors(isolated.model, isolated.galaxies.train_x)
@@ -1656,6 +1656,19 @@ def test_the_mixture_is_fitted_to_the_posteriors_the_decoder_was_trained_on(isol
     with torch.no_grad():
         logvar = isolated.model.encode(isolated.galaxies.train_x[:4])[1]
     assert torch.allclose(sigma[:4], logvar.mul(0.5).exp(), atol=1e-6)
+
+
+def test_posterior_draws_are_capped_and_drawn_apart_from_the_samples_noise():
+    # A class of many galaxies gets fewer draws each (the embedded set's first --class draw waited 8 s on 11,700
+    # points a class), never none; a small class keeps them all.
+    big, small = np.zeros((3000, 2)), np.zeros((300, 2))
+    assert len(samplers.posterior_draws(big, np.ones_like(big))) == 3000 * (samplers.MAX_FIT_POINTS // 3000)
+    assert len(samplers.posterior_draws(np.zeros((9000, 2)), np.ones((9000, 2)))) == 9000
+    assert len(samplers.posterior_draws(small, np.ones_like(small))) == 300 * samplers.POSTERIOR_DRAWS
+    # The points the mixture is fitted to are not made of the noise its draws with the same seed are made of.
+    fitted = samplers.posterior_draws(small, np.ones_like(small), seed=0)
+    drawn = model_module.standard_normal_latents(len(fitted), 2, seed=0).numpy()
+    assert abs(np.corrcoef(fitted[:, 0], drawn[:, 0])[0, 1]) < 0.1
 
 
 def test_class_draws_are_kept_where_one_class_surrounds_another():

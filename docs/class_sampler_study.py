@@ -1,5 +1,5 @@
 """Which way of drawing a class's latents keeps the class, on the validation split:
-`python docs/class_sampler_study.py RUN [RUN ...] [--confidences 0.5,0.8,0.9,0.95] [--only WAY,...]`.
+`python docs/class_sampler_study.py RUN [RUN ...] [--confidences 0.5,0.8,0.9,0.95] [--only WAY,...] [--seed S]`.
 
 For each run (its best.pt) and each way of drawing: the real-galaxy judge's accuracy on 126 class samples
 a class divided by its accuracy on the real validation galaxies, per class ("ratio"); the FID of the class
@@ -10,6 +10,7 @@ decode-encode step (--refine-steps), as the preset's runs chose. The ways:
 - "gmm": the mixture per class, every draw kept (--class-confidence 0);
 - "gmm p>=C": the project's sampler at --class-confidence C (samplers.Sampler.keep_confident), its mixture
   fitted to the training galaxies' posteriors as generate.py fits it;
+- "gmm 8 p>=0.95": the same with up to 8 components (DEFAULT_COMPONENTS is 16; 8 until 2026-12-07, night);
 - "gmm means p>=0.95": the same fitted to the posteriors' means (the sampler until 2026-12-07, evening);
 - "gmm t=T": every draw kept, its Gaussian noise scaled by T (a temperature, as NVAE and Glow draw);
 - "gmm knn": keeping the draws whose 10 nearest training latents are mostly of the class drawn;
@@ -61,21 +62,23 @@ def knn_kept(draw, knn, k, n):
     return z[:n], len(z) / tried
 
 
-def ways_of_drawing(model, galaxies, latents, labels, confidences, device):
-    """{name: draw(k, n) -> (n latents of class k, share of draws kept)}."""
+def ways_of_drawing(model, galaxies, latents, labels, confidences, device, seed=0):
+    """{name: draw(k, n) -> (n latents of class k, share of draws kept)}; `seed` fits and draws the `gmm` ways."""
     from sklearn.covariance import LedoitWolf
     from sklearn.mixture import GaussianMixture
     from sklearn.neighbors import KNeighborsClassifier
     classes = list(galaxies.classes)
     sd = encode_posteriors(model, galaxies.train_x)[1]
-    gmm = fit_sampler("gmm", latents, labels, confidence=0, spreads=sd)
+    gmm = fit_sampler("gmm", latents, labels, seed, confidence=0, spreads=sd)
     knn = KNeighborsClassifier(10).fit(latents.numpy(), labels)
-    ways = {"gmm": lambda k, n: (gmm.sample(n, 0, label=k), 1.0)}
+    ways = {"gmm": lambda k, n: (gmm.sample(n, seed, label=k), 1.0)}
     for c in confidences:
-        sure = fit_sampler("gmm", latents, labels, confidence=c, spreads=sd)
-        ways[f"gmm p>={c:g}"] = (lambda s: lambda k, n: (s.sample(n, 0, label=k), s.kept[k]))(sure)
-    on_means = fit_sampler("gmm", latents, labels, components=4, confidence=0.95)
-    ways["gmm means p>=0.95"] = lambda k, n: (on_means.sample(n, 0, label=k), on_means.kept[k])
+        sure = fit_sampler("gmm", latents, labels, seed, confidence=c, spreads=sd)
+        ways[f"gmm p>={c:g}"] = (lambda s: lambda k, n: (s.sample(n, seed, label=k), s.kept[k]))(sure)
+    fewer = fit_sampler("gmm", latents, labels, seed, components=8, confidence=0.95, spreads=sd)
+    ways["gmm 8 p>=0.95"] = lambda k, n: (fewer.sample(n, seed, label=k), fewer.kept[k])
+    on_means = fit_sampler("gmm", latents, labels, seed, components=4, confidence=0.95)
+    ways["gmm means p>=0.95"] = lambda k, n: (on_means.sample(n, seed, label=k), on_means.kept[k])
     for t in (0.8, 0.6):
         ways[f"gmm t={t}"] = (lambda t: lambda k, n: (tempered(gmm.mixtures[k], n, 0, t), 1.0))(t)
     ways["gmm knn"] = lambda k, n: knn_kept(lambda m, seed: gmm.sample(m, seed, label=k), knn, k, n)
@@ -108,6 +111,7 @@ def main():
     p.add_argument("--refine-steps", type=int, default=1)
     p.add_argument("--confidences", type=lambda t: [float(v) for v in t.split(",")], default=[0.5, 0.8, 0.9, 0.95])
     p.add_argument("--only", type=lambda t: t.split(","), help="the ways to run (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="fits and draws the gmm ways (the others draw with 0)")
     args = p.parse_args()
     device = pick_device("auto")
     inception = fid.load_inception(device=device)
@@ -123,8 +127,8 @@ def main():
                                for k, n in counts.items()])
         latents, labels = encode_means(model, galaxies.train_x), galaxies.train_y.numpy()
         held_out = nearest_distances(encode_means(model, galaxies.val_x), latents)
-        result = {"run": run, "classes": classes, "real_val_accuracy": real_accuracy, "ways": {}}
-        for name, draw in ways_of_drawing(model, galaxies, latents, labels, args.confidences, device).items():
+        result = {"run": run, "seed": args.seed, "classes": classes, "real_val_accuracy": real_accuracy, "ways": {}}
+        for name, draw in ways_of_drawing(model, galaxies, latents, labels, args.confidences, device, args.seed).items():
             if args.only and name not in args.only:
                 continue
             images, kept = {}, {}
