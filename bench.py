@@ -238,6 +238,27 @@ def bench_sampler_fit(n=4389, latent_dim=32, epochs=10):
             "lower_is_better": True}
 
 
+def bench_mixture_fit(n=4389, latent_dim=32):
+    """The gmm sampler's fit (what generate.py --class waits for first) to the posteriors of n latents of three
+    classes, as many as the embedded set's training split: at most MAX_FIT_POINTS draws a class, up to 16
+    components, one BLAS thread, against 8 components on 8 draws of every latent with the machine's threads
+    (before 2026-12-07, night)."""
+    from sklearn.mixture import GaussianMixture
+    from samplers import POSTERIOR_DRAWS, fit_sampler
+    mu = standard_normal_latents(n, latent_dim, 0).numpy()
+    sigma, labels = np.full_like(mu, 0.3), np.arange(n) % 3
+
+    def before():
+        eps = standard_normal_latents(POSTERIOR_DRAWS * n, latent_dim, 1).numpy()
+        z, y = np.tile(mu, (POSTERIOR_DRAWS, 1)) + np.tile(sigma, (POSTERIOR_DRAWS, 1)) * eps, np.tile(labels, POSTERIOR_DRAWS)
+        for k in range(3):
+            GaussianMixture(8, covariance_type="full", random_state=0).fit(z[y == k])
+    ours = best_seconds(lambda: fit_sampler("gmm", mu, labels, confidence=0, spreads=sigma), repeats=1, warmup=0)
+    return {"name": f"gmm sampler fit, {n} posteriors x {latent_dim} (seconds)", "ours": ours,
+            "reference": best_seconds(before, repeats=1, warmup=0), "lower_is_better": True,
+            "reference_name": "8 components on 8 draws a latent, all threads (before)"}
+
+
 # ---------------------------------------------------------------- 5. the default run
 
 def bench_morphometry(galaxies, n_images):
@@ -440,7 +461,7 @@ def cpu_rows(args, repeats):
     return [*bench_train_step(galaxies, args.batch_size, repeats),
             bench_adversarial_step(galaxies, args.batch_size, repeats), bench_ssim(galaxies, args.batch_size, repeats),
             bench_fid_features(galaxies, 32 if args.quick else 64, 2 if args.quick else 3), bench_frechet(),
-            bench_sampler_fit(), bench_morphometry(galaxies, 32 if args.quick else 64),
+            bench_sampler_fit(), bench_mixture_fit(), bench_morphometry(galaxies, 32 if args.quick else 64),
             *bench_default_run(100 if args.quick else None), bench_explorer()]
 
 

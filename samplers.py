@@ -83,6 +83,14 @@ def latent_class_model():
     return MLPClassifier((64,), alpha=1.0, max_iter=500, random_state=0)
 
 
+def one_blas_thread():
+    """A context in which numpy's BLAS and OpenMP run one thread: scikit-learn's mixture and MLP multiply matrices of
+    32-128 columns, where a second thread costs more than it gives (the embedded set's mixture fit: 4.2 s on 2
+    threads, 1.5 s on one; docs/performance.md). threadpoolctl comes with scikit-learn."""
+    from threadpoolctl import threadpool_limits
+    return threadpool_limits(1)
+
+
 def check_confidence(confidence):
     if not 0 <= confidence < 1:
         raise InputError(f"--class-confidence {confidence}: must be at least 0 (0: keep every draw) and below 1")
@@ -128,7 +136,7 @@ class Sampler:
         self.confidence = confidence
         if confidence > 0 and len(self.classes) > 1:
             from sklearn.exceptions import ConvergenceWarning
-            with warnings.catch_warnings():  # it is judged by its validation log-loss, not by Adam's last steps
+            with warnings.catch_warnings(), one_blas_thread():  # judged by its validation log-loss, not Adam's last steps
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 self.latent_classifier = latent_class_model().fit(np.asarray(latents, np.float64), labels)
 
@@ -207,7 +215,8 @@ def fit_mixture(latents, components=DEFAULT_COMPONENTS, seed=0):
     if n < 2:
         raise InputError(f"need at least 2 latents to fit a sampler, got {n}")
     k = max(1, min(components, n // (d + 1)))
-    return GaussianMixture(k, covariance_type="full", random_state=seed).fit(z)
+    with one_blas_thread():
+        return GaussianMixture(k, covariance_type="full", random_state=seed).fit(z)
 
 
 def sample_mixture(mixture, n, seed=0):

@@ -38,7 +38,7 @@ def real_against_real(checkpoint, counts, seed, split="test"):
 
 def print_statistics(lines):
     """A markdown table: each statistic's W1 / floor per set and class, mean over the evaluations."""
-    sets = list(lines[0]["ratio"])
+    sets = list(dict.fromkeys(name for line in lines for name in line["ratio"]))  # a sampler some evaluations lack
     classes = list(lines[0]["ratio"][sets[0]])
     print("| statistic | " + " | ".join(f"{name}, {k}" for name in sets for k in classes) + " |")
     print("| --- " * (1 + len(sets) * len(classes)) + "|")
@@ -46,7 +46,8 @@ def print_statistics(lines):
         cells = []
         for name in sets:
             for k in classes:
-                values = [line["ratio"][name][k][stat] for line in lines if line["ratio"][name][k][stat] is not None]
+                values = [line["ratio"][name][k][stat] for line in lines
+                          if name in line["ratio"] and line["ratio"][name][k][stat] is not None]
                 cells.append(f"{np.mean(values):.2f}" if values else "-")
         print(f"| {stat} | " + " | ".join(cells) + " |")
 
