@@ -2514,7 +2514,7 @@ def test_class_draws_from_the_mixture_sampler_of_the_newest_run_say_the_share_ke
     generate.main(["--quiet", "--class", "6", "4", "--components", "2", "--sampler", "gmm", "--refine-steps", "0"])
     assert_png(isolated.run_dir / "class_6_gmm.png")
     fitted = generate.draw_class(isolated.model, isolated.galaxies, 6, 4, "gmm", components=2)[1]
-    assert re.search(rf"class 6: the gmm sampler kept {fitted.kept[6]:.1%} of its [0-9,]+ draws at p >= 0.95\n",
+    assert re.search(rf"class 6: the gmm sampler kept {fitted.kept[6]:.1%} of its [0-9,]+ draws at p >= {samplers.CLASS_CONFIDENCE:g}\n",
                      capsys.readouterr().out)
     images, sampler = generate.draw_class(isolated.model, isolated.galaxies, 6, 4, "gmm", components=2)
     assert images.shape == (4, 3, 64, 64) and sampler.mixtures[6].n_components == 2

@@ -1,0 +1,97 @@
+"""Where class samples lose the real galaxies' morphology, stage by stage, on the validation split:
+`python docs/morphology_stages_study.py EVAL_DIR [EVAL_DIR ...] [--confidences 0.9,0.95]`.
+
+EVAL_DIR holds a `generate.py --evaluate --split val` evaluation_val.json: its checkpoint, seed, sky noise and
+decode-encode steps are used as chosen there. Per class, 42 galaxies of each set (n_k as --evaluate with
+--fid-samples 126) are measured by statmorph against the real validation galaxies, over the floor of real
+training galaxies, as --evaluate measures them (evaluation.morphology_report):
+- "reconstructions": the decoder alone, on the validation galaxies' posterior means;
+- "posterior": the decoder on z = mu + sigma * eps of random training galaxies of the class (what the mixture
+  is fitted to: the decoder's own draws of known galaxies, a copy in latent space);
+- "gmm every draw": the mixture's draws, none dropped (--class-confidence 0);
+- "gmm p>=C": the mixture's draws kept by the class model at --class-confidence C (--confidences; default
+  samplers.CLASS_CONFIDENCE).
+Each later stage adds one step of generate.py --class, so each statistic's growth from one row to the next is
+that step's share of its miss. Samples take the recorded decode-encode steps. One JSON line per EVAL_DIR, then
+the mean of the per-statistic ratios over them."""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import morphometry  # noqa: E402
+from checkpoint import load_checkpoint  # noqa: E402
+from data import checkpoint_galaxies  # noqa: E402
+from devices import forked_rng  # noqa: E402
+from evaluation import class_subset, fid_counts, morphology_report  # noqa: E402
+from model import decode_latents, encode_means, encode_posteriors, refine_latents, standard_normal_latents  # noqa: E402
+from samplers import CLASS_CONFIDENCE, fit_sampler  # noqa: E402
+
+
+def stage_images(model, galaxies, counts, seed, steps, confidences):
+    """{stage: {k: n_k images}} for the drawn stages."""
+    mu, sigma = encode_posteriors(model, galaxies.train_x)
+    labels = galaxies.train_y.numpy()
+    every = fit_sampler("gmm", mu, labels, seed, confidence=0, spreads=sigma)
+    kept = {f"gmm p>={c:g}": fit_sampler("gmm", mu, labels, seed, confidence=c, spreads=sigma) for c in confidences}
+    drawn = {"posterior": {}, "gmm every draw": {}} | {name: {} for name in kept}
+    for k, n in counts.items():
+        rows = class_subset(galaxies.train_y, k, n, seed + 1)
+        noise = standard_normal_latents(n, mu.shape[1], seed + 2)
+        latents = {"posterior": mu[rows] + sigma[rows] * noise, "gmm every draw": every.sample(n, seed, label=k)} | {
+            name: sampler.sample(n, seed, label=k) for name, sampler in kept.items()}
+        for stage, z in latents.items():
+            with forked_rng(torch.device("cpu"), seed):
+                drawn[stage][k] = decode_latents(model, refine_latents(model, z, steps))
+    return drawn
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("evaluations", nargs="+", help="folders with generate.py --evaluate --split val's evaluation_val.json")
+    p.add_argument("--confidences", type=lambda t: [float(v) for v in t.split(",")], default=[CLASS_CONFIDENCE])
+    args = p.parse_args()
+    stages = ("reconstructions", "posterior", "gmm every draw", *(f"gmm p>={c:g}" for c in args.confidences))
+    lines = []
+    for folder in map(Path, args.evaluations):
+        chosen = json.loads((folder / "evaluation_val.json").read_text())
+        seed, steps = chosen["seed"], chosen["samplers"]["refine_steps"]
+        model, checkpoint = load_checkpoint(chosen["checkpoint"], "cpu")
+        model.set_sky_noise(chosen["sky_noise"])
+        galaxies = checkpoint_galaxies(checkpoint, progress=False)
+        counts = fid_counts(galaxies, "val", 126)
+        val_x, val_y = galaxies.split("val")
+        subsets = {k: class_subset(val_y, k, n, seed) for k, n in counts.items()}
+        held = {k: val_x[s] for k, s in subsets.items()}
+        with forked_rng(torch.device("cpu"), seed):
+            recon = {k: decode_latents(model, encode_means(model, x)) for k, x in held.items()}
+        report = morphology_report(galaxies, held, recon, stage_images(model, galaxies, counts, seed, steps, args.confidences), counts,
+                                   seed, progress=False)
+        rows = {"reconstructions": report["reconstructions"]} | report["samplers"]
+        line = {"evaluation": str(folder), "sky_noise": chosen["sky_noise"], "refine_steps": steps,
+                "failures": report["failures"],
+                "mean_ratio": {stage: {k: round(c["mean_ratio"], 3) for k, c in rows[stage].items()} for stage in stages},
+                "ratio": {stage: {k: {s: c[s]["ratio"] for s in morphometry.NAMES} for k, c in rows[stage].items()}
+                          for stage in stages}}
+        print(json.dumps(line), flush=True)
+        lines.append(line)
+    classes = list(lines[0]["ratio"]["reconstructions"])
+    print("| statistic | " + " | ".join(f"{stage}, {k}" for k in classes for stage in stages) + " |")
+    print("| --- " * (1 + len(classes) * len(stages)) + "|")
+    for stat in [*morphometry.NAMES, "mean"]:
+        cells = []
+        for k in classes:
+            for stage in stages:
+                values = [line["mean_ratio"][stage][k] if stat == "mean" else line["ratio"][stage][k][stat]
+                          for line in lines]
+                values = [v for v in values if v is not None]
+                cells.append(f"{np.mean(values):.2f}" if values else "-")
+        print(f"| {stat} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
