@@ -250,7 +250,8 @@ def bench_mixture_fit(n=4389, latent_dim=32):
 
     def before():
         eps = standard_normal_latents(POSTERIOR_DRAWS * n, latent_dim, 1).numpy()
-        z, y = np.tile(mu, (POSTERIOR_DRAWS, 1)) + np.tile(sigma, (POSTERIOR_DRAWS, 1)) * eps, np.tile(labels, POSTERIOR_DRAWS)
+        z = np.tile(mu, (POSTERIOR_DRAWS, 1)) + np.tile(sigma, (POSTERIOR_DRAWS, 1)) * eps
+        y = np.tile(labels, POSTERIOR_DRAWS)
         for k in range(3):
             GaussianMixture(8, covariance_type="full", random_state=0).fit(z[y == k])
     ours = best_seconds(lambda: fit_sampler("gmm", mu, labels, confidence=0, spreads=sigma), repeats=1, warmup=0)

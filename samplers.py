@@ -44,7 +44,8 @@ SAMPLERS = ("normal", "gmm", "vae2", "flow")
 DEFAULT_SAMPLER = "gmm"  # the best FID of the four where measured side by side (docs/decoder-study.md)
 # Chosen on gz1_sdss_sample's validation split by a rule fixed first: the lowest confidence at which the judge tells
 # every class's samples apart as well as real galaxies (ratio >= 0.95, every class and seed of the CPU preset), the
-# FID equal within its noise. 0.95 with the means' mixture; 0.9 with this one (docs/results.md, "Sixteen components").
+# FID equal within its noise. 0.95 with the means' mixture; 0.9 with this one
+# (docs/results.md, "`--class-confidence` 0.9, and where class samples lose their morphology").
 CLASS_CONFIDENCE = 0.9
 # The mixture: up to 16 components fitted to 8 posterior draws a galaxy. On the CPU preset's three models
 # (validation, N = 126) 8 components fitted so scored 2.1-6.1 lower FID on every seed than 2 on the means, the most
@@ -139,7 +140,8 @@ class Sampler:
         self.confidence = confidence
         if confidence > 0 and len(self.classes) > 1:
             from sklearn.exceptions import ConvergenceWarning
-            with warnings.catch_warnings(), one_blas_thread():  # judged by its validation log-loss, not Adam's last steps
+            # judged by its validation log-loss, not by Adam's last steps
+            with warnings.catch_warnings(), one_blas_thread():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 self.latent_classifier = latent_class_model().fit(np.asarray(latents, np.float64), labels)
 

@@ -52,7 +52,8 @@ def stage_images(model, galaxies, counts, seed, steps, confidences):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("evaluations", nargs="+", help="folders with generate.py --evaluate --split val's evaluation_val.json")
+    p.add_argument("evaluations", nargs="+",
+                   help="folders with generate.py --evaluate --split val's evaluation_val.json")
     p.add_argument("--confidences", type=lambda t: [float(v) for v in t.split(",")], default=[CLASS_CONFIDENCE])
     args = p.parse_args()
     stages = ("reconstructions", "posterior", "gmm every draw", *(f"gmm p>={c:g}" for c in args.confidences))
@@ -69,12 +70,13 @@ def main():
         held = {k: val_x[s] for k, s in subsets.items()}
         with forked_rng(torch.device("cpu"), seed):
             recon = {k: decode_latents(model, encode_means(model, x)) for k, x in held.items()}
-        report = morphology_report(galaxies, held, recon, stage_images(model, galaxies, counts, seed, steps, args.confidences), counts,
-                                   seed, progress=False)
+        drawn = stage_images(model, galaxies, counts, seed, steps, args.confidences)
+        report = morphology_report(galaxies, held, recon, drawn, counts, seed, progress=False)
         rows = {"reconstructions": report["reconstructions"]} | report["samplers"]
         line = {"evaluation": str(folder), "sky_noise": chosen["sky_noise"], "refine_steps": steps,
                 "failures": report["failures"],
-                "mean_ratio": {stage: {k: round(c["mean_ratio"], 3) for k, c in rows[stage].items()} for stage in stages},
+                "mean_ratio": {stage: {k: round(c["mean_ratio"], 3) for k, c in rows[stage].items()}
+                               for stage in stages},
                 "ratio": {stage: {k: {s: c[s]["ratio"] for s in morphometry.NAMES} for k, c in rows[stage].items()}
                           for stage in stages}}
         print(json.dumps(line), flush=True)
