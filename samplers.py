@@ -50,7 +50,7 @@ CLASS_CONFIDENCE = 0.9
 # The mixture: up to 16 components fitted to 8 posterior draws a galaxy. On the CPU preset's three models
 # (validation, N = 126) 8 components fitted so scored 2.1-6.1 lower FID on every seed than 2 on the means, the most
 # those allow in 128 dimensions; 16 scored 2.4 lower than 8 on average over two fits of each (5 of 6 lower), the
-# classes as far apart (docs/results.md, "The mixture fitted to the aggregate posterior", "16 components").
+# classes as far apart (docs/results.md, "The mixture fitted to the aggregate posterior", "Sixteen components").
 DEFAULT_COMPONENTS = 16
 POSTERIOR_DRAWS = 8
 # A class of many galaxies gets fewer draws each, at most this many in all: the embedded set's ~1,460 galaxies a
