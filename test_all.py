@@ -1641,7 +1641,8 @@ def test_the_mixture_is_fitted_to_the_posteriors_the_decoder_was_trained_on(isol
     mu, labels = rng.normal(0, 0.1, (300, 3)), np.repeat([2, 9], 150)
     sigma = np.full_like(mu, 0.5)
     on_means = samplers.fit_sampler("gmm", mu, labels, confidence=0).sample(2000, 0, label=2).numpy()
-    on_posteriors = samplers.fit_sampler("gmm", mu, labels, confidence=0, spreads=sigma).sample(2000, 0, label=2).numpy()
+    on_posteriors = samplers.fit_sampler("gmm", mu, labels, confidence=0, spreads=sigma).sample(2000, 0, label=2)
+    on_posteriors = on_posteriors.numpy()
     assert on_means.std(0) == pytest.approx([0.1] * 3, rel=0.15)
     assert on_posteriors.std(0) == pytest.approx([(0.1 ** 2 + 0.5 ** 2) ** 0.5] * 3, rel=0.1)
     # and the draws give a 128-dimensional class of ~200 galaxies enough points for more than one component
@@ -2514,8 +2515,9 @@ def test_class_draws_from_the_mixture_sampler_of_the_newest_run_say_the_share_ke
     generate.main(["--quiet", "--class", "6", "4", "--components", "2", "--sampler", "gmm", "--refine-steps", "0"])
     assert_png(isolated.run_dir / "class_6_gmm.png")
     fitted = generate.draw_class(isolated.model, isolated.galaxies, 6, 4, "gmm", components=2)[1]
-    assert re.search(rf"class 6: the gmm sampler kept {fitted.kept[6]:.1%} of its [0-9,]+ draws at p >= {samplers.CLASS_CONFIDENCE:g}\n",
-                     capsys.readouterr().out)
+    said = (rf"class 6: the gmm sampler kept {fitted.kept[6]:.1%} of its [0-9,]+ draws "
+            rf"at p >= {samplers.CLASS_CONFIDENCE:g}\n")
+    assert re.search(said, capsys.readouterr().out)
     images, sampler = generate.draw_class(isolated.model, isolated.galaxies, 6, 4, "gmm", components=2)
     assert images.shape == (4, 3, 64, 64) and sampler.mixtures[6].n_components == 2
     # refine_steps=0: the mixture's draws are decoded as drawn; refine_steps=1: after one decode-encode step.
@@ -2585,7 +2587,8 @@ def test_a_draw_measures_nothing_and_takes_the_recorded_refine_choice(isolated, 
     # the means then).
     write_refine_record(checkpoint, 1, "flow", names=("prior", "prior_epochs"), confidence=None, class_model=None,
                         mixture=None)
-    assert draw("old", "--sampler", "flow")[0] == 0 and draw("old", "--sampler", "flow", "--class-confidence", "0")[0] == 1
+    assert draw("old", "--sampler", "flow")[0] == 0
+    assert draw("old", "--sampler", "flow", "--class-confidence", "0")[0] == 1
     write_refine_record(checkpoint, 1, names=("prior", "prior_epochs"), confidence=None, class_model=None,
                         mixture=None)
     assert draw("old", "--class-confidence", "0")[0] == 0
@@ -3618,7 +3621,8 @@ def test_explore_page_is_offline_and_api_answers_match_the_model(explorer):
     assert np.allclose([g["latent"] for g in refining["galaxies"]], refined.numpy(), atol=1e-5)
     assert not np.allclose(refined.numpy(), expected.numpy(), atol=1e-3)
     # The class's sampler is generate.py's: the mixture fitted to the posteriors of the class's training galaxies.
-    assert torch.equal(samplers.fit_training_sampler("gmm", run.model, run.galaxies).sample(3, seed=5, label=6), expected)
+    fitted = samplers.fit_training_sampler("gmm", run.model, run.galaxies)
+    assert torch.equal(fitted.sample(3, seed=5, label=6), expected)
 
     status, path = call(explorer, "POST", "/api/interpolate", {"a": z, "b": [0, 0, 0, 1], "steps": 5})
     assert [g["t"] for g in path["galaxies"]] == [0, 0.25, 0.5, 0.75, 1]

@@ -128,7 +128,8 @@ def main():
         latents, labels = encode_means(model, galaxies.train_x), galaxies.train_y.numpy()
         held_out = nearest_distances(encode_means(model, galaxies.val_x), latents)
         result = {"run": run, "seed": args.seed, "classes": classes, "real_val_accuracy": real_accuracy, "ways": {}}
-        for name, draw in ways_of_drawing(model, galaxies, latents, labels, args.confidences, device, args.seed).items():
+        ways = ways_of_drawing(model, galaxies, latents, labels, args.confidences, device, args.seed)
+        for name, draw in ways.items():
             if args.only and name not in args.only:
                 continue
             images, kept = {}, {}
