@@ -5,15 +5,21 @@ EVAL_DIR holds a `generate.py --evaluate --split val` evaluation_val.json: its c
 decode-encode steps are used as chosen there. Per class, 42 galaxies of each set (n_k as --evaluate with
 --fid-samples 126) are measured by statmorph against the real validation galaxies, over the floor of real
 training galaxies, as --evaluate measures them (evaluation.morphology_report):
-- "reconstructions": the decoder alone, on the validation galaxies' posterior means;
+- "reconstructions": the decoder alone, on the validation galaxies' posterior means (paired with the real
+  galaxies it is compared with, so below the floor where the decoder keeps each galaxy);
+- "training means": the decoder on the posterior means of random training galaxies of the class (the rows
+  "posterior" draws from), unpaired with the real validation galaxies as every later stage is: what the
+  decoder makes of real galaxies, measured as its draws are;
 - "posterior": the decoder on z = mu + sigma * eps of random training galaxies of the class (what the mixture
   is fitted to: the decoder's own draws of known galaxies, a copy in latent space);
 - "gmm every draw": the mixture's draws, none dropped (--class-confidence 0);
 - "gmm p>=C": the mixture's draws kept by the class model at --class-confidence C (--confidences; default
   samplers.CLASS_CONFIDENCE).
 Each later stage adds one step of generate.py --class, so each statistic's growth from one row to the next is
-that step's share of its miss. Samples take the recorded decode-encode steps. One JSON line per EVAL_DIR, then
-the mean of the per-statistic ratios over them."""
+that step's share of its miss, read over several models: every stage is one draw of 42 galaxies, and one draw
+of 42 real galaxies itself scores a class mean of 1.0-1.1 +- 0.14-0.26 (docs/morphology_noise_study.py).
+Samples take the recorded decode-encode steps. One JSON line per EVAL_DIR, then the mean of the per-statistic
+ratios over them."""
 import argparse
 import json
 import sys
@@ -37,13 +43,15 @@ def stage_images(model, galaxies, counts, seed, steps, confidences):
     mu, sigma = encode_posteriors(model, galaxies.train_x)
     labels = galaxies.train_y.numpy()
     every = fit_sampler("gmm", mu, labels, seed, confidence=0, spreads=sigma)
-    kept = {f"gmm p>={c:g}": fit_sampler("gmm", mu, labels, seed, confidence=c, spreads=sigma) for c in confidences}
-    drawn = {"posterior": {}, "gmm every draw": {}} | {name: {} for name in kept}
+    kept = {f"gmm p>={c:g}": fit_sampler("gmm", mu, labels, seed, confidence=c, spreads=sigma)
+            for c in confidences}
+    drawn = {"training means": {}, "posterior": {}, "gmm every draw": {}} | {name: {} for name in kept}
     for k, n in counts.items():
         rows = class_subset(galaxies.train_y, k, n, seed + 1)
         noise = standard_normal_latents(n, mu.shape[1], seed + 2)
-        latents = {"posterior": mu[rows] + sigma[rows] * noise, "gmm every draw": every.sample(n, seed, label=k)} | {
-            name: sampler.sample(n, seed, label=k) for name, sampler in kept.items()}
+        latents = {"training means": mu[rows], "posterior": mu[rows] + sigma[rows] * noise,
+                   "gmm every draw": every.sample(n, seed, label=k)}
+        latents |= {name: sampler.sample(n, seed, label=k) for name, sampler in kept.items()}
         for stage, z in latents.items():
             with forked_rng(torch.device("cpu"), seed):
                 drawn[stage][k] = decode_latents(model, refine_latents(model, z, steps))
@@ -56,7 +64,8 @@ def main():
                    help="folders with generate.py --evaluate --split val's evaluation_val.json")
     p.add_argument("--confidences", type=lambda t: [float(v) for v in t.split(",")], default=[CLASS_CONFIDENCE])
     args = p.parse_args()
-    stages = ("reconstructions", "posterior", "gmm every draw", *(f"gmm p>={c:g}" for c in args.confidences))
+    stages = ("reconstructions", "training means", "posterior", "gmm every draw",
+              *(f"gmm p>={c:g}" for c in args.confidences))
     lines = []
     for folder in map(Path, args.evaluations):
         chosen = json.loads((folder / "evaluation_val.json").read_text())
