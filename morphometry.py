@@ -215,8 +215,10 @@ def failures(table):
 
 
 def take(table, index):
-    """The rows `index` (a slice) of a table: the same statistics, for those galaxies only."""
-    return {key: values[index] for key, values in table.items()}
+    """The rows `index` (a slice or an array of row numbers) of a table: the same statistics, for those galaxies
+    only ("failure" stays a list)."""
+    return {key: values[index] if isinstance(values, np.ndarray) else list(np.asarray(values, object)[index])
+            for key, values in table.items()}
 
 
 def good(table, name):

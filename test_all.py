@@ -756,6 +756,16 @@ def test_w1_leaves_failures_out_and_says_nothing_without_enough_values():
     assert result["gini"] == {"w": None, "floor": None, "ratio": None}
 
 
+def test_a_table_gives_the_rows_of_a_slice_or_of_row_numbers_with_their_failures():
+    table = fake_table({"gini": [0.1, 0.2, 0.3, 0.4]})
+    table["failure"][2] = "no source"
+    picked = morphometry.take(table, np.array([2, 0]))  # a draw of galaxies, as docs/morphology_noise_study.py takes
+    assert picked["gini"].tolist() == [0.3, 0.1] and picked["failure"] == ["no source", ""]
+    assert morphometry.failures(picked) == 1 and len(picked["m20"]) == 2
+    halves = morphometry.take(table, slice(1, 3))
+    assert halves["gini"].tolist() == [0.2, 0.3] and halves["failure"] == ["", "no source"]
+
+
 def test_morphometry_cache_is_hit_the_second_time_and_a_damaged_one_is_moved_aside(tmp_path, monkeypatch, capsys):
     cutouts = np.stack([sersic_cutout(np.random.default_rng(i)) for i in range(2)])
     first = morphometry.measure_cached(cutouts, progress=False, cache_dir=tmp_path)

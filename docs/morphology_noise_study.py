@@ -27,8 +27,7 @@ def real_draw_ratios(real, pool, n, draws, seed):
     ratios = []
     for _ in range(draws):
         pick = rng.choice(len(pool["failure"]), n, replace=False)
-        drawn = {key: np.asarray(values)[pick] for key, values in pool.items()}
-        ratios.append(morphometry.compare(drawn, real, pool, n, seed=seed)["mean_ratio"])
+        ratios.append(morphometry.compare(morphometry.take(pool, pick), real, pool, n, seed=seed)["mean_ratio"])
     return np.array(ratios)
 
 
