@@ -3,12 +3,12 @@
 PYTHONPATH=. (docs/samplers.md holds what it measured).
 
 Each sampler is fitted once to the encoder's means of the training galaxies (keeping draws at p >= 0.95, the
-default); vae2 is then drawn as before its fix (decoder(u): gamma set to 0) and after (decoder(u) + sqrt(gamma)
-eps). Per class, of 1,024 raw draws (before the confidence filter): the share the class model of the
-training latents (samplers.latent_class_model) puts at p >= 0.95, the mean std per dimension of the draws over
-the class's latents', and
-samplers.spread_ratio against the class's latents, of the draws themselves and of the encoder's means of
-their decoded images (the first 256), with samplers.Sampler.collapse's verdict on the latter."""
+default when it was measured; 0.9 now); vae2 is then drawn as before its fix (decoder(u): gamma set to 0) and
+after (decoder(u) + sqrt(gamma) eps). Per class, of 1,024 raw draws (before the confidence filter): the share
+the class model of the training latents (samplers.latent_class_model) puts at p >= 0.95, the mean std per
+dimension of the draws over the class's latents', and samplers.spread_ratio against the class's latents, of
+the draws themselves and of the encoder's means of their decoded images (the first 256), with
+samplers.Sampler.collapse's verdict on the latter."""
 import sys
 import time
 
