@@ -28,28 +28,27 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import morphometry  # noqa: E402
-from checkpoint import load_checkpoint  # noqa: E402
-from data import checkpoint_galaxies  # noqa: E402
 from devices import forked_rng  # noqa: E402
-from evaluation import class_subset, fid_counts, morphology_report  # noqa: E402
-from model import decode_latents, encode_means, encode_posteriors, refine_latents  # noqa: E402
+from evaluation import class_subset, morphology_report  # noqa: E402
+from model import decode_latents, encode_posteriors, refine_latents  # noqa: E402
 from morphology import band_sky_noise  # noqa: E402
+from morphology_stages_study import print_mean_table, ratios, validation_sets  # noqa: E402 (beside this script)
 from samplers import CLASS_CONFIDENCE, fit_sampler  # noqa: E402
 
 WAYS = ("pooled, as chosen", "own, matched", "own, added")
 STAGES = ("training means", f"gmm p>={CLASS_CONFIDENCE:g}")
 
 
-def class_skies(model, galaxies, seed):
-    """{k: (the class's training sky, the decoder's own noise on that class)}, per band, in [0, 1] units."""
+def class_skies(model, galaxies, mu, seed):
+    """{k: (the class's training sky, the decoder's own noise on that class)}, per band, in [0, 1] units; mu:
+    the training galaxies' posterior means."""
     own_fraction, skies = model.sky_noise, {}
     model.set_sky_noise(0.0)
     for k in galaxies.train_y.unique().tolist():
-        x = galaxies.train_x[galaxies.train_y == k]
+        rows = galaxies.train_y == k
         with forked_rng(torch.device("cpu"), seed):
-            decoded = decode_latents(model, encode_means(model, x))
-        skies[k] = (band_sky_noise(x), band_sky_noise(decoded))
+            decoded = decode_latents(model, mu[rows])
+        skies[k] = (band_sky_noise(galaxies.train_x[rows]), band_sky_noise(decoded))
     model.set_sky_noise(own_fraction)
     return skies
 
@@ -57,8 +56,8 @@ def class_skies(model, galaxies, seed):
 def drawn_each_way(model, galaxies, counts, seed, steps, fraction):
     """{f"{stage}, {way}": {k: n_k images}}; the model draws at `fraction` of its pooled sky afterwards."""
     pooled = model.sky_sigma.flatten().clone()
-    skies = class_skies(model, galaxies, seed)
     mu, sigma = encode_posteriors(model, galaxies.train_x)
+    skies = class_skies(model, galaxies, mu, seed)
     kept = fit_sampler("gmm", mu, galaxies.train_y.numpy(), seed, confidence=CLASS_CONFIDENCE, spreads=sigma)
     sky_of = {"pooled, as chosen": lambda k: (fraction, pooled),
               "own, matched": lambda k: (1.0, np.sqrt(np.clip(skies[k][0] ** 2 - skies[k][1] ** 2, 0, None))),
@@ -85,41 +84,19 @@ def main():
     args = p.parse_args()
     lines = []
     for folder in map(Path, args.evaluations):
-        chosen = json.loads((folder / "evaluation_val.json").read_text())
-        seed, steps = chosen["seed"], chosen["samplers"]["refine_steps"]
-        model, checkpoint = load_checkpoint(chosen["checkpoint"], "cpu")
+        chosen, model, galaxies, counts, held, recon = validation_sets(folder)
         if not hasattr(model, "sky_sigma"):
             sys.exit(f"{chosen['checkpoint']}: a model trained without --sky-noise stores no sky to draw")
-        model.set_sky_noise(chosen["sky_noise"])
-        galaxies = checkpoint_galaxies(checkpoint, progress=False)
-        counts = fid_counts(galaxies, "val", 126)
-        val_x, val_y = galaxies.split("val")
-        held = {k: val_x[class_subset(val_y, k, n, seed)] for k, n in counts.items()}
-        with forked_rng(torch.device("cpu"), seed):
-            recon = {k: decode_latents(model, encode_means(model, x)) for k, x in held.items()}
+        seed, steps = chosen["seed"], chosen["samplers"]["refine_steps"]
         drawn, skies = drawn_each_way(model, galaxies, counts, seed, steps, chosen["sky_noise"])
         report = morphology_report(galaxies, held, recon, drawn, counts, seed, progress=False)
         rows = report["samplers"]
         line = {"evaluation": str(folder), "sky_noise": chosen["sky_noise"], "refine_steps": steps,
-                "grey_levels": skies, "failures": {name: report["failures"][f"samplers.{name}"] for name in rows},
-                "mean_ratio": {name: {k: round(c["mean_ratio"], 3) for k, c in r.items()} for name, r in rows.items()},
-                "ratio": {name: {k: {s: c[s]["ratio"] for s in morphometry.NAMES} for k, c in r.items()}
-                          for name, r in rows.items()}}
+                "grey_levels": skies, "failures": {name: report["failures"][f"samplers.{name}"] for name in rows}}
+        line |= ratios(rows)
         print(json.dumps(line), flush=True)
         lines.append(line)
-    names = list(lines[0]["ratio"])
-    classes = list(lines[0]["ratio"][names[0]])
-    print("| statistic | " + " | ".join(f"{name}, {k}" for k in classes for name in names) + " |")
-    print("| --- " * (1 + len(classes) * len(names)) + "|")
-    for stat in [*morphometry.NAMES, "mean"]:
-        cells = []
-        for k in classes:
-            for name in names:
-                values = [line["mean_ratio"][name][k] if stat == "mean" else line["ratio"][name][k][stat]
-                          for line in lines]
-                values = [v for v in values if v is not None]
-                cells.append(f"{np.mean(values):.2f}" if values else "-")
-        print(f"| {stat} | " + " | ".join(cells) + " |")
+    print_mean_table(lines)
 
 
 if __name__ == "__main__":

@@ -58,50 +58,64 @@ def stage_images(model, galaxies, counts, seed, steps, confidences):
     return drawn
 
 
+def validation_sets(folder):
+    """One `generate.py --evaluate --split val` folder as these studies take it: (its record, the model drawing at
+    the chosen sky, the galaxies, n_k a class, the n_k real validation galaxies a class and their reconstructions)."""
+    chosen = json.loads((folder / "evaluation_val.json").read_text())
+    model, checkpoint = load_checkpoint(chosen["checkpoint"], "cpu")
+    model.set_sky_noise(chosen["sky_noise"])
+    galaxies = checkpoint_galaxies(checkpoint, progress=False)
+    counts = fid_counts(galaxies, "val", 126)
+    val_x, val_y = galaxies.split("val")
+    held = {k: val_x[class_subset(val_y, k, n, chosen["seed"])] for k, n in counts.items()}
+    with forked_rng(torch.device("cpu"), chosen["seed"]):
+        recon = {k: decode_latents(model, encode_means(model, x)) for k, x in held.items()}
+    return chosen, model, galaxies, counts, held, recon
+
+
+def ratios(rows):
+    """The JSON line's class means and per-statistic ratios of rows {name: {k: morphometry.compare's result}}."""
+    return {"mean_ratio": {name: {k: round(c["mean_ratio"], 3) for k, c in r.items()} for name, r in rows.items()},
+            "ratio": {name: {k: {s: c[s]["ratio"] for s in morphometry.NAMES} for k, c in r.items()}
+                      for name, r in rows.items()}}
+
+
+def print_mean_table(lines):
+    """A markdown table of each statistic's ratio and of the class means, per class and row name, averaged over
+    the lines (a statistic no line could measure shows -)."""
+    names = list(lines[0]["ratio"])
+    classes = list(lines[0]["ratio"][names[0]])
+    print("| statistic | " + " | ".join(f"{name}, {k}" for k in classes for name in names) + " |")
+    print("| --- " * (1 + len(classes) * len(names)) + "|")
+    for stat in [*morphometry.NAMES, "mean"]:
+        cells = []
+        for k in classes:
+            for name in names:
+                values = [line["mean_ratio"][name][k] if stat == "mean" else line["ratio"][name][k][stat]
+                          for line in lines]
+                values = [v for v in values if v is not None]
+                cells.append(f"{np.mean(values):.2f}" if values else "-")
+        print(f"| {stat} | " + " | ".join(cells) + " |")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("evaluations", nargs="+",
                    help="folders with generate.py --evaluate --split val's evaluation_val.json")
     p.add_argument("--confidences", type=lambda t: [float(v) for v in t.split(",")], default=[CLASS_CONFIDENCE])
     args = p.parse_args()
-    stages = ("reconstructions", "training means", "posterior", "gmm every draw",
-              *(f"gmm p>={c:g}" for c in args.confidences))
     lines = []
     for folder in map(Path, args.evaluations):
-        chosen = json.loads((folder / "evaluation_val.json").read_text())
+        chosen, model, galaxies, counts, held, recon = validation_sets(folder)
         seed, steps = chosen["seed"], chosen["samplers"]["refine_steps"]
-        model, checkpoint = load_checkpoint(chosen["checkpoint"], "cpu")
-        model.set_sky_noise(chosen["sky_noise"])
-        galaxies = checkpoint_galaxies(checkpoint, progress=False)
-        counts = fid_counts(galaxies, "val", 126)
-        val_x, val_y = galaxies.split("val")
-        subsets = {k: class_subset(val_y, k, n, seed) for k, n in counts.items()}
-        held = {k: val_x[s] for k, s in subsets.items()}
-        with forked_rng(torch.device("cpu"), seed):
-            recon = {k: decode_latents(model, encode_means(model, x)) for k, x in held.items()}
         drawn = stage_images(model, galaxies, counts, seed, steps, args.confidences)
         report = morphology_report(galaxies, held, recon, drawn, counts, seed, progress=False)
         rows = {"reconstructions": report["reconstructions"]} | report["samplers"]
         line = {"evaluation": str(folder), "sky_noise": chosen["sky_noise"], "refine_steps": steps,
-                "failures": report["failures"],
-                "mean_ratio": {stage: {k: round(c["mean_ratio"], 3) for k, c in rows[stage].items()}
-                               for stage in stages},
-                "ratio": {stage: {k: {s: c[s]["ratio"] for s in morphometry.NAMES} for k, c in rows[stage].items()}
-                          for stage in stages}}
+                "failures": report["failures"]} | ratios(rows)
         print(json.dumps(line), flush=True)
         lines.append(line)
-    classes = list(lines[0]["ratio"]["reconstructions"])
-    print("| statistic | " + " | ".join(f"{stage}, {k}" for k in classes for stage in stages) + " |")
-    print("| --- " * (1 + len(classes) * len(stages)) + "|")
-    for stat in [*morphometry.NAMES, "mean"]:
-        cells = []
-        for k in classes:
-            for stage in stages:
-                values = [line["mean_ratio"][stage][k] if stat == "mean" else line["ratio"][stage][k][stat]
-                          for line in lines]
-                values = [v for v in values if v is not None]
-                cells.append(f"{np.mean(values):.2f}" if values else "-")
-        print(f"| {stat} | " + " | ".join(cells) + " |")
+    print_mean_table(lines)
 
 
 if __name__ == "__main__":
