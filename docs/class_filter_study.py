@@ -2,8 +2,8 @@
 `python docs/class_filter_study.py EVAL_DIR [EVAL_DIR ...] [--draw-seeds 0,1] [--bins 10] [--ways W,...]`.
 
 EVAL_DIR holds a `generate.py --evaluate --split val` evaluation_val.json: its checkpoint, sky noise and
-decode-encode steps are used as chosen there. The mixture is fitted as generate.py fits it; its draws of a class
-are kept four ways:
+decode-encode steps are used as chosen there. The mixture is fitted once, as generate.py fits it; its draws of a
+class are kept four ways:
 - "p>=C": those the class model gives to the class with probability >= C (samplers.CLASS_CONFIDENCE; as drawn);
 - "p>=C refined": the same judged after the recorded decode-encode round trips (at least one), on the encoder's
   mean of the image the draw decodes to, rather than on the draw itself;
@@ -14,7 +14,7 @@ are kept four ways:
   quantiles cut [0, 1] into bins, and each bin takes its share of the n kept draws in the order drawn. The p>=C
   filter keeps only the draws the class model is surest of, and class samples lost the real galaxies' spread of
   colour and profile with it (docs/results.md); this keeps the class's unsure galaxies in their real share
-  ("matched, means", scored on the means instead, gave the same quartiles and was dropped).
+  (real galaxies scored on their means instead had the same quartiles, measured once on seed 0).
 Per way and draw seed: the real-galaxy judge's accuracy on 126 class samples a class over its accuracy on the
 real validation galaxies ("ratio", the rule that chose C), the FID of 42 a class against the real validation
 galaxies (N = 126), statmorph's W1 ÷ floor of the same 42 a class (as --evaluate measures them), the share of
@@ -31,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import fid  # noqa: E402
 from devices import forked_rng  # noqa: E402
-from evaluation import morphology_report, real_activations  # noqa: E402
+from evaluation import judge_accuracy, morphology_report, real_activations  # noqa: E402
 from judge import classify, load_or_train_classifier  # noqa: E402
 from model import decode_latents, encode_posteriors, refine_latents, standard_normal_latents  # noqa: E402
 from morphology_stages_study import print_mean_table, ratios, validation_sets  # noqa: E402 (beside this script)
@@ -110,21 +110,19 @@ def main():
         mu, sigma = encode_posteriors(model, galaxies.train_x)
         labels = galaxies.train_y.numpy()
         sure = fit_sampler("gmm", mu, labels, chosen["seed"], confidence=CLASS_CONFIDENCE, spreads=sigma)
-        every = fit_sampler("gmm", mu, labels, chosen["seed"], confidence=0, spreads=sigma)
         columns = list(sure.latent_classifier.classes_)
         scores = held_out_scores(mu, sigma, labels, chosen["seed"])
         reference = {k: scores[labels == k, columns.index(k)] for k in classes}
         judge = load_or_train_classifier(galaxies, 30, 0, "cpu", progress=False)
         val_x, val_y = galaxies.split("val")
-        said = classify(judge, val_x, classes)
-        real_accuracy = {k: (said[val_y == k] == k).float().mean().item() for k in classes}
+        real_accuracy = judge_accuracy(judge, val_x, val_y, classes)
         real = np.concatenate([real_activations(galaxies, "val", k, n, chosen["seed"], inception, "cpu", False)
                                for k, n in counts.items()])
         for draw_seed in args.draw_seeds:
             ways = {f"p>={CLASS_CONFIDENCE:g}": lambda k: (sure.sample(args.samples, draw_seed, label=k), sure.kept[k]),
                     f"p>={CLASS_CONFIDENCE:g} refined": lambda k: refined_sure(sure, model, args.samples, draw_seed, k,
                                                                                steps),
-                    "every draw": lambda k: (every.sample(args.samples, draw_seed, label=k), 1.0),
+                    "every draw": lambda k: (sure._sample(args.samples, draw_seed, k), 1.0),  # its mixture, unfiltered
                     "matched": lambda k: matched_sample(sure, args.samples, draw_seed, k, reference[k], args.bins)}
             ways = {name: way for name, way in ways.items() if not args.ways or name in args.ways}
             images, kept, quartiles, result = {}, {}, {}, {}
@@ -141,7 +139,7 @@ def main():
                 result[name] = {
                     "fid": round(fid.feature_distance(acts, real), 1),
                     "judge_ratio": {k: round((classify(judge, images[name][k], classes) == k).float().mean().item()
-                                             / real_accuracy[k], 3) for k in classes},
+                                             / real_accuracy[str(k)], 3) for k in classes},
                     "kept": {k: round(kept[(name, k)], 3) for k in classes},
                     "score_quartiles": {k: quartiles[(name, k)] for k in classes}}
             report = morphology_report(galaxies, held, recon,

@@ -26,7 +26,8 @@ import fid  # noqa: E402
 from checkpoint import load_checkpoint  # noqa: E402
 from data import load_galaxies  # noqa: E402
 from devices import forked_rng  # noqa: E402
-from evaluation import class_subset, copying_z, fid_counts, morphology_report, nearest_distances, real_activations  # noqa: E402
+from evaluation import (class_subset, copying_z, fid_counts, judge_accuracy, morphology_report, nearest_distances,  # noqa: E402
+                        real_activations)
 from judge import classify, load_or_train_classifier  # noqa: E402
 from model import decode_latents, encode_means, encode_posteriors, refine_latents  # noqa: E402
 from samplers import fit_sampler  # noqa: E402
@@ -69,35 +70,36 @@ def main():
     inception = fid.load_inception(device="cpu")
     real = np.concatenate([real_activations(galaxies, "val", k, n, 0, inception, "cpu", False) for k, n in counts.items()])
     judge = load_or_train_classifier(galaxies, 30, 0, "cpu", progress=False)
-    said = classify(judge, val_x, classes)
-    real_accuracy = {k: (said[val_y == k] == k).float().mean().item() for k in classes}
-    models = {k: load_checkpoint(folders[k] / "best.pt", "cpu")[0] for k in classes}
-    for steps in (0, 1):
-        images, recon, copying = {}, {}, {}
-        for k, model in models.items():
-            mu, sigma = encode_posteriors(model, galaxies.train_x[galaxies.train_y == k])
-            sampler = fit_sampler("gmm", mu, np.full(len(mu), k), 0, spreads=sigma)
+    real_accuracy = judge_accuracy(judge, val_x, val_y, classes)
+    images, recon, copying = {0: {}, 1: {}}, {}, {0: {}, 1: {}}
+    for k in classes:
+        model = load_checkpoint(folders[k] / "best.pt", "cpu")[0]
+        mu, sigma = encode_posteriors(model, galaxies.train_x[galaxies.train_y == k])
+        sampler = fit_sampler("gmm", mu, np.full(len(mu), k), 0, spreads=sigma)
+        with forked_rng(torch.device("cpu"), 0):
+            recon[k] = decode_latents(model, encode_means(model, held[k]))
+        held_out = nearest_distances(encode_means(model, held[k]), mu)
+        for steps in images:
             with forked_rng(torch.device("cpu"), 0):
-                images[k] = decode_latents(model, refine_latents(model, sampler.sample(126, 0, label=k), steps))
-            with forked_rng(torch.device("cpu"), 0):
-                recon[k] = decode_latents(model, encode_means(model, held[k]))
-            held_out = nearest_distances(encode_means(model, held[k]), mu)
-            drawn = nearest_distances(encode_means(model, images[k][:counts[k]]), mu)
-            copying[k] = round(copying_z(drawn, held_out), 2)
-        acts = np.concatenate([fid.get_activations(images[k][:n], inception, None, "cpu", False)
+                images[steps][k] = decode_latents(model, refine_latents(model, sampler.sample(126, 0, label=k), steps))
+            drawn = nearest_distances(encode_means(model, images[steps][k][:counts[k]]), mu)
+            copying[steps][k] = round(copying_z(drawn, held_out), 2)
+    report = morphology_report(galaxies, held, recon, {steps: {k: x[:counts[k]] for k, x in by_class.items()}
+                                                       for steps, by_class in images.items()}, counts, 0, progress=False)
+    for steps, by_class in images.items():
+        acts = np.concatenate([fid.get_activations(by_class[k][:n], inception, None, "cpu", False)
                                for k, n in counts.items()])
-        report = morphology_report(galaxies, held, recon, {"per-class": {k: images[k][:counts[k]] for k in classes}},
-                                   counts, 0, progress=False)
-        samples = report["samplers"]["per-class"]
+        samples = report["samplers"][steps]
         print(json.dumps({
             "seed": args.seed, "steps": steps, "fid": round(fid.feature_distance(acts, real), 1),
-            "judge_ratio": {k: round((classify(judge, images[k], classes) == k).float().mean().item() / real_accuracy[k], 3)
-                            for k in classes},
-            "copying_z": copying,
+            "judge_ratio": {k: round((classify(judge, by_class[k], classes) == k).float().mean().item()
+                                     / real_accuracy[str(k)], 3) for k in classes},
+            "copying_z": copying[steps],
             "morphology": {k: round(c["mean_ratio"], 3) for k, c in samples.items()},
             "morphology_reconstructions": {k: round(c["mean_ratio"], 3) for k, c in report["reconstructions"].items()},
             "ratio": {k: {s: c[s]["ratio"] for s in c if s != "mean_ratio"} for k, c in samples.items()},
-            "failures": report["failures"]}), flush=True)
+            "failures": {name: failures for name, failures in report["failures"].items()
+                         if name in ("real", "floor", "reconstructions", f"samplers.{steps}")}}), flush=True)
 
 
 if __name__ == "__main__":
