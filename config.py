@@ -42,13 +42,16 @@ class TrainConfig(ModelConfig):
     def from_dict(cls, d):
         known = {f.name for f in fields(cls)}
         config = cls(**{k: v for k, v in d.items() if k in known})
-        config.classes = tuple(config.classes)
+        config.classes, config.class_input = tuple(config.classes), tuple(config.class_input)
         return config
 
     def check(self):
         """The one set of validity rules, used by train.py and grid_search.py; raises InputError naming
         the first bad value as its flag. The model's own rules live with the model."""
         super().check()
+        if self.class_input and tuple(self.class_input) != tuple(self.classes):
+            raise InputError(f"class_input {self.class_input}: a decoder told the class must know the run's classes "
+                             f"{self.classes}, in their order")
         for name in ("batch_size", "epochs"):
             check_value(name, getattr(self, name), lambda v: v >= 1 and v == int(v), "a whole number, at least 1")
         if self.galaxies_shown is not None:

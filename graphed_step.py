@@ -21,8 +21,9 @@ WARMUP_STEPS = 3  # eager steps before capture: cuDNN picks its algorithms, auto
 
 
 def graphs_wanted(config, device):
-    """Will train.py capture the step: a CUDA device, fp32, not switched off."""
+    """Will train.py capture the step: a CUDA device, fp32, no class input, not switched off."""
     return (torch.device(device).type == "cuda" and config.precision == "fp32"
+            and not getattr(config, "class_input", ())  # a study's model (docs/class_input_study.py): eager
             and os.environ.get("GALAXY_VAE_CUDA_GRAPH", "1") != "0")
 
 

@@ -164,13 +164,13 @@ def autocast(precision, device):
     raise ValueError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
 
 
-def batch_losses(model, x, beta, recon_weight=None, l1_weight=0.0, precision="fp32", recon_loss="ssim"):
+def batch_losses(model, x, beta, recon_weight=None, l1_weight=0.0, precision="fp32", recon_loss="ssim", labels=None):
     """The loss dict of one batch (see vae_loss), with the reconstructions under "decoded". The model runs
     in `precision`; SSIM and KLD always in fp32 (1 - SSIM is a small difference of near-equal terms: bf16's
     8-bit mantissa would round it away). A NaN is not checked here: run_epoch checks its sums once an epoch,
-    so a GPU never waits for the host at a step."""
+    so a GPU never waits for the host at a step. labels: the batch's classes, for a decoder that takes one."""
     with autocast(precision, x.device):
-        recon, mu, logvar = model(x)
+        recon, mu, logvar = model(x, labels)
     recon = recon.float()
     losses = vae_loss(recon, x, mu.float(), logvar.float(), beta, recon_weight, l1_weight, recon_loss)
     return losses | {"decoded": recon}
@@ -215,13 +215,13 @@ def turn_or_mirror_each(x, generator):
 
 
 def train_step(model, x, optimizer, beta, recon_weight=None, l1_weight=0.0, precision="fp32", adversary=None,
-               set_to_none=True, recon_loss="ssim"):
+               set_to_none=True, recon_loss="ssim", labels=None):
     """One Adam step on batch x; returns its loss dict, with "objective" the total the VAE stepped on. With an
     adversary (discriminator, its optimizer, weight W, whether it sees turns and mirrors, LeCam's lambda), the
     VAE's loss gains the adaptively weighted adversarial term, then the discriminator takes one step of its
     hinge loss (+ lambda x LeCam) on x against the same reconstructions (both in fp32). set_to_none=False
     zeroes the gradients in place (where a captured CUDA graph owns them: graphed_step.py)."""
-    losses = batch_losses(model, x, beta, recon_weight, l1_weight, precision, recon_loss)
+    losses = batch_losses(model, x, beta, recon_weight, l1_weight, precision, recon_loss, labels)
     total, recon = losses["total"], losses["decoded"]
     if adversary is not None:
         disc = adversary["disc"]
@@ -256,9 +256,10 @@ def recon_loss_of(config):
 def eager_step(model, optimizer, config):
     """train_step with the run's settings, as a function of (batch, beta, adversary): what run_epoch calls per
     batch (graphed_step.GraphedTrainStep is the same on a GPU, captured)."""
-    def step(x, beta, adversary=None):
+    def step(x, beta, adversary=None, labels=None):
         return train_step(model, x, optimizer, beta, config.recon_weight, getattr(config, "l1_weight", 0.0),
-                          getattr(config, "precision", "fp32"), adversary, recon_loss=recon_loss_of(config))
+                          getattr(config, "precision", "fp32"), adversary, recon_loss=recon_loss_of(config),
+                          labels=labels)
     return step
 
 
@@ -268,7 +269,8 @@ ADVERSARIAL_METRICS = (("disc", "disc"), ("adv_weight", "adv_weight"))
 GUARDED = (("loss", "objective"), ("discriminator loss", "disc_objective"))  # a NaN in D reaches the VAE next
 
 
-def run_epoch(model, images, config, beta, optimizer=None, generator=None, desc="", adversary=None, step=None):
+def run_epoch(model, images, config, beta, optimizer=None, generator=None, desc="", adversary=None, step=None,
+              labels=None):
     """One pass over `images` (an N x 3 x 64 x 64 tensor in memory, on the model's device or the CPU) in
     batches of config.batch_size: trains in config.precision when an optimizer is given (each batch through
     `step`, by default eager_step's; with config.augment, each galaxy turned or mirrored at random, drawn
@@ -276,7 +278,7 @@ def run_epoch(model, images, config, beta, optimizer=None, generator=None, desc=
     Returns the per-image means of loss (the VAE's, without the adversarial term), SSIM, L1 and KLD, and in
     adversarial epochs of the discriminator's hinge loss and the adaptive weight. The sums stay on the device
     and are read once, at the end (a GPU step never waits for the host); a NaN or infinity in any step's
-    objective then raises TrainingDiverged."""
+    objective then raises TrainingDiverged. labels (the images' classes) go to a decoder that takes a class."""
     training = optimizer is not None
     model.train(training)
     device = next(model.parameters()).device
@@ -291,15 +293,15 @@ def run_epoch(model, images, config, beta, optimizer=None, generator=None, desc=
     with torch.set_grad_enabled(training), tqdm(order.to(images.device).split(config.batch_size), desc=desc,
                                                 leave=False, disable=not desc) as bar:
         for index in bar:
-            x = images[index]
+            x, y = images[index], None if labels is None else labels[index.cpu()].to(device)
             if training and getattr(config, "augment", False):
                 x = turn_or_mirror_each(x, generator)
             x = x.to(device, memory_format=torch.channels_last)  # the model's layout
             if training:
-                losses = step(x, beta, adversary)
+                losses = step(x, beta, adversary) if y is None else step(x, beta, adversary, labels=y)
             else:
                 losses = batch_losses(model, x, beta, config.recon_weight, getattr(config, "l1_weight", 0.0),
-                                      recon_loss=recon_loss_of(config))
+                                      recon_loss=recon_loss_of(config), labels=y)
                 losses["objective"] = losses["total"]
             sums += torch.stack([losses[key].detach().float() for key in keys]) * len(index)
             seen += len(index)

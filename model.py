@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 import torch.nn as nn
 
-from cli import check_choice, check_flag, check_value
+from cli import InputError, check_choice, check_flag, check_value
 
 
 @dataclass
@@ -21,10 +21,14 @@ class ModelConfig:
     res_blocks: int = 0       # residual blocks after each decoder block below full resolution
     decoder_noise: bool = False  # per-pixel noise into every decoder block (StyleGAN), for --adversarial
     sky_noise: float = 0.0    # images drawn with this fraction of the training sky's noise (ConvVAE.decode)
+    class_input: tuple = ()   # the classes the decoder is told (a conditional VAE, ConvVAE.decoder_input); (): none.
+                              # Only docs/class_input_study.py trains one: measured, not adopted (docs/results.md)
 
     @classmethod
     def from_dict(cls, d):
-        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+        config = cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+        config.class_input = tuple(config.class_input)
+        return config
 
     def check(self):
         """Raise InputError naming the first bad value, as its command-line flag."""
@@ -36,6 +40,9 @@ class ModelConfig:
         check_choice("upsample", self.upsample, UPSAMPLE_MODES)
         check_flag("decoder_noise", self.decoder_noise)
         check_sky_noise(self.sky_noise)
+        if not all(isinstance(k, int) and k >= 0 for k in self.class_input) or len(set(self.class_input)) < len(
+                self.class_input):
+            raise InputError(f"class_input {self.class_input!r}: must be distinct class numbers (or none)")
         return self
 
 
@@ -87,14 +94,18 @@ def upsampling_block(c_in, c_out, mode):
 
 class ConvVAE(nn.Module):
     def __init__(self, latent_dim=32, base_channels=32, n_layers=4, image_size=64, in_channels=3,
-                 upsample="transpose", res_blocks=0, decoder_noise=False, sky_noise=0.0):
+                 upsample="transpose", res_blocks=0, decoder_noise=False, sky_noise=0.0, class_input=()):
         super().__init__()
         if image_size % 2 ** n_layers or image_size // 2 ** n_layers < 1:
             raise ValueError(f"n_layers={n_layers} halves a {image_size}px image below one pixel")
         self.latent_dim, self.base_channels, self.n_layers = latent_dim, base_channels, n_layers
         self.image_size, self.in_channels = image_size, in_channels
         self.upsample, self.res_blocks, self.decoder_noise = upsample, res_blocks, decoder_noise
-        self.sky_noise = sky_noise
+        self.sky_noise, self.class_input = sky_noise, tuple(class_input)
+        if class_input:  # class number -> its one-hot column (a buffer: it moves with the model)
+            self.register_buffer("class_column", torch.full((max(class_input) + 1,), -1, dtype=torch.long),
+                                 persistent=False)
+            self.class_column[list(class_input)] = torch.arange(len(class_input))
         if sky_noise:  # the training split's sky noise per band, set by train.py (morphology.band_sky_noise)
             self.register_buffer("sky_sigma", torch.zeros(1, in_channels, 1, 1))
         channels = [base_channels * 2 ** i for i in range(n_layers)]
@@ -110,7 +121,7 @@ class ConvVAE(nn.Module):
         self.to_mu = nn.Linear(flat, latent_dim)
         self.to_logvar = nn.Linear(flat, latent_dim)
 
-        self.from_latent = nn.Linear(latent_dim, flat)
+        self.from_latent = nn.Linear(latent_dim + len(self.class_input), flat)
         # transpose (the seed's decoder): the last block maps straight to RGB. A resize block would then
         # be one 3x3 conv from blurred features, so the resize decoders end with a full-resolution block
         # to base_channels and a 3x3 conv to RGB.
@@ -139,13 +150,34 @@ class ConvVAE(nn.Module):
     def reparameterize(self, mu, logvar):
         return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
 
-    def decode(self, z):
-        """The decoder's image; in eval mode with sky_noise F, drawn with F times the survey's sky noise.
+    def decoder_input(self, z, labels):
+        """z, and with class_input each galaxy's class as a one-hot vector beside it (Sohn, Lee & Yan 2015, the
+        conditional VAE): meant to let the decoder draw the class it is told and leave the latent the rest; on
+        gz1_sdss_sample the latent's own class won (docs/results.md). A model without class_input takes z alone
+        and ignores labels."""
+        if not self.class_input:
+            return z
+        if labels is None:
+            raise InputError(f"this model's decoder takes each galaxy's class (one of {', '.join(map(str, self.class_input))}), "
+                             "and none was given (a model of docs/class_input_study.py, which the scripts do not draw from)")
+        labels = torch.as_tensor(labels, device=z.device).long()
+        if labels.ndim == 0:
+            labels = labels.expand(len(z))
+        known = (labels >= 0) & (labels < len(self.class_column))
+        column = self.class_column[labels.clamp(0, len(self.class_column) - 1)]
+        if not bool((known & (column >= 0)).all()):
+            raise InputError(f"class {sorted(set(labels.tolist()) - set(self.class_input))}: this model's decoder "
+                             f"knows classes {', '.join(map(str, self.class_input))}")
+        return torch.cat([z, nn.functional.one_hot(column, len(self.class_input)).to(z.dtype)], 1)
+
+    def decode(self, z, labels=None):
+        """The decoder's image (of class `labels` for a model with class_input); in eval mode with sky_noise F,
+        drawn with F times the survey's sky noise.
         The decoder learns the mean image, which is what SSIM and L1 reward and what training sees; a
         survey image is that plus sky noise (Lanusse et al. 2021 add it the same way), which a smooth mean
         lacks and Inception notices. F trades SSIM for realism (Blau & Michaeli 2018): docs/decoder-study.md."""
-        h = self.from_latent(z).view(-1, self.base_channels * 2 ** (self.n_layers - 1),
-                                     self.bottom_size, self.bottom_size)
+        h = self.from_latent(self.decoder_input(z, labels))
+        h = h.view(-1, self.base_channels * 2 ** (self.n_layers - 1), self.bottom_size, self.bottom_size)
         x = self.decoder(h)
         if self.sky_noise and not self.training:
             x = (x + self.sky_noise * self.sky_sigma * torch.randn_like(x)).clamp(0, 1)
@@ -165,9 +197,9 @@ class ConvVAE(nn.Module):
             raise ValueError("this model stores no sky noise: give sky_sigma (morphology.band_sky_noise)")
         self.sky_noise = fraction
 
-    def forward(self, x):
+    def forward(self, x, labels=None):
         mu, logvar = self.encode(x)
-        return self.decode(self.reparameterize(mu, logvar)), mu, logvar
+        return self.decode(self.reparameterize(mu, logvar), labels), mu, logvar
 
 
 # ---------------------------------------------------------------- building
@@ -181,7 +213,7 @@ def build_model(config, device="cpu"):
     config.check()
     return ConvVAE(config.latent, config.base_channels, config.layers, upsample=config.upsample,
                    res_blocks=config.res_blocks, decoder_noise=config.decoder_noise,
-                   sky_noise=config.sky_noise).to(device, memory_format=torch.channels_last)
+                   sky_noise=config.sky_noise, class_input=config.class_input).to(device, memory_format=torch.channels_last)
 
 
 # ---------------------------------------------------------------- latents in and out
@@ -208,11 +240,14 @@ def encode_posteriors(model, images, batch_size=256):
 
 
 @torch.no_grad()
-def decode_latents(model, z, batch_size=256):
-    """Images (N x 3 x 64 x 64 in [0, 1], on the CPU) decoded from latents z."""
+def decode_latents(model, z, batch_size=256, labels=None):
+    """Images (N x 3 x 64 x 64 in [0, 1], on the CPU) decoded from latents z (of classes `labels`, one class
+    number per latent or one for all, where the model's decoder takes a class)."""
     device = next(model.parameters()).device
     model.eval()
-    return torch.cat([model.decode(b.to(device)).float().cpu() for b in z.split(batch_size)])
+    labels = None if labels is None else torch.as_tensor(labels).long().expand(len(z))
+    return torch.cat([model.decode(b.to(device), None if labels is None else labels[i:i + batch_size])
+                      .float().cpu() for i, b in zip(range(0, len(z), batch_size), z.split(batch_size))])
 
 
 def interpolate_latents(z_a, z_b, steps=8):
@@ -221,7 +256,7 @@ def interpolate_latents(z_a, z_b, steps=8):
     return (1 - t) * z_a + t * z_b
 
 
-def refine_latents(model, z, steps=0, batch_size=256):
+def refine_latents(model, z, steps=0, batch_size=256, labels=None):
     """z after `steps` decode-encode round trips, z <- mu(D(z)): Creswell, Arulkumaran & Bharath 2016's
     Markov chain ("Improving sampling from generative autoencoders with Markov chains"), with the posterior
     mean for its draw. A sampler's latents fall partly between the galaxies the decoder was trained on; a
@@ -229,5 +264,5 @@ def refine_latents(model, z, steps=0, batch_size=256):
     helps depends on the model, so the scripts take the number of steps a validation measurement chose
     (evaluation.refine_choice)."""
     for _ in range(steps):
-        z = encode_means(model, decode_latents(model, z, batch_size), batch_size)
+        z = encode_means(model, decode_latents(model, z, batch_size, labels), batch_size)
     return z

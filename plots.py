@@ -60,7 +60,7 @@ def plot_reconstructions(model, images, labels, path, split="validation", per_cl
     rows = []
     for k in classes:
         originals = images[labels == k][:per_class]
-        for batch in (originals, decode_latents(model, encode_means(model, originals))):
+        for batch in (originals, decode_latents(model, encode_means(model, originals), labels=k)):
             rows.append(torch.cat([batch, torch.zeros(per_class - len(batch), *batch.shape[1:])]))
     grid = make_grid(torch.cat(rows), nrow=per_class, padding=2, pad_value=1.0)
     fig, ax = plt.subplots(figsize=(per_class * 0.9 + 2, len(rows) * 0.9 + 0.4))

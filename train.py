@@ -117,6 +117,7 @@ def train(config, galaxies=None, progress=True, resume=False, on_epoch=None):
         if config.galaxies_shown:
             print(f"{config.epochs} epochs: about {config.galaxies_shown:,} galaxies shown (--galaxies-shown)")
     train_x, val_x = resident(galaxies.train_x, device), resident(galaxies.val_x, device)
+    train_y, val_y = (galaxies.train_y, galaxies.val_y) if config.class_input else (None, None)
     step = GraphedTrainStep(model, optimizer, config, adversary) if graphed else None
     if fid_every and progress:
         print(f"best.pt: the epoch of the lowest FID of {fid_n} validation reconstructions, measured every "
@@ -133,8 +134,8 @@ def train(config, galaxies=None, progress=True, resume=False, on_epoch=None):
             # The adversarial term starts once beta has: first the decoder learns to reconstruct, so the
             # discriminator does not win at once against blurry blobs.
             active = adversary if epoch >= config.warmup_epochs else None
-            train_metrics = run_epoch(model, train_x, config, beta, optimizer, shuffle, desc, active, step)
-            val_metrics = run_epoch(model, val_x, config, beta)
+            train_metrics = run_epoch(model, train_x, config, beta, optimizer, shuffle, desc, active, step, train_y)
+            val_metrics = run_epoch(model, val_x, config, beta, labels=val_y)
         except TrainingDiverged as e:
             raise TrainingDiverged(f"training diverged in epoch {epoch + 1}: {e}; the last good checkpoint "
                                    f"is kept in {run_dir} (try a lower --lr)") from None

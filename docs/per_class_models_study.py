@@ -64,13 +64,8 @@ def main():
     p.add_argument("--seed", type=int, default=0, help="the models' training seed (draws and judge: seed 0)")
     args = p.parse_args()
     galaxies, folders = train_per_class(args.seed)
-    classes, counts = list(galaxies.classes), fid_counts(galaxies, "val", 126)
-    val_x, val_y = galaxies.split("val")
-    held = {k: val_x[class_subset(val_y, k, n, 0)] for k, n in counts.items()}
-    inception = fid.load_inception(device="cpu")
-    real = np.concatenate([real_activations(galaxies, "val", k, n, 0, inception, "cpu", False) for k, n in counts.items()])
-    judge = load_or_train_classifier(galaxies, 30, 0, "cpu", progress=False)
-    real_accuracy = judge_accuracy(judge, val_x, val_y, classes)
+    measure = ValidationMeasure(galaxies)
+    classes, counts, held = measure.classes, measure.counts, measure.held
     images, recon, copying = {0: {}, 1: {}}, {}, {0: {}, 1: {}}
     for k in classes:
         model = load_checkpoint(folders[k] / "best.pt", "cpu")[0]
@@ -87,20 +82,40 @@ def main():
     report = morphology_report(galaxies, held, recon, {steps: {k: x[:counts[k]] for k, x in by_class.items()}
                                                        for steps, by_class in images.items()}, counts, 0, progress=False)
     for steps, by_class in images.items():
-        acts = np.concatenate([fid.get_activations(by_class[k][:n], inception, None, "cpu", False)
-                               for k, n in counts.items()])
-        samples = report["samplers"][steps]
-        print(json.dumps({
-            "seed": args.seed, "steps": steps, "fid": round(fid.feature_distance(acts, real), 1),
-            "judge_ratio": {k: round((classify(judge, by_class[k], classes) == k).float().mean().item()
-                                     / real_accuracy[str(k)], 3) for k in classes},
-            "copying_z": copying[steps],
+        print(json.dumps({"seed": args.seed, "steps": steps} | measure.line(by_class, report, steps, copying[steps])),
+              flush=True)
+
+
+class ValidationMeasure:
+    """What these studies measure class samples against, on the validation split (seed 0 throughout): n_k
+    (counts) and the n_k real galaxies a class (held) the FID and statmorph see, their Inception features, and
+    the real-galaxy judge with its accuracy on every real validation galaxy."""
+    def __init__(self, galaxies):
+        self.classes, self.counts = list(galaxies.classes), fid_counts(galaxies, "val", 126)
+        val_x, val_y = galaxies.split("val")
+        self.held = {k: val_x[class_subset(val_y, k, n, 0)] for k, n in self.counts.items()}
+        self.inception = fid.load_inception(device="cpu")
+        self.real = np.concatenate([real_activations(galaxies, "val", k, n, 0, self.inception, "cpu", False)
+                                    for k, n in self.counts.items()])
+        self.judge = load_or_train_classifier(galaxies, 30, 0, "cpu", progress=False)
+        self.real_accuracy = judge_accuracy(self.judge, val_x, val_y, self.classes)
+
+    def line(self, by_class, report, name, copying):
+        """The JSON line of one set of class samples ({k: its images}; the first n_k of each are those
+        morphology_report measured as samplers.`name`): FID, judge ratio, copying, morphology, failures."""
+        acts = np.concatenate([fid.get_activations(by_class[k][:n], self.inception, None, "cpu", False)
+                               for k, n in self.counts.items()])
+        samples = report["samplers"][name]
+        return {
+            "fid": round(fid.feature_distance(acts, self.real), 1),
+            "judge_ratio": {k: round((classify(self.judge, by_class[k], self.classes) == k).float().mean().item()
+                                     / self.real_accuracy[str(k)], 3) for k in self.classes},
+            "copying_z": copying,
             "morphology": {k: round(c["mean_ratio"], 3) for k, c in samples.items()},
             "morphology_reconstructions": {k: round(c["mean_ratio"], 3) for k, c in report["reconstructions"].items()},
             "ratio": {k: {s: c[s]["ratio"] for s in c if s != "mean_ratio"} for k, c in samples.items()},
-            "failures": {name: failures for name, failures in report["failures"].items()
-                         if name in ("real", "floor", "reconstructions", f"samplers.{steps}")}}), flush=True)
-
+            "failures": {set_name: failures for set_name, failures in report["failures"].items()
+                         if set_name in ("real", "floor", "reconstructions", f"samplers.{name}")}}
 
 if __name__ == "__main__":
     main()
