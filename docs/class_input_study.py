@@ -93,5 +93,6 @@ def main():
         print(json.dumps({"seed": args.seed, "way": key[0], "steps": key[1], "sky_noise": model.sky_noise, "kept": kept}
                          | measure.line(by_class, report, names[key], copying[key])), flush=True)
 
+
 if __name__ == "__main__":
     main()

@@ -117,5 +117,6 @@ class ValidationMeasure:
             "failures": {set_name: failures for set_name, failures in report["failures"].items()
                          if set_name in ("real", "floor", "reconstructions", f"samplers.{name}")}}
 
+
 if __name__ == "__main__":
     main()

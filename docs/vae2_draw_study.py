@@ -12,7 +12,6 @@ samplers.Sampler.collapse's verdict on the latter."""
 import sys
 import time
 
-import numpy as np
 import torch
 
 import samplers
