@@ -70,9 +70,10 @@ def checkpoint_file(path):
     return path / "best.pt" if path.is_dir() else path
 
 
-def load_checkpoint(path, device="cpu"):
+def load_checkpoint(path, device="cpu", drawn_by=None):
     """Rebuild the model from the config saved inside a checkpoint file or run folder (its best.pt):
-    (model in eval mode, checkpoint dict)."""
+    (model in eval mode, checkpoint dict). drawn_by: the script that draws from it (generate.py, explore.py),
+    which refuses a model whose decoder takes a class, as the scripts give none."""
     path = checkpoint_file(path)
     checkpoint = read_checkpoint(path, device)
     try:
@@ -82,6 +83,9 @@ def load_checkpoint(path, device="cpu"):
         raise InputError(f"{path}: {e}") from None
     except Exception as e:
         raise unreadable(path, e) from None
+    if drawn_by and model.class_input:
+        raise InputError(f"{path}: its decoder takes each galaxy's class (a model of docs/class_input_study.py), "
+                         f"which {drawn_by} does not give")
     return model.eval(), checkpoint
 
 

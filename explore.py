@@ -391,7 +391,7 @@ def main(argv=None):
         raise InputError("--sampler normal: N(0, I) knows no classes; choose gmm, vae2 or flow")
     path = checkpoint_file(args.checkpoint) if args.checkpoint else find_latest_checkpoint()
     device = pick_device(args.device)
-    model, checkpoint = load_checkpoint(path, device)
+    model, checkpoint = load_checkpoint(path, device, drawn_by="explore.py")
     galaxies = checkpoint_galaxies(checkpoint, progress=False)
     sky, _ = sky_choice(args.sky_noise, path, args.sampler, args.components)
     sky = draw_with_sky_noise(model, sky, galaxies)

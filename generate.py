@@ -193,7 +193,7 @@ def main(argv=None):
     device, progress = pick_device(args.device), not args.quiet
     torch.manual_seed(args.seed)  # a noisy decoder's noise too: one seed, one set of figures
     path = checkpoint_file(args.checkpoint) if args.checkpoint else find_latest_checkpoint()
-    model, checkpoint = load_checkpoint(path, device)
+    model, checkpoint = load_checkpoint(path, device, drawn_by="generate.py")
     out = Path(args.out) if args.out else path.parent
     for k in (args.interpolate or []) + ([] if args.target_class is None else [args.target_class]):
         check_class(k, tuple(checkpoint["config"]["classes"]))  # before the data is loaded: fail fast

@@ -2879,6 +2879,17 @@ def test_corrupt_and_incompatible_checkpoints_are_one_line(isolated, capsys, tmp
     torch.save(checkpoint, wrong_shape)
     for path in (corrupt, wrong_shape):
         assert f"{path}: not a readable galaxy-vae checkpoint" in main_error(capsys, "--checkpoint", str(path), "--samples", "4")
+    told_the_class = tmp_path / "class_input.pt"  # a model of docs/class_input_study.py, which the scripts cannot draw
+    checkpoint = torch.load(isolated.best, weights_only=True)
+    checkpoint["config"]["class_input"] = checkpoint["config"]["classes"]
+    checkpoint["model"] = model_module.build_model(checkpoint["config"]).state_dict()
+    torch.save(checkpoint, told_the_class)
+    message = f"{told_the_class}: its decoder takes each galaxy's class (a model of docs/class_input_study.py), which"
+    assert main_error(capsys, "--checkpoint", str(told_the_class), "--samples", "4").endswith(
+        f"error: {message} generate.py does not give")
+    assert bad_input(explore.main, "--checkpoint", told_the_class, capsys=capsys).endswith(
+        f"error: {message} explore.py does not give")
+    assert ckpt.load_checkpoint(told_the_class)[0].class_input == tuple(checkpoint["config"]["classes"])  # the study's
 
 
 # ================================================================================================
