@@ -173,6 +173,8 @@ def batch_losses(model, x, beta, recon_weight=None, l1_weight=0.0, precision="fp
         recon, mu, logvar = model(x, labels)
     recon = recon.float()
     losses = vae_loss(recon, x, mu.float(), logvar.float(), beta, recon_weight, l1_weight, recon_loss)
+    if getattr(model, "class_adversary", 0) and labels is not None:  # not in "total": the objective's (train_step)
+        losses["latent_ce"] = model.class_adversary_loss(mu.float(), labels)
     return losses | {"decoded": recon}
 
 
@@ -223,6 +225,8 @@ def train_step(model, x, optimizer, beta, recon_weight=None, l1_weight=0.0, prec
     zeroes the gradients in place (where a captured CUDA graph owns them: graphed_step.py)."""
     losses = batch_losses(model, x, beta, recon_weight, l1_weight, precision, recon_loss, labels)
     total, recon = losses["total"], losses["decoded"]
+    if "latent_ce" in losses:
+        total = total + model.class_adversary * losses["latent_ce"]
     if adversary is not None:
         disc = adversary["disc"]
         seen = turn_or_mirror_batch if adversary["augment"] else (lambda images: images)
@@ -266,6 +270,7 @@ def eager_step(model, optimizer, config):
 # What run_epoch reports (name, key in the loss dict), and the sums that must stay finite (what, key).
 METRICS = (("loss", "total"), ("ssim", "ssim"), ("l1", "l1"), ("kld", "kld"))
 ADVERSARIAL_METRICS = (("disc", "disc"), ("adv_weight", "adv_weight"))
+CLASS_ADVERSARY_METRICS = (("latent_ce", "latent_ce"),)  # the class model on mu: log 3 = 1.10 where it reads nothing
 GUARDED = (("loss", "objective"), ("discriminator loss", "disc_objective"))  # a NaN in D reaches the VAE next
 
 
@@ -276,7 +281,8 @@ def run_epoch(model, images, config, beta, optimizer=None, generator=None, desc=
     `step`, by default eager_step's; with config.augment, each galaxy turned or mirrored at random, drawn
     from `generator` after the shuffle, so a resumed epoch sees the same images), else measures in fp32.
     Returns the per-image means of loss (the VAE's, without the adversarial term), SSIM, L1 and KLD, and in
-    adversarial epochs of the discriminator's hinge loss and the adaptive weight. The sums stay on the device
+    adversarial epochs of the discriminator's hinge loss and the adaptive weight (with a class adversary and
+    labels, of its cross-entropy on mu). The sums stay on the device
     and are read once, at the end (a GPU step never waits for the host); a NaN or infinity in any step's
     objective then raises TrainingDiverged. labels (the images' classes) go to a decoder that takes a class."""
     training = optimizer is not None
@@ -285,7 +291,8 @@ def run_epoch(model, images, config, beta, optimizer=None, generator=None, desc=
     if training and step is None:
         step = eager_step(model, optimizer, config)
     order = torch.randperm(len(images), generator=generator) if training else torch.arange(len(images))
-    names = METRICS + (ADVERSARIAL_METRICS if adversary is not None else ())
+    names = METRICS + (ADVERSARIAL_METRICS if adversary is not None else ()) + (
+        CLASS_ADVERSARY_METRICS if getattr(model, "class_adversary", 0) and labels is not None else ())
     guarded = GUARDED if adversary is not None else GUARDED[:1]
     keys = [key for _, key in names] + [key for _, key in guarded]
     sums = torch.zeros(len(keys), device=device)

@@ -23,6 +23,8 @@ class ModelConfig:
     sky_noise: float = 0.0    # images drawn with this fraction of the training sky's noise (ConvVAE.decode)
     class_input: tuple = ()   # the classes the decoder is told (a conditional VAE, ConvVAE.decoder_input); (): none.
                               # Only docs/class_input_study.py trains one: measured, not adopted (docs/results.md)
+    class_adversary: float = 0.0  # weight of a class model on mu that the encoder learns to fool; needs
+                                  # class_input; 0: none (ConvVAE.class_adversary_loss; docs/class_input_study.py)
 
     @classmethod
     def from_dict(cls, d):
@@ -43,6 +45,9 @@ class ModelConfig:
         if not all(isinstance(k, int) and k >= 0 for k in self.class_input) or len(set(self.class_input)) < len(
                 self.class_input):
             raise InputError(f"class_input {self.class_input!r}: must be distinct class numbers (or none)")
+        check_value("class_adversary", self.class_adversary, lambda v: 0 <= v < float("inf"), ">= 0 (0: none)")
+        if self.class_adversary and not self.class_input:
+            raise InputError(f"class_adversary {self.class_adversary}: needs a decoder told the class (class_input)")
         return self
 
 
@@ -92,20 +97,36 @@ def upsampling_block(c_in, c_out, mode):
             nn.Conv2d(c_in, c_out, 3, padding=1)]
 
 
+class ReversedGradient(torch.autograd.Function):
+    """The identity forward, the gradient's negative backward (Ganin & Lempitsky 2015): a class model after it
+    learns to read the class from its input, while whatever made the input learns to hide it, in one step."""
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -grad
+
+
 class ConvVAE(nn.Module):
     def __init__(self, latent_dim=32, base_channels=32, n_layers=4, image_size=64, in_channels=3,
-                 upsample="transpose", res_blocks=0, decoder_noise=False, sky_noise=0.0, class_input=()):
+                 upsample="transpose", res_blocks=0, decoder_noise=False, sky_noise=0.0, class_input=(),
+                 class_adversary=0.0):
         super().__init__()
         if image_size % 2 ** n_layers or image_size // 2 ** n_layers < 1:
             raise ValueError(f"n_layers={n_layers} halves a {image_size}px image below one pixel")
         self.latent_dim, self.base_channels, self.n_layers = latent_dim, base_channels, n_layers
         self.image_size, self.in_channels = image_size, in_channels
         self.upsample, self.res_blocks, self.decoder_noise = upsample, res_blocks, decoder_noise
-        self.sky_noise, self.class_input = sky_noise, tuple(class_input)
+        self.sky_noise, self.class_input, self.class_adversary = sky_noise, tuple(class_input), class_adversary
         if class_input:  # class number -> its one-hot column (a buffer: it moves with the model)
             self.register_buffer("class_column", torch.full((max(class_input) + 1,), -1, dtype=torch.long),
                                  persistent=False)
             self.class_column[list(class_input)] = torch.arange(len(class_input))
+        if class_adversary:  # reads the class from mu: ConvVAE.class_adversary_loss
+            self.latent_classifier = nn.Sequential(nn.Linear(latent_dim, 256), nn.LeakyReLU(0.2), nn.Linear(256, 256),
+                                                   nn.LeakyReLU(0.2), nn.Linear(256, len(class_input)))
         if sky_noise:  # the training split's sky noise per band, set by train.py (morphology.band_sky_noise)
             self.register_buffer("sky_sigma", torch.zeros(1, in_channels, 1, 1))
         channels = [base_channels * 2 ** i for i in range(n_layers)]
@@ -158,8 +179,9 @@ class ConvVAE(nn.Module):
         if not self.class_input:
             return z
         if labels is None:
-            raise InputError(f"this model's decoder takes each galaxy's class (one of {', '.join(map(str, self.class_input))}), "
-                             "and none was given (a model of docs/class_input_study.py, which the scripts do not draw from)")
+            raise InputError(f"this model's decoder takes each galaxy's class (one of "
+                             f"{', '.join(map(str, self.class_input))}), and none was given (a model of "
+                             "docs/class_input_study.py, which the scripts do not draw from)")
         labels = torch.as_tensor(labels, device=z.device).long()
         if labels.ndim == 0:
             labels = labels.expand(len(z))
@@ -169,6 +191,14 @@ class ConvVAE(nn.Module):
             raise InputError(f"class {sorted(set(labels.tolist()) - set(self.class_input))}: this model's decoder "
                              f"knows classes {', '.join(map(str, self.class_input))}")
         return torch.cat([z, nn.functional.one_hot(column, len(self.class_input)).to(z.dtype)], 1)
+
+    def class_adversary_loss(self, mu, labels):
+        """The cross-entropy of the class model reading each galaxy's class from its mu, through a reversed
+        gradient: the class model learns to lower it and the encoder to raise it, so that the latent holds no
+        class and a decoder told the class must draw the one it is told (Lample et al. 2017, Fader networks).
+        The step adds class_adversary times it to the objective (losses.train_step)."""
+        columns = self.class_column[torch.as_tensor(labels, device=mu.device).long()]
+        return nn.functional.cross_entropy(self.latent_classifier(ReversedGradient.apply(mu)), columns)
 
     def decode(self, z, labels=None):
         """The decoder's image (of class `labels` for a model with class_input); in eval mode with sky_noise F,
@@ -213,7 +243,8 @@ def build_model(config, device="cpu"):
     config.check()
     return ConvVAE(config.latent, config.base_channels, config.layers, upsample=config.upsample,
                    res_blocks=config.res_blocks, decoder_noise=config.decoder_noise,
-                   sky_noise=config.sky_noise, class_input=config.class_input).to(device, memory_format=torch.channels_last)
+                   sky_noise=config.sky_noise, class_input=config.class_input,
+                   class_adversary=config.class_adversary).to(device, memory_format=torch.channels_last)
 
 
 # ---------------------------------------------------------------- latents in and out

@@ -948,6 +948,32 @@ def test_a_decoder_told_the_class_draws_each_latent_as_its_own_class_and_refuses
     assert torch.equal(model_module.decode_latents(plain, z, labels=2), model_module.decode_latents(plain, z))
 
 
+def test_the_class_adversary_learns_to_read_the_class_from_mu_while_the_encoder_learns_to_hide_it():
+    config = model_module.ModelConfig(latent=4, base_channels=4, layers=2, class_input=(2, 6, 9), class_adversary=5.0)
+    vae = model_module.build_model(config)
+    x, labels = torch.rand(6, 3, 64, 64), torch.tensor([2, 6, 9, 9, 6, 2])
+    columns = torch.tensor([0, 1, 2, 2, 1, 0])
+
+    def gradients(loss):
+        vae.zero_grad()
+        loss.backward()
+        return vae.to_mu.weight.grad.clone(), vae.latent_classifier[0].weight.grad.clone()
+
+    reversed_encoder, reversed_classifier = gradients(vae.class_adversary_loss(vae.encode(x)[0], labels))
+    plain_encoder, plain_classifier = gradients(
+        torch.nn.functional.cross_entropy(vae.latent_classifier(vae.encode(x)[0]), columns))
+    assert torch.allclose(reversed_classifier, plain_classifier)  # the class model descends on its cross-entropy
+    assert torch.allclose(reversed_encoder, -plain_encoder) and plain_encoder.abs().sum() > 0  # the encoder ascends
+    # the step adds W x the cross-entropy to what it steps on, not to the loss it reports (which picks best.pt)
+    torch.manual_seed(0)
+    step = losses.train_step(vae, x, torch.optim.Adam(vae.parameters()), 1.0, labels=labels)
+    assert step["objective"].item() == pytest.approx(step["total"].item() + 5.0 * step["latent_ce"].item(), rel=1e-6)
+    for bad, message in (({"class_adversary": 1.0}, "needs a decoder told the class"),
+                         ({"class_adversary": -1.0, "class_input": (2,)}, "--class-adversary -1.0: must be >= 0")):
+        with pytest.raises(InputError, match=message):
+            model_module.ModelConfig(**bad).check()
+
+
 def test_interpolation_has_exact_endpoints_and_even_steps():
     z_a, z_b = torch.randn(5), torch.randn(5)
     path = model_module.interpolate_latents(z_a, z_b)
@@ -1179,6 +1205,9 @@ def test_the_training_loop_gives_a_decoder_told_the_class_each_galaxys_own_class
 
     assert loss(y) == pytest.approx(loss_of_whole_set(y), rel=1e-5)
     assert loss(y.roll(1)) != pytest.approx(loss(y), rel=1e-5)  # the class reaches the decoder
+    adversary = tiny_config(tmp_path / "adversary", class_input=classes, class_adversary=1.0, epochs=1)
+    history = train.train(adversary, galaxies=tiny_galaxies, progress=False)["history"]
+    assert 0 < history[0]["train_latent_ce"] < 5 and 0 < history[0]["val_latent_ce"] < 5  # log 3 = 1.1: none read
 
 
 def test_training_writes_run_folder_and_loadable_checkpoints(tmp_path, tiny_galaxies):

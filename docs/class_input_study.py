@@ -1,5 +1,6 @@
 """A decoder told the class (a conditional VAE) instead of a class filter, on the validation split:
-`python docs/class_input_study.py --seed S` (from the project's folder; gz1_sdss_sample beside it).
+`python docs/class_input_study.py --seed S [--class-adversary W] [--leakage-only]` (from the project's folder;
+gz1_sdss_sample beside it).
 
 The joint model draws a class from a mixture fitted to that class's latents and keeps the draws its class model is
 sure of; that filter costs round galaxies the tails of their colour and profile, and every draw kept costs the
@@ -12,8 +13,15 @@ draw") and those the class model is sure of ("p>=0.9"), each with 0 and with 1 d
 trip decodes as the class too); the FID of 42 a class against the real validation galaxies (N = 126), the
 real-galaxy judge's ratio on the 126, statmorph's W1 / floor on the 42 (--evaluate's measure) and the copying
 statistic Z_U of each class's draws against its training latents, all as docs/class_filter_study.py and
-docs/per_class_models_study.py measure theirs. One JSON line per way and number of steps, after one line of the
-judge's class shares of each class's draws decoded as each class (whether the class given steers the decoder)."""
+docs/per_class_models_study.py measure theirs. The first JSON line says how much class the latent holds (the
+samplers' class model fitted to the training means, its accuracy on the validation means; --leakage-only stops
+there), the next the judge's class shares of each class's draws decoded as each class (whether the class given
+steers the decoder), then one per way and number of steps.
+
+The class input alone left the class in the latent, where the decoder reads it (docs/results.md). With
+--class-adversary W the model also holds a class model on mu that the encoder learns to fool through a reversed
+gradient, W times its cross-entropy added to the step's objective (model.ConvVAE.class_adversary_loss; Lample et
+al. 2017's Fader networks), in runs/classinput_sS_advW."""
 import argparse
 import json
 import sys
@@ -30,35 +38,56 @@ from evaluation import copying_z, morphology_report, nearest_distances  # noqa: 
 from judge import classify  # noqa: E402
 from model import decode_latents, encode_means, encode_posteriors, refine_latents  # noqa: E402
 from per_class_models_study import ValidationMeasure  # noqa: E402 (beside this script)
-from samplers import CLASS_CONFIDENCE, fit_sampler  # noqa: E402
+from samplers import CLASS_CONFIDENCE, fit_sampler, latent_class_model, one_blas_thread  # noqa: E402
 from train import config_of, parse_args, train  # noqa: E402
 
 DATA = "../shared/reference/gz1_sdss_sample"
 STEPS = (0, 1)
 
 
-def train_class_input(seed):
+def train_class_input(seed, class_adversary=0.0):
     """(the galaxies, the model's folder), trained where missing."""
     config = config_of(parse_args(["--preset", "vaegan-cpu", "--data", DATA, "--seed", str(seed)]))
-    config = replace(config, class_input=config.classes, out=f"runs/classinput_s{seed}")
+    out = f"runs/classinput_s{seed}" + (f"_adv{class_adversary:g}" if class_adversary else "")
+    config = replace(config, class_input=config.classes, class_adversary=class_adversary, out=out)
     galaxies = load_galaxies(config.data, config.classes, config.max_per_class, seed=config.seed, progress=False)
     if not (Path(config.out) / "best.pt").exists():
         train(config, galaxies=galaxies, progress=False)
     return galaxies, Path(config.out)
 
 
+def latent_class_accuracy(train_mu, train_y, val_mu, val_y):
+    """How much class the latent holds: the accuracy on the validation means of the class model the samplers
+    filter with (samplers.latent_class_model), fitted to the training means. A third where it reads nothing."""
+    import warnings
+    from sklearn.exceptions import ConvergenceWarning
+    with warnings.catch_warnings(), one_blas_thread():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fitted = latent_class_model().fit(train_mu.double().numpy(), train_y.numpy())
+        return round(float((fitted.predict(val_mu.double().numpy()) == val_y.numpy()).mean()), 3)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seed", type=int, default=0, help="the model's training seed (draws and judge: seed 0)")
+    p.add_argument("--class-adversary", type=float, default=0.0, metavar="W",
+                   help="weight of the class model on mu that the encoder learns to fool (0: none)")
     p.add_argument("--train-only", action="store_true", help="train the model where missing, measure nothing")
+    p.add_argument("--leakage-only", action="store_true", help="measure only how much class the latent holds")
     args = p.parse_args()
-    galaxies, folder = train_class_input(args.seed)
+    galaxies, folder = train_class_input(args.seed, args.class_adversary)
     if args.train_only:
+        return
+    model, checkpoint = load_checkpoint(folder / "best.pt", "cpu")
+    mu, sigma = encode_posteriors(model, galaxies.train_x)
+    leakage = latent_class_accuracy(mu, galaxies.train_y, encode_means(model, galaxies.val_x), galaxies.val_y)
+    print(json.dumps({"seed": args.seed, "class_adversary": args.class_adversary, "epoch": checkpoint["epoch"],
+                      "val_ssim": round(checkpoint["history"][checkpoint["epoch"] - 1]["val_ssim"], 4),
+                      "latent_class_accuracy": leakage}), flush=True)
+    if args.leakage_only:
         return
     measure = ValidationMeasure(galaxies)
     classes, counts, held = measure.classes, measure.counts, measure.held
-    model = load_checkpoint(folder / "best.pt", "cpu")[0]
-    mu, sigma = encode_posteriors(model, galaxies.train_x)
     sampler = fit_sampler("gmm", mu, galaxies.train_y.numpy(), 0, confidence=CLASS_CONFIDENCE, spreads=sigma)
     ways = {"every draw": lambda k: sampler._sample(126, 0, k),  # the same mixture, unfiltered
             f"p>={CLASS_CONFIDENCE:g}": lambda k: sampler.sample(126, 0, label=k)}
