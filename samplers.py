@@ -87,6 +87,15 @@ def latent_class_model():
     return MLPClassifier((64,), alpha=1.0, max_iter=500, random_state=0)
 
 
+def fit_latent_class_model(latents, labels):
+    """latent_class_model fitted to (latents, labels) in float64 on one BLAS thread, quietly: it is judged by its
+    validation log-loss, not by whether Adam's last steps converged."""
+    from sklearn.exceptions import ConvergenceWarning
+    with warnings.catch_warnings(), one_blas_thread():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return latent_class_model().fit(np.asarray(latents, np.float64), labels)
+
+
 def one_blas_thread():
     """A context in which numpy's BLAS and OpenMP run one thread: scikit-learn's mixture and MLP multiply matrices of
     32-128 columns, where a second thread costs more than it gives (the embedded set's mixture fit: 4.2 s on 2
@@ -139,11 +148,7 @@ class Sampler:
         every draw."""
         self.confidence = confidence
         if confidence > 0 and len(self.classes) > 1:
-            from sklearn.exceptions import ConvergenceWarning
-            # judged by its validation log-loss, not by Adam's last steps
-            with warnings.catch_warnings(), one_blas_thread():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                self.latent_classifier = latent_class_model().fit(np.asarray(latents, np.float64), labels)
+            self.latent_classifier = fit_latent_class_model(latents, labels)
 
     def _sample_kept(self, n, seed, label):
         if self.latent_classifier is None or label is None:

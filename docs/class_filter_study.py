@@ -35,21 +35,18 @@ from evaluation import judge_accuracy, morphology_report, real_activations  # no
 from judge import classify, load_or_train_classifier  # noqa: E402
 from model import decode_latents, encode_posteriors, refine_latents, standard_normal_latents  # noqa: E402
 from morphology_stages_study import print_mean_table, ratios, validation_sets  # noqa: E402 (beside this script)
-from samplers import CLASS_CONFIDENCE, KEEP_ROUNDS, fit_sampler, latent_class_model, one_blas_thread  # noqa: E402
+from samplers import CLASS_CONFIDENCE, KEEP_ROUNDS, fit_latent_class_model, fit_sampler, one_blas_thread  # noqa: E402
 
 
 def held_out_scores(mu, sigma, labels, seed, folds=5):
     """Each training galaxy's class-model probabilities (n x classes) from a class model fitted to the other
     folds' means, scored on one posterior draw of the galaxy."""
-    import warnings
-    from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import StratifiedKFold
     z = (mu + sigma * standard_normal_latents(len(mu), mu.shape[1], seed + 5)).double().numpy()
     means, scores = mu.double().numpy(), np.zeros((len(mu), len(np.unique(labels))))
-    with warnings.catch_warnings(), one_blas_thread():
-        warnings.simplefilter("ignore", ConvergenceWarning)
+    with one_blas_thread():
         for fit_rows, score_rows in StratifiedKFold(folds, shuffle=True, random_state=seed).split(means, labels):
-            scores[score_rows] = latent_class_model().fit(means[fit_rows], labels[fit_rows]).predict_proba(z[score_rows])
+            scores[score_rows] = fit_latent_class_model(means[fit_rows], labels[fit_rows]).predict_proba(z[score_rows])
     return scores
 
 

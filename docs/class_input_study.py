@@ -38,7 +38,7 @@ from evaluation import copying_z, morphology_report, nearest_distances  # noqa: 
 from judge import classify  # noqa: E402
 from model import decode_latents, encode_means, encode_posteriors, refine_latents  # noqa: E402
 from per_class_models_study import ValidationMeasure  # noqa: E402 (beside this script)
-from samplers import CLASS_CONFIDENCE, fit_sampler, latent_class_model, one_blas_thread  # noqa: E402
+from samplers import CLASS_CONFIDENCE, fit_latent_class_model, fit_sampler, one_blas_thread  # noqa: E402
 from train import config_of, parse_args, train  # noqa: E402
 
 DATA = "../shared/reference/gz1_sdss_sample"
@@ -58,12 +58,9 @@ def train_class_input(seed, class_adversary=0.0):
 
 def latent_class_accuracy(train_mu, train_y, val_mu, val_y):
     """How much class the latent holds: the accuracy on the validation means of the class model the samplers
-    filter with (samplers.latent_class_model), fitted to the training means. A third where it reads nothing."""
-    import warnings
-    from sklearn.exceptions import ConvergenceWarning
-    with warnings.catch_warnings(), one_blas_thread():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        fitted = latent_class_model().fit(train_mu.double().numpy(), train_y.numpy())
+    filter with (samplers.fit_latent_class_model), fitted to the training means. A third where it reads nothing."""
+    fitted = fit_latent_class_model(train_mu.double().numpy(), train_y.numpy())
+    with one_blas_thread():
         return round(float((fitted.predict(val_mu.double().numpy()) == val_y.numpy()).mean()), 3)
 
 
@@ -93,12 +90,14 @@ def main():
             f"p>={CLASS_CONFIDENCE:g}": lambda k: sampler.sample(126, 0, label=k)}
     with forked_rng(torch.device("cpu"), 0):
         recon = {k: decode_latents(model, encode_means(model, x), labels=k) for k, x in held.items()}
-    images, copying = {}, {}
+    images, copying, every = {}, {}, {}
     for k in classes:
         training = mu[galaxies.train_y == k]
         held_out = nearest_distances(encode_means(model, held[k]), training)
         for way, draw in ways.items():
             z = draw(k)
+            if way == "every draw":
+                every[k] = z
             for steps in STEPS:
                 with forked_rng(torch.device("cpu"), 0):
                     images.setdefault((way, steps), {})[k] = decode_latents(
@@ -107,10 +106,9 @@ def main():
                 copying.setdefault((way, steps), {})[k] = round(copying_z(drawn, held_out), 2)
     told = {}  # does the class given steer the decoder, or does the latent's own class win?
     for k in classes:
-        z = sampler._sample(126, 0, k)
         for j in classes:
             with forked_rng(torch.device("cpu"), 0):
-                judged = classify(measure.judge, decode_latents(model, z, labels=j), classes)
+                judged = classify(measure.judge, decode_latents(model, every[k], labels=j), classes)
             told[f"{k} told {j}"] = {c: round((judged == c).float().mean().item(), 3) for c in classes}
     print(json.dumps({"seed": args.seed, "way": "every draw of class k decoded as class j: the judge's shares",
                       "told": told}), flush=True)
